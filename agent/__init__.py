@@ -1,0 +1,1 @@
+"""feedback-agent: classification, replies, root causes, analytics, reports and the HTTP service."""

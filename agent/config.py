@@ -1,0 +1,115 @@
+"""Settings: CLI flag > environment variable (FEEDBACK_AGENT_*) > config file > default.
+
+The config file is ``$FEEDBACK_AGENT_HOME/config.toml``. Settings are resolved inside commands
+(never at import), passed down as one object, and never re-read by library code.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from agent.errors import ConfigError
+from retrieval.records import get_zone
+
+ENV_PREFIX = "FEEDBACK_AGENT_"
+DEFAULT_HOME = Path(".feedback-agent")
+
+
+class Settings(BaseSettings):
+    """Resolved configuration of one command run."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    home: Path = Field(DEFAULT_HOME, description="Data directory (store, mirror, rejects, config.toml).")
+    chroma_url: str | None = Field(None, description="Chroma server URL; unset = embedded store in home.")
+    db_url: str | None = Field(None, description="SQLAlchemy URL of the mirror; unset = SQLite in home.")
+    timezone: str = Field("Asia/Shanghai", description="Zone given to timestamps without one.")
+    taxonomy: Path | None = Field(None, description="Taxonomy file; unset = the shipped default.")
+    embedding: Literal["hash", "openai"] = Field("hash", description="hash (local) or openai (endpoint).")
+    embedding_dim: int = Field(256, ge=32, le=4096, description="Buckets of the local hash embedding.")
+    embedding_model: str = Field("text-embedding-3-small", description="Model of the embeddings endpoint.")
+    embedding_base_url: str | None = Field(None, description="Base URL of the embeddings endpoint.")
+    debug: bool = Field(False, description="Show tracebacks instead of one-line errors.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        get_zone(value)
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Flags (init kwargs) > env > config.toml > defaults."""
+        return init_settings, env_settings, _TomlSource(settings_cls)
+
+
+def _home_from(flags: dict[str, Any]) -> Path:
+    return Path(flags.get("home") or os.environ.get(ENV_PREFIX + "HOME") or DEFAULT_HOME)
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """``config.toml`` in the home directory; the home itself is never read from it."""
+
+    home: Path = DEFAULT_HOME
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return {k: v for k, v in read_config_file(self.home).items() if k != "home"}
+
+
+def read_config_file(home: Path) -> dict[str, Any]:
+    """The home's config.toml as a dict ({} when absent)."""
+    path = home / "config.toml"
+    if not path.exists():
+        return {}
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+    return {k.replace("-", "_"): v for k, v in data.items()}
+
+
+def load_settings(**flags: Any) -> Settings:
+    """Resolve settings from CLI flags (None = not given), env and the config file."""
+    given = {k: v for k, v in flags.items() if v is not None}
+    _TomlSource.home = _home_from(given)
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = ".".join(str(x) for x in err["loc"])
+        raise ConfigError(f"invalid setting {name} ({ENV_PREFIX}{name.upper()}): {err['msg']}") from None
+
+
+def describe_settings(settings: Settings, flags: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each setting's value and where it came from (flag, env, file or default)."""
+    file_values = read_config_file(settings.home)
+    out: dict[str, dict[str, Any]] = {}
+    for name in Settings.model_fields:
+        if flags.get(name) is not None:
+            source = "flag"
+        elif ENV_PREFIX + name.upper() in os.environ:
+            source = "env"
+        elif name in file_values and name != "home":
+            source = "file"
+        else:
+            source = "default"
+        value = getattr(settings, name)
+        out[name] = {"value": str(value) if isinstance(value, Path) else value, "source": source}
+    return out

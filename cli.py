@@ -1,0 +1,354 @@
+"""feedback-agent command line: parse arguments, call agent/ and retrieval/, print results.
+
+Every command that produces data takes ``--json``: stdout then carries exactly one JSON document
+and everything else (progress, notes) goes to stderr. Exit codes: 0 ok, 1 runtime or input error
+(one line on stderr, no traceback), 2 usage error.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from agent.config import Settings, describe_settings, load_settings
+from agent.errors import USER_ERRORS, ConfigError
+from agent.runtime import open_store, taxonomy_of, zone_of
+from retrieval.ingest import IngestSummary, ingest_file
+from retrieval.readers import parse_map_options
+from retrieval.records import parse_datetime
+from retrieval.sample_data import SAMPLE_AS_OF, SAMPLE_DIR
+from retrieval.search import Hit, Searcher, SearchFilters
+from retrieval.store import Kind
+
+app = typer.Typer(
+    name="feedback-agent",
+    help="Customer-feedback agent: ingest, search, classify, reply, answer and report.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Show the resolved configuration.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True)
+
+HomeOpt = Annotated[Path | None, typer.Option("--home", help="Data directory [env FEEDBACK_AGENT_HOME].")]
+ChromaOpt = Annotated[str | None, typer.Option("--chroma-url", help="Chroma server URL [env FEEDBACK_AGENT_CHROMA_URL].")]
+DbOpt = Annotated[str | None, typer.Option("--db-url", help="SQLAlchemy URL of the mirror [env FEEDBACK_AGENT_DB_URL].")]
+TaxOpt = Annotated[Path | None, typer.Option("--taxonomy", help="Taxonomy file [env FEEDBACK_AGENT_TAXONOMY].")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+
+
+
+
+@contextmanager
+def _user_errors(settings: Settings | None = None) -> Iterator[None]:
+    """Turn library errors into one line on stderr and exit code 1."""
+    try:
+        yield
+    except USER_ERRORS as exc:
+        if settings is not None and settings.debug:
+            raise
+        err.print(f"[red]error:[/red] {exc}", highlight=False, markup=True)
+        raise typer.Exit(code=1) from None
+
+
+def _settings(**flags: Any) -> Settings:
+    with _user_errors():
+        return load_settings(**flags)
+
+
+def _emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
+
+
+def _parse_when(value: str, settings: Settings, *, end_of_day: bool, option: str) -> datetime:
+    zone = zone_of(settings)
+    try:
+        if len(value.strip()) == 10:  # a date: the whole day
+            day = date.fromisoformat(value.strip())
+            return datetime.combine(day, time.max if end_of_day else time.min, tzinfo=zone)
+        return parse_datetime(value, zone)
+    except ValueError as exc:
+        raise typer.BadParameter(f"{value!r} is not a date ({exc})", param_hint=option) from None
+
+
+def _window(
+    settings: Settings, days: int | None, since: str | None, until: str | None, as_of: str | None
+) -> tuple[datetime | None, datetime | None, datetime]:
+    now = _parse_when(as_of, settings, end_of_day=True, option="--as-of") if as_of else datetime.now(UTC)
+    if days is not None and (since or until):
+        raise typer.BadParameter("use either --days or --since/--until", param_hint="--days")
+    if days is not None:
+        if days < 1:
+            raise typer.BadParameter("must be at least 1", param_hint="--days")
+        return now - timedelta(days=days), now, now
+    lo = _parse_when(since, settings, end_of_day=False, option="--since") if since else None
+    hi = _parse_when(until, settings, end_of_day=True, option="--until") if until else None
+    if lo and hi and lo > hi:
+        raise typer.BadParameter("--since is after --until", param_hint="--since")
+    return lo, hi, now
+
+
+def _progress(enabled: bool, unit_bytes: bool) -> Progress:
+    cols: list[Any] = [TextColumn("[bold]{task.description}"), BarColumn()]
+    cols.append(DownloadColumn() if unit_bytes else MofNCompleteColumn())
+    cols.append(TimeRemainingColumn())
+    return Progress(*cols, console=err, disable=not enabled, transient=False)
+
+
+def _run_ingest(settings: Settings, path: Path, kind: Kind, maps: list[str], show_progress: bool, batch_size: int) -> IngestSummary:
+    store = open_store(settings)
+    try:
+        mapping = parse_map_options(maps, kind)
+        taxonomy = taxonomy_of(settings)
+        is_xlsx = path.suffix.lower() in (".xlsx", ".xlsm")
+        with _progress(show_progress, unit_bytes=not is_xlsx) as bar:
+            task = bar.add_task(f"ingest {path.name}", total=None)
+
+            def on_progress(pos: int, total: int) -> None:
+                bar.update(task, completed=pos, total=total or None)
+
+            return ingest_file(
+                store, path, kind=kind, mapping=mapping, taxonomy=taxonomy, zone=zone_of(settings),
+                now=datetime.now(UTC), batch_size=batch_size, progress=on_progress,
+            )  # fmt: skip
+    finally:
+        store.close()
+
+
+def _print_summary(summary: IngestSummary) -> None:
+    table = Table(title=f"ingest {Path(summary.path).name} ({summary.kind}, {summary.format}"
+                        + (f", {summary.encoding}" if summary.encoding else "") + ")")  # fmt: skip
+    for name in ("read", "added", "updated", "unchanged", "rejected"):
+        table.add_column(name, justify="right")
+    table.add_row(*(str(getattr(summary, n)) for n in ("read", "added", "updated", "unchanged", "rejected")))
+    out.print(table)
+    if summary.rejects_path:
+        out.print(f"rejected rows and reasons: {summary.rejects_path}", highlight=False)
+
+
+@app.command()
+def ingest(
+    path: Annotated[Path, typer.Argument(help="CSV/TSV (UTF-8, UTF-8-BOM, GBK/GB18030), JSONL or XLSX file.")],
+    kind: Annotated[str, typer.Option("--kind", help="feedback or resolution.")] = "feedback",
+    map_: Annotated[list[str] | None, typer.Option("--map", help="field=Header, repeatable (e.g. text=评价内容).")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=50_000, help="Rows per committed batch.")] = 1000,
+    json_: JsonOpt = False,
+    home: HomeOpt = None,
+    chroma_url: ChromaOpt = None,
+    db_url: DbOpt = None,
+    taxonomy: TaxOpt = None,
+) -> None:
+    """Load feedback or resolution records; bad rows go to a rejects file with reasons."""
+    settings = _settings(home=home, chroma_url=chroma_url, db_url=db_url, taxonomy=taxonomy)
+    if kind not in ("feedback", "resolution"):
+        raise typer.BadParameter("use feedback or resolution", param_hint="--kind")
+    with _user_errors(settings):
+        summary = _run_ingest(settings, path, kind, map_ or [], not json_, batch_size)  # type: ignore[arg-type]
+    if json_:
+        _emit_json(summary.model_dump(include={"read", "added", "updated", "unchanged", "rejected",
+                                               "rejects_path", "path", "kind", "format", "encoding", "seconds"}))  # fmt: skip
+    else:
+        _print_summary(summary)
+
+
+def _hit_json(hit: Hit) -> dict[str, Any]:
+    return hit.model_dump(mode="json")
+
+
+def _print_hits(title: str, hits: list[Hit]) -> None:
+    out.print(f"[bold]{title}[/bold]", highlight=False)
+    if not hits:
+        out.print("  no matching records", style="yellow")
+    for n, h in enumerate(hits, start=1):
+        r = h.record
+        when = (r.get("created_at") or r.get("resolved_at") or "")[:16].replace("T", " ")
+        facets = " · ".join(str(v) for v in (r.get("category"), r.get("product"), r.get("carrier"), r.get("channel")) if v)
+        out.print(f"  {n}. [cyan]{h.id}[/cyan]  {when}  {facets}  [dim]score {h.score:.3f} ({'+'.join(h.matched_by)})[/dim]",
+                  highlight=False)  # fmt: skip
+        out.print(f"     {_short(h.text, 120)}", highlight=False)
+        if h.resolutions:
+            res = h.resolutions[0]
+            comp = f"; {res['compensation']}" if res.get("compensation") else ""
+            out.print(f"     [green]↳ {res['outcome']}: {_short(res['action'], 80)}{comp}[/green]", highlight=False)
+        elif h.feedback:
+            out.print(f"     [green]↳ for {h.feedback['id']}: {_short(h.feedback['text'], 80)}[/green]", highlight=False)
+    out.print()
+
+
+def _short(s: str, n: int) -> str:
+    s = " ".join(s.split())
+    return s if len(s) <= n else s[: n - 1] + "…"
+
+
+@app.command()
+def similar(
+    text: Annotated[str, typer.Argument(help="Text to find similar cases for (any language; order numbers match exactly).")],
+    k: Annotated[int, typer.Option("-k", "--top", min=1, max=200, help="Number of results.")] = 5,
+    days: Annotated[int | None, typer.Option("--days", help="Only the last N days before --as-of.")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="From this date (YYYY-MM-DD or a timestamp).")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="Up to this date, inclusive.")] = None,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Reference time for --days (default: now).")] = None,
+    category: Annotated[str | None, typer.Option("--category", help="Category id (or its Chinese/English name).")] = None,
+    channel: Annotated[str | None, typer.Option("--channel")] = None,
+    product: Annotated[str | None, typer.Option("--product")] = None,
+    carrier: Annotated[str | None, typer.Option("--carrier")] = None,
+    kind: Annotated[str, typer.Option("--kind", help="feedback or resolution.")] = "feedback",
+    json_: JsonOpt = False,
+    home: HomeOpt = None,
+    chroma_url: ChromaOpt = None,
+    db_url: DbOpt = None,
+    taxonomy: TaxOpt = None,
+) -> None:
+    """Find similar past cases (hybrid vector + keyword search) with their resolutions."""
+    settings = _settings(home=home, chroma_url=chroma_url, db_url=db_url, taxonomy=taxonomy)
+    if kind not in ("feedback", "resolution"):
+        raise typer.BadParameter("use feedback or resolution", param_hint="--kind")
+    if not text.strip():
+        raise typer.BadParameter("the search text is empty", param_hint="TEXT")
+    lo, hi, _ = _window(settings, days, since, until, as_of)
+    with _user_errors(settings):
+        if category is not None:
+            norm = taxonomy_of(settings).normalize("categories", category)
+            if norm is None:
+                raise ConfigError(f"category {category!r} is not in the taxonomy; ids: "
+                                  + ", ".join(taxonomy_of(settings).category_ids()[:30]))  # fmt: skip
+            category = norm
+        store = open_store(settings)
+        try:
+            filters = SearchFilters(since=lo, until=hi, category=category, channel=channel,
+                                    product=product, carrier=carrier)  # fmt: skip
+            hits = Searcher(store).search(text, k=k, kind=kind, filters=filters)  # type: ignore[arg-type]
+        finally:
+            store.close()
+    if json_:
+        _emit_json({"query": text, "kind": kind, "filters": filters.model_dump(mode="json", exclude_none=True),
+                    "hits": [_hit_json(h) for h in hits]})  # fmt: skip
+    else:
+        _print_hits(f"similar to: {_short(text, 60)}", hits)
+
+
+@app.command()
+def status(json_: JsonOpt = False, home: HomeOpt = None, chroma_url: ChromaOpt = None, db_url: DbOpt = None) -> None:
+    """Record counts in the SQL mirror and in Chroma."""
+    settings = _settings(home=home, chroma_url=chroma_url, db_url=db_url)
+    with _user_errors(settings):
+        store = open_store(settings)
+        try:
+            data = {
+                "home": str(settings.home),
+                "embedding": store.embedder.label,
+                "feedback": store.count("feedback"),
+                "resolutions": store.count("resolution"),
+                "chroma_feedback": store.chroma_count("feedback"),
+                "chroma_resolutions": store.chroma_count("resolution"),
+            }
+        finally:
+            store.close()
+    if json_:
+        _emit_json(data)
+    else:
+        for key, value in data.items():
+            out.print(f"{key:20} {value}", highlight=False)
+
+
+@config_app.command("show")
+def config_show(json_: JsonOpt = False, home: HomeOpt = None) -> None:
+    """Print each setting, its value and where it came from (flag, env, file, default)."""
+    settings = _settings(home=home)
+    described = describe_settings(settings, {"home": home})
+    if json_:
+        _emit_json(described)
+        return
+    table = Table(title="configuration")
+    for col in ("setting", "env var", "value", "source"):
+        table.add_column(col)
+    for name, info in described.items():
+        table.add_row(name, f"FEEDBACK_AGENT_{name.upper()}", str(info["value"]), info["source"])
+    out.print(table)
+
+
+DEMO_QUERIES: list[tuple[str, dict[str, Any]]] = [
+    ("快递一个星期了还没到，物流信息一直不更新", {}),
+    ("The box arrived crushed and the mug inside was cracked", {}),
+    ("保温杯漏水", {"days": 7, "product": "智能保温杯 Pro"}),
+    ("优惠券用不了", {"category": "price_promotion", "days": 30}),
+]
+
+
+@app.command()
+def demo(json_: JsonOpt = False, home: HomeOpt = None) -> None:
+    """Load the bundled sample into a fresh demo home and show what the agent can do."""
+    settings = _settings(home=home)
+    demo_home = settings.home / "demo"
+    marker = demo_home / ".feedback-agent-demo"
+    if demo_home.exists():
+        if not marker.exists():
+            with _user_errors():
+                raise ConfigError(f"{demo_home} exists and is not a demo home; remove it or pick another --home")
+        shutil.rmtree(demo_home)
+    demo_home.mkdir(parents=True)
+    marker.write_text("created by `feedback-agent demo`; safe to delete\n")
+    dsettings = settings.model_copy(update={"home": demo_home, "chroma_url": None, "db_url": None})
+    report: dict[str, Any] = {"home": str(demo_home), "as_of": SAMPLE_AS_OF.isoformat(), "ingest": [], "searches": []}
+    if not json_:
+        out.rule("[bold]feedback-agent demo[/bold]")
+        out.print(f"sample data: {SAMPLE_DIR} (as of {SAMPLE_AS_OF.date()}); home: {demo_home}", highlight=False)
+        out.print("LLM: none configured, so every step below runs on the no-LLM path.", style="dim")
+    with _user_errors(dsettings):
+        for name, kind in (("feedback.csv", "feedback"), ("resolutions.csv", "resolution")):
+            summary = _run_ingest(dsettings, SAMPLE_DIR / name, kind, [], not json_, 1000)  # type: ignore[arg-type]
+            report["ingest"].append(summary.model_dump())
+            if not json_:
+                _print_summary(summary)
+        store = open_store(dsettings)
+        try:
+            searcher = Searcher(store)
+            for query, opts in DEMO_QUERIES:
+                days = opts.get("days")
+                filters = SearchFilters(
+                    since=SAMPLE_AS_OF - timedelta(days=days) if days else None,
+                    until=SAMPLE_AS_OF if days else None,
+                    product=opts.get("product"), category=opts.get("category"),
+                )  # fmt: skip
+                hits = searcher.search(query, k=3, filters=filters)
+                label = query + "".join(f"  --{k} {v}" for k, v in opts.items())
+                report["searches"].append({"query": query, "options": opts, "hits": [_hit_json(h) for h in hits]})
+                if not json_:
+                    _print_hits(f"similar {label}", hits)
+            order = store.records("feedback", [report["searches"][0]["hits"][0]["id"]]) if report["searches"][0]["hits"] else {}
+            order_id = next((r["order_id"] for r in order.values() if r.get("order_id")), None)
+            if order_id:
+                hits = searcher.search(f"订单 {order_id} 怎么样了", k=1)
+                report["searches"].append({"query": f"订单 {order_id} 怎么样了", "options": {}, "hits": [_hit_json(h) for h in hits]})
+                if not json_:
+                    _print_hits(f"similar 订单 {order_id} 怎么样了  (exact order number)", hits)
+        finally:
+            store.close()
+    if json_:
+        _emit_json(report)
+    else:
+        out.print(f"\nTry it yourself: feedback-agent similar \"退款还没到账\" --home {demo_home} --days 14 --as-of {SAMPLE_AS_OF.date()}",
+                  highlight=False)  # fmt: skip
+
+
+def main() -> None:
+    """Console entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Eval harness, benchmarks and small bundled datasets."""

@@ -1,0 +1,241 @@
+"""Hybrid similar-case search: vectors (Chroma) + keywords (FTS5 bm25), fused by reciprocal rank.
+
+Filters are resolved in the SQL mirror, never by Chroma's ``where`` (30-190 ms at 50k records):
+
+* no filter: one ANN query to Chroma;
+* a narrow filter (at most ``EXACT_MAX`` candidates): the candidates' stored vectors are scored
+  exactly with numpy, and the keyword query is restricted to the same ids;
+* a broad filter: Chroma and FTS are asked for more results than needed, in proportion to the
+  filter's selectivity, and the answers are checked against the mirror; the request widens until
+  enough pass or the whole collection has been seen, so results are never silently short.
+
+Order numbers, SKUs and record ids typed in the query are looked up exactly and ranked first.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import or_, select
+from sqlalchemy.sql import Select
+
+from retrieval.store import TABLES, Kind, Store, feedback_table, resolution_table
+from retrieval.text import embed, identifiers, tokenize
+
+EXACT_MAX = 4000
+RRF_K = 60
+
+
+class SearchFilters(BaseModel):
+    """Filters on the feedback side; time applies to ``created_at`` (``resolved_at`` for resolutions)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    since: datetime | None = None
+    until: datetime | None = None
+    category: str | None = None
+    channel: str | None = None
+    product: str | None = None
+    carrier: str | None = None
+    region: str | None = None
+    sentiment: str | None = None
+    urgency: str | None = None
+
+    def is_empty(self) -> bool:
+        """True when nothing is filtered."""
+        return all(v is None for v in self.model_dump().values())
+
+
+class Hit(BaseModel):
+    """One search result."""
+
+    id: str
+    kind: Kind
+    score: float = Field(description="Fused score (reciprocal-rank fusion; exact matches get +1).")
+    matched_by: list[str] = Field(description="Which lists found it: exact, vector, keyword.")
+    similarity: float | None = Field(None, description="Cosine similarity of the embeddings.")
+    text: str
+    record: dict[str, Any] = Field(description="Every stored field of the record.")
+    resolutions: list[dict[str, Any]] = Field(default_factory=list, description="Linked resolutions (feedback).")
+    feedback: dict[str, Any] | None = Field(None, description="The linked feedback (resolutions).")
+
+
+def filter_select(kind: Kind, filters: SearchFilters, *columns: Any) -> Select[Any]:
+    """A select of ``columns`` (default: id) over records of ``kind`` that pass ``filters``."""
+    table = TABLES[kind]
+    cols = columns or (table.c.id,)
+    stmt = select(*cols)
+    f = feedback_table.c
+    if kind == "resolution":
+        facets = [filters.category, filters.channel, filters.product, filters.carrier,
+                  filters.region, filters.sentiment, filters.urgency]  # fmt: skip
+        if any(v is not None for v in facets):
+            stmt = stmt.join(feedback_table, feedback_table.c.id == resolution_table.c.feedback_id)
+        ts = resolution_table.c.resolved_ts
+    else:
+        ts = f.created_ts
+    if filters.since is not None:
+        stmt = stmt.where(ts >= filters.since.timestamp())
+    if filters.until is not None:
+        stmt = stmt.where(ts <= filters.until.timestamp())
+    for name in ("category", "channel", "product", "carrier", "region", "sentiment", "urgency"):
+        value = getattr(filters, name)
+        if value is not None:
+            stmt = stmt.where(f[name] == value)
+    return stmt
+
+
+def _rrf(lists: list[list[str]]) -> dict[str, float]:
+    scores: dict[str, float] = {}
+    for ranked in lists:
+        for rank, rid in enumerate(ranked, start=1):
+            scores[rid] = scores.get(rid, 0.0) + 1.0 / (RRF_K + rank)
+    return scores
+
+
+class Searcher:
+    """Runs hybrid searches against one :class:`Store`."""
+
+    def __init__(self, store: Store) -> None:
+        """Bind to a store."""
+        self.store = store
+
+    def search(
+        self,
+        query: str,
+        *,
+        k: int = 5,
+        kind: Kind = "feedback",
+        filters: SearchFilters | None = None,
+        with_links: bool = True,
+    ) -> list[Hit]:
+        """The ``k`` records most similar to ``query`` that pass ``filters``.
+
+        Args:
+            query: free text in any language; order numbers and SKUs in it match exactly.
+            k: number of results.
+            kind: search feedback or resolution records.
+            filters: time window and facet filters.
+            with_links: attach linked resolutions (feedback) or feedback (resolutions).
+        """
+        if k < 1:
+            raise ValueError("k must be at least 1")
+        filters = filters or SearchFilters()
+        tokens = tokenize(query)
+        vector = embed(self.store.embedder, [query], [tokens])[0]
+        depth = max(30, 4 * k)
+        where = None if filters.is_empty() else filter_select(kind, filters)
+
+        exact = self._exact(kind, query, where)
+        if where is None:
+            vec_list = [i for i, _ in self.store.ann(kind, vector, min(depth, max(1, self.store.count(kind))))]
+            kw_list = [i for i, _ in self.store.keyword(kind, tokens, depth)]
+            sims: dict[str, float] = {}
+        else:
+            n_pass = self.store.count(kind, where)
+            if n_pass == 0:
+                return []
+            if n_pass <= EXACT_MAX:
+                vec_list, sims, kw_list = self._narrow(kind, filters, vector, tokens, depth)
+            else:
+                vec_list, kw_list = self._broad(kind, where, vector, tokens, depth, n_pass)
+                sims = {}
+
+        fused = _rrf([vec_list, kw_list])
+        for rid in exact:
+            fused[rid] = fused.get(rid, 0.0) + 1.0
+        ranked = sorted(fused, key=lambda i: (-fused[i], i))[:k]
+        return self._hits(kind, ranked, fused, vector, sims, exact, set(vec_list), set(kw_list), with_links)
+
+    # ------------------------------------------------------------------ strategies
+    def _exact(self, kind: Kind, query: str, where: Select[Any] | None) -> list[str]:
+        typed = {w.strip(".,;:!?，。；：！？()（）") for w in query.split()}
+        codes = set(identifiers(query)) | {w for w in typed if any(c.isdigit() for c in w)}
+        codes |= {c.upper() for c in codes}
+        if not codes:
+            return []
+        table = TABLES[kind]
+        conds = [table.c.id.in_(codes)]
+        if kind == "feedback":
+            conds += [feedback_table.c.order_id.in_(codes), feedback_table.c.sku.in_(codes)]
+        else:
+            conds.append(resolution_table.c.feedback_id.in_(codes))
+        stmt = (where if where is not None else select(table.c.id)).where(or_(*conds)).limit(50)
+        with self.store.engine.connect() as conn:
+            return [r[0] for r in conn.execute(stmt)]
+
+    def _narrow(
+        self, kind: Kind, filters: SearchFilters, vector: np.ndarray, tokens: list[str], depth: int
+    ) -> tuple[list[str], dict[str, float], list[str]]:
+        table = TABLES[kind]
+        ids, mat = self.store.ids_and_vectors(filter_select(kind, filters, table.c.id, table.c.vec))
+        sims_arr = mat @ vector
+        top = np.argsort(-sims_arr)[:depth]
+        vec_list = [ids[i] for i in top]
+        sims = {ids[i]: float(sims_arr[i]) for i in top}
+        kw_list = [i for i, _ in self.store.keyword(kind, tokens, depth, restrict=ids)]
+        return vec_list, sims, kw_list
+
+    def _broad(
+        self, kind: Kind, where: Select[Any], vector: np.ndarray, tokens: list[str], depth: int, n_pass: int
+    ) -> tuple[list[str], list[str]]:
+        total = self.store.count(kind)
+        share = n_pass / max(total, 1)
+        n = min(total, math.ceil(depth / share * 1.5))
+        while True:
+            vec_hits = self.store.ann(kind, vector, n)
+            kw_hits = self.store.keyword(kind, tokens, n)
+            seen = {i for i, _ in vec_hits} | {i for i, _ in kw_hits}
+            passing = self.store.select_ids(where, list(seen), kind)
+            vec_list = [i for i, _ in vec_hits if i in passing][:depth]
+            kw_list = [i for i, _ in kw_hits if i in passing][:depth]
+            kw_exhausted = len(kw_hits) < n
+            if (len(vec_list) >= depth or n >= total) and (len(kw_list) >= depth or kw_exhausted or n >= total):
+                return vec_list, kw_list
+            n = min(total, n * 2)
+
+    # ------------------------------------------------------------------ results
+    def _hits(
+        self,
+        kind: Kind,
+        ranked: list[str],
+        fused: dict[str, float],
+        vector: np.ndarray,
+        sims: dict[str, float],
+        exact: list[str],
+        vec_set: set[str],
+        kw_set: set[str],
+        with_links: bool,
+    ) -> list[Hit]:
+        if not ranked:
+            return []
+        records = self.store.records(kind, ranked)
+        missing = [i for i in ranked if i not in sims]
+        if missing:
+            mids, mat = self.store.ids_and_vectors(
+                select(TABLES[kind].c.id, TABLES[kind].c.vec).where(TABLES[kind].c.id.in_(missing))
+            )
+            sims.update({i: float(s) for i, s in zip(mids, mat @ vector, strict=True)})
+        links_res = self.store.resolutions_for(ranked) if with_links and kind == "feedback" else {}
+        links_fb: dict[str, dict[str, Any]] = {}
+        if with_links and kind == "resolution":
+            links_fb = self.store.records("feedback", [records[i]["feedback_id"] for i in ranked if i in records])
+        hits: list[Hit] = []
+        exact_set = set(exact)
+        for rid in ranked:
+            rec = records.get(rid)
+            if rec is None:  # vector present in Chroma but the mirror write was interrupted
+                continue
+            matched = [name for name, s in (("exact", exact_set), ("vector", vec_set), ("keyword", kw_set)) if rid in s]
+            text = rec["text"] if kind == "feedback" else f"{rec['action']}\n{rec['reply']}".strip()
+            hits.append(Hit(
+                id=rid, kind=kind, score=round(fused[rid], 6), matched_by=matched,
+                similarity=round(sims[rid], 4) if rid in sims else None, text=text, record=rec,
+                resolutions=links_res.get(rid, []),
+                feedback=links_fb.get(rec.get("feedback_id", "")) if kind == "resolution" else None,
+            ))  # fmt: skip
+        return hits

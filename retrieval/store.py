@@ -1,0 +1,495 @@
+"""The record store: Chroma holds vectors, a SQL mirror holds every field, FTS5 holds keywords.
+
+Why three parts: Chroma answers nearest-neighbour queries fast, but its metadata filters cost
+30-190 ms at 50k records and paging its metadata out for analytics costs ~1.3 s. So every field
+lives in a relational mirror (SQLite in the home dir by default, any SQLAlchemy URL by
+configuration) that analytics and filters query directly, and a full-text index (SQLite FTS5,
+bm25) over the same tokens as the embedding serves the keyword side of hybrid search.
+
+Write order per batch is Chroma, then keywords and mirror in one transaction when they share a
+SQLite file. The mirror is the commit point: a row is "stored" once the mirror has it, and an
+interrupted batch is simply redone by the next run (every write is an idempotent upsert).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlparse
+
+import numpy as np
+from sqlalchemy import (
+    Column,
+    Engine,
+    Float,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    text,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.sql import Select
+
+from retrieval.errors import StoreError
+from retrieval.records import Feedback, Resolution, content_hash
+from retrieval.text import Embedder, HashEmbedding, embed, tokenize
+
+Kind = Literal["feedback", "resolution"]
+KINDS: tuple[Kind, ...] = ("feedback", "resolution")
+COLLECTIONS = {"feedback": "feedback", "resolution": "resolutions"}
+
+metadata = MetaData()
+
+feedback_table = Table(
+    "feedback", metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("id", String(200), nullable=False, unique=True),
+    Column("text", Text, nullable=False),
+    Column("created_at", String(40), nullable=False),
+    Column("created_ts", Float, nullable=False, index=True),
+    Column("created_at_source", String(20), nullable=False),
+    Column("channel", String(100), index=True),
+    Column("customer_tier", String(100)),
+    Column("order_id", String(200), index=True),
+    Column("product", String(300), index=True),
+    Column("sku", String(200), index=True),
+    Column("carrier", String(200), index=True),
+    Column("region", String(200)),
+    Column("rating", Float),
+    Column("language", String(10)),
+    Column("category", String(200), index=True),
+    Column("category_source", String(10)),
+    Column("subcategory", String(200)),
+    Column("subcategory_source", String(10)),
+    Column("sentiment", String(50), index=True),
+    Column("sentiment_source", String(10)),
+    Column("urgency", String(50)),
+    Column("urgency_source", String(10)),
+    Column("extra", Text),
+    Column("content_hash", String(40), nullable=False),
+    Column("tokens", Text, nullable=False),
+    Column("vec", LargeBinary, nullable=False),
+    Column("ingested_at", String(40), nullable=False),
+)  # fmt: skip
+
+resolution_table = Table(
+    "resolutions", metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("id", String(200), nullable=False, unique=True),
+    Column("feedback_id", String(200), nullable=False, index=True),
+    Column("action", Text, nullable=False),
+    Column("reply", Text, nullable=False),
+    Column("outcome", String(20), nullable=False, index=True),
+    Column("compensation", Text),
+    Column("resolved_at", String(40)),
+    Column("resolved_ts", Float, index=True),
+    Column("extra", Text),
+    Column("content_hash", String(40), nullable=False),
+    Column("tokens", Text, nullable=False),
+    Column("vec", LargeBinary, nullable=False),
+    Column("ingested_at", String(40), nullable=False),
+)  # fmt: skip
+
+meta_table = Table(
+    "store_meta", metadata,
+    Column("key", String(100), primary_key=True),
+    Column("value", Text, nullable=False),
+)  # fmt: skip
+
+TABLES = {"feedback": feedback_table, "resolution": resolution_table}
+KW_TABLES = {"feedback": "kw_feedback", "resolution": "kw_resolution"}
+RECORD_COLUMNS = {
+    kind: [c.name for c in table.columns if c.name not in ("seq", "tokens", "vec", "content_hash")]
+    for kind, table in TABLES.items()
+}
+
+
+@dataclass
+class UpsertResult:
+    """What one batch did, by id."""
+
+    added: list[str]
+    updated: list[str]
+    unchanged: list[str]
+
+
+def _epoch(dt: datetime | None) -> float | None:
+    return dt.timestamp() if dt is not None else None
+
+
+def _feedback_row(r: Feedback, tokens: list[str], vec: np.ndarray, digest: str, now: str) -> dict[str, Any]:
+    labels = r.labels
+    row: dict[str, Any] = {
+        "id": r.id, "text": r.text, "created_at": r.created_at.isoformat(),
+        "created_ts": r.created_at.timestamp(), "created_at_source": r.created_at_source,
+        "channel": r.channel, "customer_tier": r.customer_tier, "order_id": r.order_id,
+        "product": r.product, "sku": r.sku, "carrier": r.carrier, "region": r.region,
+        "rating": r.rating, "language": r.language,
+        "extra": json.dumps(r.extra, ensure_ascii=False) if r.extra else None,
+        "content_hash": digest, "tokens": " ".join(tokens), "vec": vec.astype(np.float32).tobytes(),
+        "ingested_at": now,
+    }  # fmt: skip
+    for name in ("category", "subcategory", "sentiment", "urgency"):
+        lv = getattr(labels, name)
+        row[name] = lv.value if lv else None
+        row[f"{name}_source"] = lv.source.value if lv else None
+    return row
+
+
+def _resolution_row(r: Resolution, tokens: list[str], vec: np.ndarray, digest: str, now: str) -> dict[str, Any]:
+    return {
+        "id": r.id, "feedback_id": r.feedback_id, "action": r.action, "reply": r.reply,
+        "outcome": r.outcome, "compensation": r.compensation,
+        "resolved_at": r.resolved_at.isoformat() if r.resolved_at else None,
+        "resolved_ts": _epoch(r.resolved_at),
+        "extra": json.dumps(r.extra, ensure_ascii=False) if r.extra else None,
+        "content_hash": digest, "tokens": " ".join(tokens), "vec": vec.astype(np.float32).tobytes(),
+        "ingested_at": now,
+    }  # fmt: skip
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def _make_engine(url: str) -> Engine:
+    engine = create_engine(url, future=True)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def fts_query(tokens: Iterable[str]) -> str | None:
+    """An FTS5 MATCH expression OR-ing the distinct tokens, each quoted as a literal."""
+    distinct = list(dict.fromkeys(t for t in tokens if t))
+    if not distinct:
+        return None
+    return " OR ".join('"' + t.replace('"', '""') + '"' for t in distinct[:64])
+
+
+class Store:
+    """Feedback and resolution records in Chroma + a SQL mirror + a keyword index.
+
+    Args:
+        home: data directory (Chroma files, SQLite mirror, rejects, locks).
+        embedder: the embedding function; the store refuses to mix embeddings.
+        chroma_url: ``http(s)://host:port`` of a Chroma server; None for the embedded store.
+        db_url: SQLAlchemy URL of the mirror; None for ``home/mirror.sqlite3``.
+        chroma_client: an already-built Chroma client (tests pass ``EphemeralClient``).
+    """
+
+    def __init__(
+        self,
+        home: str | Path,
+        embedder: Embedder | None = None,
+        *,
+        chroma_url: str | None = None,
+        db_url: str | None = None,
+        chroma_client: Any = None,
+    ) -> None:
+        self.home = Path(home)
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.embedder: Embedder = embedder or HashEmbedding()
+        self.chroma_url = chroma_url
+        self.db_url = db_url or f"sqlite:///{self.home / 'mirror.sqlite3'}"
+        try:
+            self.engine = _make_engine(self.db_url)
+            # FTS5 is SQLite's; with another mirror database the keyword index stays local.
+            self.kw_engine = (
+                self.engine
+                if self.engine.dialect.name == "sqlite"
+                else _make_engine(f"sqlite:///{self.home / 'keywords.sqlite3'}")
+            )
+            metadata.create_all(self.engine)
+            with self.kw_engine.begin() as conn:
+                for table in KW_TABLES.values():
+                    conn.execute(text(
+                        f"CREATE VIRTUAL TABLE IF NOT EXISTS {table} USING fts5("
+                        "tokens, id UNINDEXED, tokenize=\"unicode61 tokenchars '-_/#'\")"
+                    ))  # fmt: skip
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot open the SQL mirror {self._safe_db_url()}: {_first_line(exc)}") from None
+        self._check_embedding()
+        self._chroma_client = chroma_client
+        self._collections: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ setup
+    def _safe_db_url(self) -> str:
+        parsed = urlparse(self.db_url)
+        if parsed.password:
+            return self.db_url.replace(parsed.password, "***")
+        return self.db_url
+
+    def _check_embedding(self) -> None:
+        label = self.embedder.label
+        with self.engine.begin() as conn:
+            row = conn.execute(select(meta_table.c.value).where(meta_table.c.key == "embedding")).first()
+            if row is None:
+                conn.execute(insert(meta_table).values(key="embedding", value=label))
+            elif row[0] != label:
+                raise StoreError(
+                    f"this store was built with embedding {row[0]!r} but {label!r} is configured; "
+                    "use another --home or set the embedding back"
+                )
+
+    @property
+    def chroma(self) -> Any:
+        """The Chroma client, created on first use."""
+        if self._chroma_client is None:
+            import chromadb
+            from chromadb.config import Settings
+
+            settings = Settings(anonymized_telemetry=False)
+            if self.chroma_url:
+                parsed = urlparse(self.chroma_url)
+                if parsed.scheme not in ("http", "https") or not parsed.hostname:
+                    raise StoreError(f"Chroma URL {self.chroma_url!r} must look like http://host:8000")
+                try:
+                    self._chroma_client = chromadb.HttpClient(
+                        host=parsed.hostname,
+                        port=parsed.port or (443 if parsed.scheme == "https" else 8000),
+                        ssl=parsed.scheme == "https",
+                        settings=settings,
+                    )
+                    self._chroma_client.heartbeat()
+                except Exception as exc:  # chromadb raises assorted transport errors
+                    raise StoreError(f"cannot reach Chroma at {self.chroma_url}: {_first_line(exc)}") from None
+            else:
+                self._chroma_client = chromadb.PersistentClient(
+                    path=str(self.home / "chroma"), settings=settings
+                )
+        return self._chroma_client
+
+    def collection(self, kind: Kind) -> Any:
+        """The Chroma collection of ``kind``, created with our embedding function."""
+        if kind not in self._collections:
+            try:
+                self._collections[kind] = self.chroma.get_or_create_collection(
+                    COLLECTIONS[kind],
+                    embedding_function=self.embedder,
+                    configuration={"hnsw": {"space": "cosine"}},
+                )
+            except StoreError:
+                raise
+            except Exception as exc:
+                raise StoreError(f"cannot open Chroma collection {COLLECTIONS[kind]!r}: {_first_line(exc)}") from None
+        return self._collections[kind]
+
+    def close(self) -> None:
+        """Dispose of database connections."""
+        self.engine.dispose()
+        if self.kw_engine is not self.engine:
+            self.kw_engine.dispose()
+
+    # ------------------------------------------------------------------ writes
+    def upsert(self, kind: Kind, records: Sequence[Feedback | Resolution], now: datetime) -> UpsertResult:
+        """Add new records and update changed ones; unchanged records cost one lookup.
+
+        Records must have distinct ids (ingestion rejects in-file duplicates before this).
+        """
+        table = TABLES[kind]
+        ids = [r.id for r in records]
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(table.c.id, table.c.content_hash, *self._first_import_cols(kind)).where(table.c.id.in_(ids))
+            ).all()
+        existing = {row[0]: row for row in rows}
+        added: list[str] = []
+        updated: list[str] = []
+        unchanged: list[str] = []
+        changed: list[tuple[Feedback | Resolution, str]] = []
+        for record in records:
+            old = existing.get(record.id)
+            if old is not None and isinstance(record, Feedback) and record.created_at_source == "import_time" \
+                    and old[3] == "import_time":
+                # keep the first import time: the row has no date of its own
+                record = record.model_copy(update={"created_at": datetime.fromisoformat(old[2])})
+            digest = content_hash(record)
+            if old is None:
+                added.append(record.id)
+            elif old[1] == digest:
+                unchanged.append(record.id)
+                continue
+            else:
+                updated.append(record.id)
+            changed.append((record, digest))
+        if changed:
+            self._write(kind, changed, now)
+        return UpsertResult(added, updated, unchanged)
+
+    @staticmethod
+    def _first_import_cols(kind: Kind) -> list[Any]:
+        if kind == "feedback":
+            return [feedback_table.c.created_at, feedback_table.c.created_at_source]
+        return []
+
+    def _write(self, kind: Kind, changed: list[tuple[Feedback | Resolution, str]], now: datetime) -> None:
+        records = [r for r, _ in changed]
+        texts = [r.text for r in records]
+        token_lists = [tokenize(t) for t in texts]
+        vecs = embed(self.embedder, texts, token_lists)
+        stamp = now.astimezone(UTC).isoformat()
+        if kind == "feedback":
+            rows = [_feedback_row(r, t, v, d, stamp) for (r, d), t, v in zip(changed, token_lists, vecs, strict=True)]  # type: ignore[arg-type]
+            metas = [{"created_ts": int(r["created_ts"])} for r in rows]
+        else:
+            rows = [_resolution_row(r, t, v, d, stamp) for (r, d), t, v in zip(changed, token_lists, vecs, strict=True)]  # type: ignore[arg-type]
+            metas = [{"feedback_id": r["feedback_id"]} for r in rows]
+        ids = [r["id"] for r in rows]
+        try:
+            self.collection(kind).upsert(ids=ids, embeddings=vecs, metadatas=metas)
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise StoreError(f"Chroma write failed: {_first_line(exc)}") from None
+        kw_rows = [{"tokens": r["tokens"], "id": r["id"]} for r in rows]
+        try:
+            if self.kw_engine is self.engine:
+                with self.engine.begin() as conn:
+                    self._write_keywords(conn, kind, ids, kw_rows)
+                    self._upsert_rows(conn, kind, rows)
+            else:
+                with self.kw_engine.begin() as kconn:
+                    self._write_keywords(kconn, kind, ids, kw_rows)
+                with self.engine.begin() as conn:
+                    self._upsert_rows(conn, kind, rows)
+        except OperationalError as exc:
+            raise StoreError(f"SQL mirror write failed: {_first_line(exc)}") from None
+
+    @staticmethod
+    def _write_keywords(conn: Any, kind: Kind, ids: list[str], kw_rows: list[dict[str, Any]]) -> None:
+        table = KW_TABLES[kind]
+        conn.execute(text(f"DELETE FROM {table} WHERE id IN (SELECT value FROM json_each(:ids))"),
+                     {"ids": json.dumps(ids)})  # fmt: skip
+        conn.execute(text(f"INSERT INTO {table}(tokens, id) VALUES (:tokens, :id)"), kw_rows)
+
+    def _upsert_rows(self, conn: Any, kind: Kind, rows: list[dict[str, Any]]) -> None:
+        table = TABLES[kind]
+        dialect = self.engine.dialect.name
+        if dialect in ("sqlite", "postgresql"):
+            mod = sqlite if dialect == "sqlite" else postgresql
+            stmt = mod.insert(table)
+            cols = {c: stmt.excluded[c] for c in rows[0] if c != "id"}
+            conn.execute(stmt.on_conflict_do_update(index_elements=["id"], set_=cols), rows)
+        else:  # portable fallback
+            conn.execute(delete(table).where(table.c.id.in_([r["id"] for r in rows])))
+            conn.execute(insert(table), rows)
+
+    def set_labels(self, ids: Sequence[str], labels: dict[str, tuple[str | None, str | None]]) -> int:
+        """Set label columns ({name: (value, source)}) on feedback records; returns rows changed."""
+        values: dict[str, Any] = {}
+        for name, (value, source) in labels.items():
+            values[name] = value
+            values[f"{name}_source"] = source
+        with self.engine.begin() as conn:
+            result = conn.execute(feedback_table.update().where(feedback_table.c.id.in_(list(ids))).values(**values))
+        return int(result.rowcount or 0)
+
+    # ------------------------------------------------------------------ reads
+    def count(self, kind: Kind, where: Select[Any] | None = None) -> int:
+        """Number of records of ``kind`` (optionally of a filtered id select)."""
+        stmt = select(func.count()).select_from(where.subquery() if where is not None else TABLES[kind])
+        with self.engine.connect() as conn:
+            return int(conn.execute(stmt).scalar_one())
+
+    def ids_and_vectors(self, where: Select[Any]) -> tuple[list[str], np.ndarray]:
+        """Ids and stored vectors for a filtered select of (id, vec)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(where).all()
+        if not rows:
+            return [], np.zeros((0, 1), dtype=np.float32)
+        ids = [r[0] for r in rows]
+        mat = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
+        return ids, mat
+
+    def select_ids(self, where: Select[Any], ids: Sequence[str], kind: Kind) -> set[str]:
+        """The subset of ``ids`` that a filtered id select admits."""
+        table = TABLES[kind]
+        with self.engine.connect() as conn:
+            return {r[0] for r in conn.execute(where.where(table.c.id.in_(list(ids))))}
+
+    def ann(self, kind: Kind, vector: np.ndarray, n: int) -> list[tuple[str, float]]:
+        """Approximate nearest neighbours from Chroma: [(id, cosine similarity)]."""
+        col = self.collection(kind)
+        try:
+            res = col.query(query_embeddings=[vector], n_results=n, include=["distances"])
+        except Exception as exc:
+            raise StoreError(f"Chroma query failed: {_first_line(exc)}") from None
+        return [(i, 1.0 - float(d)) for i, d in zip(res["ids"][0], res["distances"][0], strict=True)]
+
+    def keyword(
+        self, kind: Kind, tokens: Sequence[str], n: int, restrict: Sequence[str] | None = None
+    ) -> list[tuple[str, float]]:
+        """bm25 keyword matches: [(id, score)], best first (higher is better)."""
+        query = fts_query(tokens)
+        if query is None:
+            return []
+        table = KW_TABLES[kind]
+        sql = f"SELECT id, bm25({table}) AS s FROM {table} WHERE {table} MATCH :q"
+        params: dict[str, Any] = {"q": query, "n": n}
+        if restrict is not None:
+            sql += " AND id IN (SELECT value FROM json_each(:ids))"
+            params["ids"] = json.dumps(list(restrict))
+        sql += " ORDER BY s LIMIT :n"
+        with self.kw_engine.connect() as conn:
+            return [(r[0], -float(r[1])) for r in conn.execute(text(sql), params)]
+
+    def records(self, kind: Kind, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Full rows (without tokens and vectors) by id."""
+        if not ids:
+            return {}
+        table = TABLES[kind]
+        cols = [table.c[name] for name in RECORD_COLUMNS[kind]]
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(*cols).where(table.c.id.in_(list(ids)))).mappings().all()
+        out: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            d = dict(row)
+            d["extra"] = json.loads(d["extra"]) if d.get("extra") else {}
+            out[d["id"]] = d
+        return out
+
+    def resolutions_for(self, feedback_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        """Resolutions linked to each feedback id, newest first."""
+        if not feedback_ids:
+            return {}
+        cols = [resolution_table.c[name] for name in RECORD_COLUMNS["resolution"]]
+        stmt = (
+            select(*cols)
+            .where(resolution_table.c.feedback_id.in_(list(feedback_ids)))
+            .order_by(resolution_table.c.resolved_ts.desc())
+        )
+        out: dict[str, list[dict[str, Any]]] = {}
+        with self.engine.connect() as conn:
+            for row in conn.execute(stmt).mappings():
+                d = dict(row)
+                d["extra"] = json.loads(d["extra"]) if d.get("extra") else {}
+                out.setdefault(d["feedback_id"], []).append(d)
+        return out
+
+    def chroma_count(self, kind: Kind) -> int:
+        """Vectors held by Chroma for ``kind`` (for consistency checks)."""
+        return int(self.collection(kind).count())
+
+
+def _first_line(exc: BaseException) -> str:
+    msg = str(exc).strip().splitlines()
+    return msg[0] if msg else type(exc).__name__
