@@ -42,7 +42,7 @@ config_app = typer.Typer(help="Show the resolved configuration.", no_args_is_hel
 app.add_typer(config_app, name="config")
 
 out = Console(soft_wrap=True)
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 HomeOpt = Annotated[Path | None, typer.Option("--home", help="Data directory [env FEEDBACK_AGENT_HOME].")]
 ChromaOpt = Annotated[str | None, typer.Option("--chroma-url", help="Chroma server URL [env FEEDBACK_AGENT_CHROMA_URL].")]
@@ -115,16 +115,21 @@ def _run_ingest(settings: Settings, path: Path, kind: Kind, maps: list[str], sho
         mapping = parse_map_options(maps, kind)
         taxonomy = taxonomy_of(settings)
         is_xlsx = path.suffix.lower() in (".xlsx", ".xlsm")
-        with _progress(show_progress, unit_bytes=not is_xlsx) as bar:
-            task = bar.add_task(f"ingest {path.name}", total=None)
+        bar = _progress(show_progress, unit_bytes=not is_xlsx)
+        task = bar.add_task(f"ingest {path.name}", total=None)
 
-            def on_progress(pos: int, total: int) -> None:
-                bar.update(task, completed=pos, total=total or None)
+        def on_progress(pos: int, total: int) -> None:
+            if not bar.live.is_started:  # only once the file proved usable
+                bar.start()
+            bar.update(task, completed=pos, total=total or None)
 
+        try:
             return ingest_file(
                 store, path, kind=kind, mapping=mapping, taxonomy=taxonomy, zone=zone_of(settings),
                 now=datetime.now(UTC), batch_size=batch_size, progress=on_progress,
             )  # fmt: skip
+        finally:
+            bar.stop()
     finally:
         store.close()
 

@@ -135,6 +135,7 @@ class _Source:
         self.path = path
         self.size = path.stat().st_size
         self._fh: BinaryIO = open(path, "rb")  # noqa: SIM115 (closed by close())
+        self.text: io.TextIOWrapper | None = None
 
     @property
     def position(self) -> int:
@@ -144,6 +145,8 @@ class _Source:
             return self.size
 
     def close(self) -> None:
+        if self.text is not None:
+            self.text.close()  # closes the byte stream too
         self._fh.close()
 
 
@@ -180,7 +183,11 @@ class InputFile:
         self.headers: list[str] = []
         self.header_map: dict[str, str] = {}
         self._source: _Source | None = None
-        self._rows: Iterator[RawRow] = self._open()
+        try:
+            self._rows: Iterator[RawRow] = self._open()
+        except BaseException:
+            self.close()
+            raise
 
     # progress -----------------------------------------------------------
     @property
@@ -238,7 +245,7 @@ class InputFile:
         self.encoding = detect_encoding(head)
         if self.encoding != "utf-16" and b"\x00" in head:
             raise InputFileError(f"{self.path.name} looks binary, not CSV (NUL bytes)")
-        text = io.TextIOWrapper(
+        text = self._source.text = io.TextIOWrapper(
             self._source._fh, encoding=self.encoding, errors="surrogateescape", newline=""
         )
         first = text.readline()

@@ -89,6 +89,12 @@ def filter_select(kind: Kind, filters: SearchFilters, *columns: Any) -> Select[A
     return stmt
 
 
+def ranked_ids(scored: list[tuple[str, float]]) -> list[str]:
+    """Ids best first, ties (equal to 5 decimals) broken by id, so every strategy and every run
+    orders records with identical content the same way."""
+    return [i for i, _ in sorted(scored, key=lambda p: (-round(p[1], 5), p[0]))]
+
+
 def _rrf(lists: list[list[str]]) -> dict[str, float]:
     scores: dict[str, float] = {}
     for ranked in lists:
@@ -132,8 +138,8 @@ class Searcher:
 
         exact = self._exact(kind, query, where)
         if where is None:
-            vec_list = [i for i, _ in self.store.ann(kind, vector, min(depth, max(1, self.store.count(kind))))]
-            kw_list = [i for i, _ in self.store.keyword(kind, tokens, depth)]
+            vec_list = ranked_ids(self.store.ann(kind, vector, min(depth, max(1, self.store.count(kind)))))
+            kw_list = ranked_ids(self.store.keyword(kind, tokens, depth))
             sims: dict[str, float] = {}
         else:
             n_pass = self.store.count(kind, where)
@@ -174,10 +180,12 @@ class Searcher:
         table = TABLES[kind]
         ids, mat = self.store.ids_and_vectors(filter_select(kind, filters, table.c.id, table.c.vec))
         sims_arr = mat @ vector
-        top = np.argsort(-sims_arr)[:depth]
-        vec_list = [ids[i] for i in top]
+        # keep ties at the cut-off so the id tie-break sees all of them
+        cut = np.sort(sims_arr)[::-1][min(depth, len(ids)) - 1]
+        top = np.flatnonzero(sims_arr >= cut - 1e-5)
+        vec_list = ranked_ids([(ids[i], float(sims_arr[i])) for i in top])[:depth]
         sims = {ids[i]: float(sims_arr[i]) for i in top}
-        kw_list = [i for i, _ in self.store.keyword(kind, tokens, depth, restrict=ids)]
+        kw_list = ranked_ids(self.store.keyword(kind, tokens, depth, restrict=ids))
         return vec_list, sims, kw_list
 
     def _broad(
@@ -191,8 +199,8 @@ class Searcher:
             kw_hits = self.store.keyword(kind, tokens, n)
             seen = {i for i, _ in vec_hits} | {i for i, _ in kw_hits}
             passing = self.store.select_ids(where, list(seen), kind)
-            vec_list = [i for i, _ in vec_hits if i in passing][:depth]
-            kw_list = [i for i, _ in kw_hits if i in passing][:depth]
+            vec_list = ranked_ids([p for p in vec_hits if p[0] in passing])[:depth]
+            kw_list = ranked_ids([p for p in kw_hits if p[0] in passing])[:depth]
             kw_exhausted = len(kw_hits) < n
             if (len(vec_list) >= depth or n >= total) and (len(kw_list) >= depth or kw_exhausted or n >= total):
                 return vec_list, kw_list

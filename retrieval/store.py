@@ -229,6 +229,7 @@ class Store:
             raise StoreError(f"cannot open the SQL mirror {self._safe_db_url()}: {_first_line(exc)}") from None
         self._check_embedding()
         self._chroma_client = chroma_client
+        self._owns_client = chroma_client is None
         self._collections: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ setup
@@ -294,7 +295,17 @@ class Store:
         return self._collections[kind]
 
     def close(self) -> None:
-        """Dispose of database connections."""
+        """Release Chroma (a client we created) and the database connections."""
+        if self._owns_client and self._chroma_client is not None:
+            # chromadb 1.5's HTTP component never closes its httpx session when the system
+            # stops, which leaks one socket per connection; close it ourselves.
+            for owner in (self._chroma_client, getattr(self._chroma_client, "_admin_client", None)):
+                session = getattr(getattr(owner, "_server", None), "_session", None)
+                if session is not None and hasattr(session, "close"):
+                    session.close()
+            self._chroma_client.close()  # ref-counted in chromadb: frees files (embedded mode)
+            self._chroma_client = None
+            self._collections.clear()
         self.engine.dispose()
         if self.kw_engine is not self.engine:
             self.kw_engine.dispose()

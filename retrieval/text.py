@@ -47,11 +47,17 @@ def _jieba() -> Any:
 
 @cache
 def _idf() -> tuple[dict[str, float], float]:
-    """jieba's shipped IDF table (in the package, no download) and its median."""
-    _jieba()
-    from jieba.analyse import default_tfidf
+    """jieba's shipped IDF table (``jieba/analyse/idf.txt``, in the package) and its median."""
+    from importlib.resources import files
 
-    return default_tfidf.idf_freq, float(default_tfidf.median_idf)
+    table: dict[str, float] = {}
+    with files("jieba").joinpath("analyse/idf.txt").open("r", encoding="utf-8") as fh:
+        for line in fh:
+            word, _, value = line.rstrip("\n").partition(" ")
+            if value:
+                table[word] = float(value)
+    values = sorted(table.values())
+    return table, values[len(values) // 2]
 
 
 def normalize_text(text: str) -> str:

@@ -1,0 +1,96 @@
+"""The CLI as a user runs it: --json documents, exit codes, one-line errors, config precedence."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from cli import app
+from retrieval.sample_data import SAMPLE_DIR
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def test_ingest_json_summary_and_rejects(tmp_path: Path) -> None:
+    path = tmp_path / "in.csv"
+    path.write_text("text,created_at\n好评,2026-11-01\n,2026-11-01\n差评,someday\n", encoding="utf-8")
+    res = invoke("ingest", str(path), "--json")
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert {k: data[k] for k in ("read", "added", "updated", "unchanged", "rejected")} == {
+        "read": 3, "added": 1, "updated": 0, "unchanged": 0, "rejected": 2}  # fmt: skip
+    assert Path(data["rejects_path"]).parent == tmp_path / "home" / "rejects"  # FEEDBACK_AGENT_HOME
+    again = json.loads(invoke("ingest", str(path), "--json").stdout)
+    assert (again["added"], again["unchanged"]) == (0, 1)
+
+
+def test_missing_text_column_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    path = tmp_path / "in.csv"
+    path.write_text("标题,时间\nx,2026-11-01\n", encoding="utf-8")
+    res = invoke("ingest", str(path))
+    assert res.exit_code == 1
+    assert res.stderr.strip().splitlines() == [
+        "error: in.csv: no text column (columns: 标题, 时间); name one with --map text=Header"]
+    assert "Traceback" not in res.output
+    assert invoke("ingest", str(tmp_path / "nope.csv")).exit_code == 1
+
+
+def test_map_option_and_home_flag(tmp_path: Path) -> None:
+    path = tmp_path / "in.csv"
+    path.write_bytes("买家留言,时间\n发货太慢,2026-11-01 10:00\n".encode("gbk"))
+    home = tmp_path / "elsewhere"
+    res = invoke("ingest", str(path), "--map", "text=买家留言", "--map", "created_at=时间", "--home", str(home), "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["encoding"] == "gb18030"
+    assert (home / "mirror.sqlite3").exists()
+    bad = invoke("ingest", str(path), "--map", "txt=买家留言")
+    assert bad.exit_code == 1 and "unknown field 'txt'" in bad.stderr
+
+
+def test_similar_json_and_usage_errors(tmp_path: Path) -> None:
+    assert invoke("ingest", str(SAMPLE_DIR / "feedback.csv"), "--json").exit_code == 0
+    res = invoke("similar", "杯盖漏水", "-k", "3", "--days", "7", "--as-of", "2026-11-22",
+                 "--product", "智能保温杯 Pro", "--json")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert len(data["hits"]) == 3
+    assert all(h["record"]["product"] == "智能保温杯 Pro" for h in data["hits"])
+    assert data["filters"]["since"].startswith("2026-11-15T23:59:59")
+    by_name = json.loads(invoke("similar", "物流", "--category", "物流配送", "--json").stdout)
+    assert by_name["filters"]["category"] == "logistics"
+    assert invoke("similar", "x", "--days", "3", "--since", "2026-11-01").exit_code == 2
+    assert invoke("similar", "x", "--since", "2026-02-30").exit_code == 2
+    bad_cat = invoke("similar", "x", "--category", "shipping")
+    assert bad_cat.exit_code == 1 and "not in the taxonomy" in bad_cat.stderr
+    assert invoke("similar", "   ").exit_code == 2
+
+
+def test_config_precedence_flag_env_file(tmp_path: Path, monkeypatch) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "config.toml").write_text('timezone = "Europe/Berlin"\nembedding_dim = 512\n')
+    data = json.loads(invoke("config", "show", "--json").stdout)
+    assert data["timezone"] == {"value": "Europe/Berlin", "source": "file"}
+    monkeypatch.setenv("FEEDBACK_AGENT_TIMEZONE", "UTC")
+    data = json.loads(invoke("config", "show", "--json").stdout)
+    assert data["timezone"] == {"value": "UTC", "source": "env"}
+    assert data["embedding_dim"] == {"value": 512, "source": "file"}
+    monkeypatch.setenv("FEEDBACK_AGENT_TIMEZONE", "Mars/Olympus")
+    res = invoke("config", "show")
+    assert res.exit_code == 1 and "unknown time zone" in res.stderr
+
+
+def test_demo_runs_offline_and_reports(tmp_path: Path) -> None:
+    res = invoke("demo", "--json")
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert [i["rejected"] for i in data["ingest"]] == [0, 0]
+    assert all(s["hits"] for s in data["searches"])
+    assert "exact" in data["searches"][-1]["hits"][0]["matched_by"]  # the order-number lookup
+    assert invoke("demo").exit_code == 0  # runs again over its own fresh home
