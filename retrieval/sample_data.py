@@ -426,7 +426,7 @@ def _one(rng: random.Random, category: str, special: str | None, monday: datetim
     else:
         pool = EN[category] if lang == "en" else ZH[category]
     if category == "logistics":  # planted trend 2: one carrier behind most logistics complaints
-        carrier = BAD_CARRIER if rng.random() < 0.68 else rng.choice(CARRIERS[1:])
+        carrier = BAD_CARRIER if rng.random() < 0.75 else rng.choice(CARRIERS[1:])
     else:
         carrier = rng.choices(CARRIERS, [0.19, 0.27, 0.27, 0.27])[0]
     order_id = f"{created:%y%m%d}{rng.randrange(10**9, 10**10)}"

@@ -3,8 +3,9 @@
 Filters are resolved in the SQL mirror, never by Chroma's ``where`` (30-190 ms at 50k records):
 
 * no filter: one ANN query to Chroma;
-* a narrow filter (at most ``EXACT_MAX`` candidates): the candidates' stored vectors are scored
-  exactly with numpy, and the keyword query is restricted to the same ids;
+* a narrow filter (at most ``EXACT_MAX`` candidates): the candidates' stored vectors and tokens
+  are fetched by id and scored exactly: cosine with numpy, bm25 in Python with the keyword
+  index's own document frequencies (cheaper than restricting FTS5, which costs ~10 ms at 50k);
 * a broad filter: Chroma and FTS are asked for more results than needed, in proportion to the
   filter's selectivity, and the answers are checked against the mirror; the request widens until
   enough pass or the whole collection has been seen, so results are never silently short.
@@ -26,7 +27,8 @@ from sqlalchemy.sql import Select
 from retrieval.store import TABLES, Kind, Store, feedback_table, resolution_table
 from retrieval.text import embed, identifiers, tokenize
 
-EXACT_MAX = 4000
+EXACT_MAX = 2000
+BM25_K1, BM25_B = 1.2, 0.75
 RRF_K = 60
 
 
@@ -93,6 +95,28 @@ def ranked_ids(scored: list[tuple[str, float]]) -> list[str]:
     """Ids best first, ties (equal to 5 decimals) broken by id, so every strategy and every run
     orders records with identical content the same way."""
     return [i for i, _ in sorted(scored, key=lambda p: (-round(p[1], 5), p[0]))]
+
+
+def bm25(terms: list[tuple[str, int]], docs: list[str], n_docs: int) -> list[float]:
+    """Okapi bm25 of space-separated token strings, computed as SQLite FTS5 computes it.
+
+    Same idf (``log((N - n + 0.5) / (n + 0.5))``, floored at 1e-6 like FTS5), k1 and b, so the
+    narrow path ranks exactly like the index; only the average length is the candidates' own.
+    """
+    if not terms or not docs:
+        return [0.0] * len(docs)
+    idf = {t: max(math.log((n_docs - df + 0.5) / (df + 0.5)), 1e-6) for t, df in terms}
+    split = [d.split() for d in docs]
+    avgdl = sum(len(toks) for toks in split) / len(split) or 1.0
+    scores: list[float] = []
+    for toks in split:
+        counts: dict[str, int] = {}
+        for tok in toks:
+            if tok in idf:
+                counts[tok] = counts.get(tok, 0) + 1
+        norm = BM25_K1 * (1 - BM25_B + BM25_B * len(toks) / avgdl)
+        scores.append(sum(idf[t] * tf * (BM25_K1 + 1) / (tf + norm) for t, tf in counts.items()))
+    return scores
 
 
 def _rrf(lists: list[list[str]]) -> dict[str, float]:
@@ -177,15 +201,17 @@ class Searcher:
     def _narrow(
         self, kind: Kind, filters: SearchFilters, vector: np.ndarray, tokens: list[str], depth: int
     ) -> tuple[list[str], dict[str, float], list[str]]:
-        table = TABLES[kind]
-        ids, mat = self.store.ids_and_vectors(filter_select(kind, filters, table.c.id, table.c.vec))
+        ids, token_strings, mat = self.store.index_rows(kind, self.store.ids(filter_select(kind, filters)))
+        if not ids:
+            return [], {}, []
         sims_arr = mat @ vector
         # keep ties at the cut-off so the id tie-break sees all of them
         cut = np.sort(sims_arr)[::-1][min(depth, len(ids)) - 1]
         top = np.flatnonzero(sims_arr >= cut - 1e-5)
         vec_list = ranked_ids([(ids[i], float(sims_arr[i])) for i in top])[:depth]
         sims = {ids[i]: float(sims_arr[i]) for i in top}
-        kw_list = ranked_ids(self.store.keyword(kind, tokens, depth, restrict=ids))
+        kw_scores = bm25(self.store.keyword_terms(kind, tokens), token_strings, self.store.count(kind))
+        kw_list = ranked_ids([(i, sc) for i, sc in zip(ids, kw_scores, strict=True) if sc > 0])[:depth]
         return vec_list, sims, kw_list
 
     def _broad(
@@ -198,7 +224,7 @@ class Searcher:
             vec_hits = self.store.ann(kind, vector, n)
             kw_hits = self.store.keyword(kind, tokens, n)
             seen = {i for i, _ in vec_hits} | {i for i, _ in kw_hits}
-            passing = self.store.select_ids(where, list(seen), kind)
+            passing = self.store.select_ids(where, list(seen), kind)  # post-filter in the mirror
             vec_list = ranked_ids([p for p in vec_hits if p[0] in passing])[:depth]
             kw_list = ranked_ids([p for p in kw_hits if p[0] in passing])[:depth]
             kw_exhausted = len(kw_hits) < n
@@ -224,9 +250,7 @@ class Searcher:
         records = self.store.records(kind, ranked)
         missing = [i for i in ranked if i not in sims]
         if missing:
-            mids, mat = self.store.ids_and_vectors(
-                select(TABLES[kind].c.id, TABLES[kind].c.vec).where(TABLES[kind].c.id.in_(missing))
-            )
+            mids, _, mat = self.store.index_rows(kind, missing)
             sims.update({i: float(s) for i, s in zip(mids, mat @ vector, strict=True)})
         links_res = self.store.resolutions_for(ranked) if with_links and kind == "feedback" else {}
         links_fb: dict[str, dict[str, Any]] = {}

@@ -26,6 +26,7 @@ from sqlalchemy import (
     Column,
     Engine,
     Float,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -62,28 +63,29 @@ feedback_table = Table(
     Column("created_at", String(40), nullable=False),
     Column("created_ts", Float, nullable=False, index=True),
     Column("created_at_source", String(20), nullable=False),
-    Column("channel", String(100), index=True),
+    Column("channel", String(100)),
     Column("customer_tier", String(100)),
     Column("order_id", String(200), index=True),
-    Column("product", String(300), index=True),
+    Column("product", String(300)),
     Column("sku", String(200), index=True),
-    Column("carrier", String(200), index=True),
+    Column("carrier", String(200)),
     Column("region", String(200)),
     Column("rating", Float),
     Column("language", String(10)),
-    Column("category", String(200), index=True),
+    Column("category", String(200)),
     Column("category_source", String(10)),
     Column("subcategory", String(200)),
     Column("subcategory_source", String(10)),
-    Column("sentiment", String(50), index=True),
+    Column("sentiment", String(50)),
     Column("sentiment_source", String(10)),
     Column("urgency", String(50)),
     Column("urgency_source", String(10)),
     Column("extra", Text),
     Column("content_hash", String(40), nullable=False),
-    Column("tokens", Text, nullable=False),
-    Column("vec", LargeBinary, nullable=False),
     Column("ingested_at", String(40), nullable=False),
+    # Filters and analytics slice by one facet over a time window: (facet, time) indexes serve both.
+    *(Index(f"ix_feedback_{c}_time", c, "created_ts")
+      for c in ("category", "sentiment", "channel", "product", "carrier", "region")),
 )  # fmt: skip
 
 resolution_table = Table(
@@ -99,8 +101,6 @@ resolution_table = Table(
     Column("resolved_ts", Float, index=True),
     Column("extra", Text),
     Column("content_hash", String(40), nullable=False),
-    Column("tokens", Text, nullable=False),
-    Column("vec", LargeBinary, nullable=False),
     Column("ingested_at", String(40), nullable=False),
 )  # fmt: skip
 
@@ -110,11 +110,25 @@ meta_table = Table(
     Column("value", Text, nullable=False),
 )  # fmt: skip
 
+# Tokens and vectors live beside the keyword index, not in the mirror rows: mirror rows stay
+# small (~300 bytes), so filters and analytics read little, and narrow filtered searches fetch
+# only their candidates' vectors by primary key.
+index_metadata = MetaData()
+INDEX_TABLES = {
+    kind: Table(
+        f"{kind}_index", index_metadata,
+        Column("id", String(200), primary_key=True),
+        Column("tokens", Text, nullable=False),
+        Column("vec", LargeBinary, nullable=False),
+    )  # fmt: skip
+    for kind in ("feedback", "resolution")
+}
+SCHEMA_VERSION = "2"
+
 TABLES = {"feedback": feedback_table, "resolution": resolution_table}
 KW_TABLES = {"feedback": "kw_feedback", "resolution": "kw_resolution"}
 RECORD_COLUMNS = {
-    kind: [c.name for c in table.columns if c.name not in ("seq", "tokens", "vec", "content_hash")]
-    for kind, table in TABLES.items()
+    kind: [c.name for c in table.columns if c.name not in ("seq", "content_hash")] for kind, table in TABLES.items()
 }
 
 
@@ -131,7 +145,7 @@ def _epoch(dt: datetime | None) -> float | None:
     return dt.timestamp() if dt is not None else None
 
 
-def _feedback_row(r: Feedback, tokens: list[str], vec: np.ndarray, digest: str, now: str) -> dict[str, Any]:
+def _feedback_row(r: Feedback, digest: str, now: str) -> dict[str, Any]:
     labels = r.labels
     row: dict[str, Any] = {
         "id": r.id, "text": r.text, "created_at": r.created_at.isoformat(),
@@ -140,8 +154,7 @@ def _feedback_row(r: Feedback, tokens: list[str], vec: np.ndarray, digest: str, 
         "product": r.product, "sku": r.sku, "carrier": r.carrier, "region": r.region,
         "rating": r.rating, "language": r.language,
         "extra": json.dumps(r.extra, ensure_ascii=False) if r.extra else None,
-        "content_hash": digest, "tokens": " ".join(tokens), "vec": vec.astype(np.float32).tobytes(),
-        "ingested_at": now,
+        "content_hash": digest, "ingested_at": now,
     }  # fmt: skip
     for name in ("category", "subcategory", "sentiment", "urgency"):
         lv = getattr(labels, name)
@@ -150,15 +163,14 @@ def _feedback_row(r: Feedback, tokens: list[str], vec: np.ndarray, digest: str, 
     return row
 
 
-def _resolution_row(r: Resolution, tokens: list[str], vec: np.ndarray, digest: str, now: str) -> dict[str, Any]:
+def _resolution_row(r: Resolution, digest: str, now: str) -> dict[str, Any]:
     return {
         "id": r.id, "feedback_id": r.feedback_id, "action": r.action, "reply": r.reply,
         "outcome": r.outcome, "compensation": r.compensation,
         "resolved_at": r.resolved_at.isoformat() if r.resolved_at else None,
         "resolved_ts": _epoch(r.resolved_at),
         "extra": json.dumps(r.extra, ensure_ascii=False) if r.extra else None,
-        "content_hash": digest, "tokens": " ".join(tokens), "vec": vec.astype(np.float32).tobytes(),
-        "ingested_at": now,
+        "content_hash": digest, "ingested_at": now,
     }  # fmt: skip
 
 
@@ -219,12 +231,15 @@ class Store:
                 else _make_engine(f"sqlite:///{self.home / 'keywords.sqlite3'}")
             )
             metadata.create_all(self.engine)
+            index_metadata.create_all(self.kw_engine)
             with self.kw_engine.begin() as conn:
                 for table in KW_TABLES.values():
                     conn.execute(text(
                         f"CREATE VIRTUAL TABLE IF NOT EXISTS {table} USING fts5("
                         "tokens, id UNINDEXED, tokenize=\"unicode61 tokenchars '-_/#'\")"
                     ))  # fmt: skip
+                    conn.execute(text(
+                        f"CREATE VIRTUAL TABLE IF NOT EXISTS {table}_vocab USING fts5vocab({table}, 'row')"))
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot open the SQL mirror {self._safe_db_url()}: {_first_line(exc)}") from None
         self._check_embedding()
@@ -240,16 +255,22 @@ class Store:
         return self.db_url
 
     def _check_embedding(self) -> None:
-        label = self.embedder.label
+        expected = {"schema": SCHEMA_VERSION, "embedding": self.embedder.label}
         with self.engine.begin() as conn:
-            row = conn.execute(select(meta_table.c.value).where(meta_table.c.key == "embedding")).first()
-            if row is None:
-                conn.execute(insert(meta_table).values(key="embedding", value=label))
-            elif row[0] != label:
-                raise StoreError(
-                    f"this store was built with embedding {row[0]!r} but {label!r} is configured; "
-                    "use another --home or set the embedding back"
-                )
+            stored = dict(conn.execute(select(meta_table.c.key, meta_table.c.value)).all())
+            if not stored:
+                conn.execute(insert(meta_table), [{"key": k, "value": v} for k, v in expected.items()])
+                return
+        if stored.get("schema") != SCHEMA_VERSION:
+            raise StoreError(
+                f"the store in {self.home} has schema {stored.get('schema', '1')!r}, this version needs "
+                f"{SCHEMA_VERSION!r}; ingest your files into a new --home"
+            )
+        if stored.get("embedding") != self.embedder.label:
+            raise StoreError(
+                f"this store was built with embedding {stored.get('embedding')!r} but {self.embedder.label!r} "
+                "is configured; use another --home or set the embedding back"
+            )
 
     @property
     def chroma(self) -> Any:
@@ -359,10 +380,10 @@ class Store:
         vecs = embed(self.embedder, texts, token_lists)
         stamp = now.astimezone(UTC).isoformat()
         if kind == "feedback":
-            rows = [_feedback_row(r, t, v, d, stamp) for (r, d), t, v in zip(changed, token_lists, vecs, strict=True)]  # type: ignore[arg-type]
+            rows = [_feedback_row(r, d, stamp) for r, d in changed]  # type: ignore[arg-type]
             metas = [{"created_ts": int(r["created_ts"])} for r in rows]
         else:
-            rows = [_resolution_row(r, t, v, d, stamp) for (r, d), t, v in zip(changed, token_lists, vecs, strict=True)]  # type: ignore[arg-type]
+            rows = [_resolution_row(r, d, stamp) for r, d in changed]  # type: ignore[arg-type]
             metas = [{"feedback_id": r["feedback_id"]} for r in rows]
         ids = [r["id"] for r in rows]
         try:
@@ -371,7 +392,8 @@ class Store:
             raise
         except Exception as exc:
             raise StoreError(f"Chroma write failed: {_first_line(exc)}") from None
-        kw_rows = [{"tokens": r["tokens"], "id": r["id"]} for r in rows]
+        kw_rows = [{"id": i, "tokens": " ".join(t), "vec": v.astype(np.float32).tobytes()}
+                   for i, t, v in zip(ids, token_lists, vecs, strict=True)]  # fmt: skip
         try:
             if self.kw_engine is self.engine:
                 with self.engine.begin() as conn:
@@ -385,22 +407,24 @@ class Store:
         except OperationalError as exc:
             raise StoreError(f"SQL mirror write failed: {_first_line(exc)}") from None
 
-    @staticmethod
-    def _write_keywords(conn: Any, kind: Kind, ids: list[str], kw_rows: list[dict[str, Any]]) -> None:
+    def _write_keywords(self, conn: Any, kind: Kind, ids: list[str], kw_rows: list[dict[str, Any]]) -> None:
         table = KW_TABLES[kind]
         conn.execute(text(f"DELETE FROM {table} WHERE id IN (SELECT value FROM json_each(:ids))"),
                      {"ids": json.dumps(ids)})  # fmt: skip
         conn.execute(text(f"INSERT INTO {table}(tokens, id) VALUES (:tokens, :id)"), kw_rows)
+        self._upsert(conn, INDEX_TABLES[kind], kw_rows, "sqlite")
 
     def _upsert_rows(self, conn: Any, kind: Kind, rows: list[dict[str, Any]]) -> None:
-        table = TABLES[kind]
-        dialect = self.engine.dialect.name
+        self._upsert(conn, TABLES[kind], rows, self.engine.dialect.name)
+
+    @staticmethod
+    def _upsert(conn: Any, table: Table, rows: list[dict[str, Any]], dialect: str) -> None:
         if dialect in ("sqlite", "postgresql"):
             mod = sqlite if dialect == "sqlite" else postgresql
             stmt = mod.insert(table)
             cols = {c: stmt.excluded[c] for c in rows[0] if c != "id"}
             conn.execute(stmt.on_conflict_do_update(index_elements=["id"], set_=cols), rows)
-        else:  # portable fallback
+        else:  # portable fallback (one writer per home holds the ingest lock)
             conn.execute(delete(table).where(table.c.id.in_([r["id"] for r in rows])))
             conn.execute(insert(table), rows)
 
@@ -421,15 +445,23 @@ class Store:
         with self.engine.connect() as conn:
             return int(conn.execute(stmt).scalar_one())
 
-    def ids_and_vectors(self, where: Select[Any]) -> tuple[list[str], np.ndarray]:
-        """Ids and stored vectors for a filtered select of (id, vec)."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(where).all()
+    def index_rows(self, kind: Kind, ids: Sequence[str]) -> tuple[list[str], list[str], np.ndarray]:
+        """Ids, token strings and vectors of the given records (unknown ids are skipped)."""
+        table = INDEX_TABLES[kind]
+        stmt = select(table.c.id, table.c.tokens, table.c.vec).where(
+            table.c.id.in_(select(text("value")).select_from(text("json_each(:ids)")))
+        )
+        with self.kw_engine.connect() as conn:
+            rows = conn.execute(stmt, {"ids": json.dumps(list(ids), ensure_ascii=False)}).all()
         if not rows:
-            return [], np.zeros((0, 1), dtype=np.float32)
-        ids = [r[0] for r in rows]
-        mat = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
-        return ids, mat
+            return [], [], np.zeros((0, 1), dtype=np.float32)
+        mat = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(len(rows), -1)
+        return [r[0] for r in rows], [r[1] for r in rows], mat
+
+    def ids(self, where: Select[Any]) -> list[str]:
+        """Ids selected by a filtered id select."""
+        with self.engine.connect() as conn:
+            return [r[0] for r in conn.execute(where)]
 
     def select_ids(self, where: Select[Any], ids: Sequence[str], kind: Kind) -> set[str]:
         """The subset of ``ids`` that a filtered id select admits."""
@@ -446,22 +478,45 @@ class Store:
             raise StoreError(f"Chroma query failed: {_first_line(exc)}") from None
         return [(i, 1.0 - float(d)) for i, d in zip(res["ids"][0], res["distances"][0], strict=True)]
 
-    def keyword(
-        self, kind: Kind, tokens: Sequence[str], n: int, restrict: Sequence[str] | None = None
-    ) -> list[tuple[str, float]]:
+    def keyword_terms(self, kind: Kind, tokens: Sequence[str]) -> list[tuple[str, int]]:
+        """The query tokens worth matching, rarest first.
+
+        FTS5 scores every document that matches any term, so a term found in a large share of
+        the records ("没", "不", "快递") costs milliseconds while adding almost nothing to the
+        ranking (its bm25 weight is near zero, and the vector side covers it). Such terms are
+        dropped, as are bigrams that repeat a whole query word; the rarest few always stay.
+
+        Returns:
+            [(term, document frequency)], rarest first.
+        """
+        distinct = list(dict.fromkeys(t for t in tokens if t))
+        words = set(distinct)
+        distinct = [t for t in distinct if not (t.startswith("#") and t[1:] in words)]
+        if not distinct:
+            return []
+        table = KW_TABLES[kind]
+        with self.kw_engine.connect() as conn:
+            df = dict(conn.execute(
+                text(f"SELECT term, doc FROM {table}_vocab WHERE term IN (SELECT value FROM json_each(:t))"),
+                {"t": json.dumps(distinct, ensure_ascii=False)},
+            ).all())  # fmt: skip
+        present = sorted((t for t in distinct if df.get(t)), key=lambda t: (df[t], t))
+        limit = max(200, int(0.05 * self.count(kind)))
+        kept = [t for t in present if df[t] <= limit]
+        if len(kept) < 3:
+            kept = present[:3]  # rarest first, so this keeps every rare term and tops up
+        return [(t, int(df[t])) for t in kept[:16]]
+
+    def keyword(self, kind: Kind, tokens: Sequence[str], n: int) -> list[tuple[str, float]]:
         """bm25 keyword matches: [(id, score)], best first (higher is better)."""
-        query = fts_query(tokens)
+        query = fts_query(t for t, _ in self.keyword_terms(kind, tokens))
         if query is None:
             return []
         table = KW_TABLES[kind]
         sql = f"SELECT id, bm25({table}) AS s FROM {table} WHERE {table} MATCH :q"
-        params: dict[str, Any] = {"q": query, "n": n}
-        if restrict is not None:
-            sql += " AND id IN (SELECT value FROM json_each(:ids))"
-            params["ids"] = json.dumps(list(restrict))
         sql += " ORDER BY s LIMIT :n"
         with self.kw_engine.connect() as conn:
-            return [(r[0], -float(r[1])) for r in conn.execute(text(sql), params)]
+            return [(r[0], -float(r[1])) for r in conn.execute(text(sql), {"q": query, "n": n})]
 
     def records(self, kind: Kind, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Full rows (without tokens and vectors) by id."""

@@ -65,11 +65,20 @@ def test_filter_with_no_match_returns_nothing(sample_store: Store) -> None:
     assert Searcher(sample_store).search("物流", filters=f) == []
 
 
+def _some_ids(store: Store, n: int) -> list[str]:
+    from sqlalchemy import select
+
+    from retrieval.store import feedback_table
+
+    stmt = select(feedback_table.c.id).where(feedback_table.c.order_id.is_not(None)).order_by(feedback_table.c.id)
+    with store.engine.connect() as conn:
+        return [r[0] for r in conn.execute(stmt.limit(n))]
+
+
 def test_exact_order_number_is_first(sample_store: Store) -> None:
-    row = next(iter(sample_store.records("feedback", ["FB261001-00266"]).values()), None) or \
-        sample_store.records("feedback", [sample_store.keyword("feedback", ["物流"], 1)[0][0]]).popitem()[1]
-    order = row["order_id"]
-    assert order
+    (rid,) = _some_ids(sample_store, 1)
+    order = sample_store.records("feedback", [rid])[rid]["order_id"]
+    assert order and order.isdigit()
     hits = Searcher(sample_store).search(f"我的订单{order}怎么还没消息", k=3)
     assert hits[0].record["order_id"] == order and "exact" in hits[0].matched_by
 
@@ -105,17 +114,44 @@ def test_broad_and_narrow_strategies_agree(sample_store: Store, monkeypatch: pyt
 
 def test_exact_vector_scores_match_chroma(sample_store: Store) -> None:
     """Stored vectors (used for narrow filters) are the same vectors Chroma indexes."""
-    ids = list(sample_store.records("feedback", ["FB261122-01500", "FB261121-01370"]))
+    ids = _some_ids(sample_store, 5)
     got = sample_store.collection("feedback").get(ids=ids, include=["embeddings"])
-    from sqlalchemy import select
-
-    from retrieval.store import feedback_table
-
-    _, mat = sample_store.ids_and_vectors(
-        select(feedback_table.c.id, feedback_table.c.vec).where(feedback_table.c.id.in_(got["ids"])))
-    assert np.allclose(np.asarray(got["embeddings"]), mat, atol=1e-6)
+    assert sorted(got["ids"]) == sorted(ids)
+    mids, _, mat = sample_store.index_rows("feedback", got["ids"])
+    assert mids == got["ids"] or sorted(mids) == sorted(got["ids"])
+    order = [mids.index(i) for i in got["ids"]]
+    assert np.allclose(np.asarray(got["embeddings"]), mat[order], atol=1e-6)
 
 
 def test_k_must_be_positive(sample_store: Store) -> None:
     with pytest.raises(ValueError):
         Searcher(sample_store).search("x", k=0)
+
+
+def test_keyword_query_keeps_rare_terms_and_drops_noise(sample_store: Store) -> None:
+    from retrieval.text import tokenize
+
+    terms = [t for t, _ in sample_store.keyword_terms("feedback", tokenize("快递显示已签收但是我没收到，订单号在这"))]
+    assert "#快递" not in terms  # repeats the word 快递
+    assert "签收" in terms  # rare and telling
+    assert "没" not in terms  # in far more than 5% of records (and 200 docs here)
+    (only,) = sample_store.keyword_terms("feedback", tokenize("没"))  # never left empty
+    assert only[0] == "没" and only[1] > 200
+    assert sample_store.keyword_terms("feedback", tokenize("量子纠缠")) == []  # unknown terms
+
+
+def test_python_bm25_ranks_like_fts5() -> None:
+    """Narrow filtered searches score keywords in Python; they must agree with the FTS5 index."""
+    import sqlite3
+
+    from retrieval.search import bm25
+
+    docs = ["快递 太慢 快递 没到", "包装 破损 快递", "客服 不 回复", "快递 丢件 客服 不 理", "好评 快递 很快 很快 很快 很快"]
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE VIRTUAL TABLE t USING fts5(tokens)")
+    conn.executemany("INSERT INTO t(rowid, tokens) VALUES (?, ?)", list(enumerate(docs)))
+    terms = [("快递", 4), ("客服", 2), ("很快", 1)]
+    fts = conn.execute("SELECT rowid, -bm25(t) FROM t WHERE t MATCH '快递 OR 客服 OR 很快'").fetchall()
+    ours = bm25(terms, docs, len(docs))
+    for rowid, score in fts:
+        assert abs(ours[rowid] - score) < 1e-6 * max(1.0, score)
