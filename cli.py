@@ -346,7 +346,8 @@ def demo(json_: JsonOpt = False, home: HomeOpt = None) -> None:
     if json_:
         _emit_json(report)
     else:
-        out.print(f"\nTry it yourself: feedback-agent similar \"退款还没到账\" --home {demo_home} --days 14 --as-of {SAMPLE_AS_OF.date()}",
+        prog = sys.argv[0] if sys.argv[0].endswith("feedback-agent") else "feedback-agent"
+        out.print(f"\nTry it yourself: {prog} similar \"退款还没到账\" --home {demo_home} --days 14 --as-of {SAMPLE_AS_OF.date()}",
                   highlight=False)  # fmt: skip
 
 

@@ -176,8 +176,14 @@ class Searcher:
                 sims = {}
 
         fused = _rrf([vec_list, kw_list])
+        if len(exact) > k:  # a SKU or product code shared by many records: rank those by relevance
+            ev, esims, ek = self._score(kind, exact, vector, tokens, depth)
+            sims.update(esims)
+            exact_rank = _rrf([ev, ek])
+        else:
+            exact_rank = {}
         for rid in exact:
-            fused[rid] = fused.get(rid, 0.0) + 1.0
+            fused[rid] = 1.0 + exact_rank.get(rid, fused.get(rid, 0.0))
         ranked = sorted(fused, key=lambda i: (-fused[i], i))[:k]
         return self._hits(kind, ranked, fused, vector, sims, exact, set(vec_list), set(kw_list), with_links)
 
@@ -194,14 +200,20 @@ class Searcher:
             conds += [feedback_table.c.order_id.in_(codes), feedback_table.c.sku.in_(codes)]
         else:
             conds.append(resolution_table.c.feedback_id.in_(codes))
-        stmt = (where if where is not None else select(table.c.id)).where(or_(*conds)).limit(50)
+        stmt = (where if where is not None else select(table.c.id)).where(or_(*conds)).limit(EXACT_MAX)
         with self.store.engine.connect() as conn:
             return [r[0] for r in conn.execute(stmt)]
 
     def _narrow(
         self, kind: Kind, filters: SearchFilters, vector: np.ndarray, tokens: list[str], depth: int
     ) -> tuple[list[str], dict[str, float], list[str]]:
-        ids, token_strings, mat = self.store.index_rows(kind, self.store.ids(filter_select(kind, filters)))
+        return self._score(kind, self.store.ids(filter_select(kind, filters)), vector, tokens, depth)
+
+    def _score(
+        self, kind: Kind, candidates: list[str], vector: np.ndarray, tokens: list[str], depth: int
+    ) -> tuple[list[str], dict[str, float], list[str]]:
+        """Exact vector and keyword rankings of a small candidate set."""
+        ids, token_strings, mat = self.store.index_rows(kind, candidates)
         if not ids:
             return [], {}, []
         sims_arr = mat @ vector

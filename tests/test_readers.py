@@ -129,3 +129,21 @@ def test_ragged_and_runaway_rows(tmp_path: Path) -> None:
     assert "4 cells but the header has 2" in rows[1].error
     assert rows[2].values["text"] == "short"
     assert rows[3].error.startswith("malformed CSV")
+
+
+def test_large_files_are_streamed_not_loaded(tmp_path: Path) -> None:
+    """A 60 MB file is read incrementally: after 1,000 rows only a small prefix has been read."""
+    path = tmp_path / "big.csv"
+    line = "快递太慢了，包装也破了，客服一直不回复，希望尽快处理这个问题,2026-11-20 10:00,app\n".encode()
+    with open(path, "wb") as fh:
+        fh.write("text,created_at,channel\n".encode())
+        block = line * 10_000
+        while fh.tell() < 60 * 2**20:
+            fh.write(block)
+    src = InputFile(path, "feedback")
+    it = iter(src)
+    for _ in range(1000):
+        next(it)
+    assert src.total == path.stat().st_size
+    assert 0 < src.position < 2 * 2**20  # a buffer's worth, not the file
+    src.close()

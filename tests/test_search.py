@@ -155,3 +155,9 @@ def test_python_bm25_ranks_like_fts5() -> None:
     ours = bm25(terms, docs, len(docs))
     for rowid, score in fts:
         assert abs(ours[rowid] - score) < 1e-6 * max(1.0, score)
+
+
+def test_exact_sku_matches_rank_first(sample_store: Store) -> None:
+    hits = Searcher(sample_store).search("TB-PRO-500 的杯盖漏水", k=5)
+    assert all(h.record["sku"] == "TB-PRO-500" and "exact" in h.matched_by for h in hits)
+    assert sum("漏" in h.text for h in hits) >= 3  # among the exact matches, the relevant ones first
