@@ -18,6 +18,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -40,6 +41,8 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Show the resolved configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+llm_app = typer.Typer(help="The chat model: check the configured endpoint.", no_args_is_help=True)
+app.add_typer(llm_app, name="llm")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -49,6 +52,9 @@ ChromaOpt = Annotated[str | None, typer.Option("--chroma-url", help="Chroma serv
 DbOpt = Annotated[str | None, typer.Option("--db-url", help="SQLAlchemy URL of the mirror [env FEEDBACK_AGENT_DB_URL].")]
 TaxOpt = Annotated[Path | None, typer.Option("--taxonomy", help="Taxonomy file [env FEEDBACK_AGENT_TAXONOMY].")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+LlmOpt = Annotated[str | None, typer.Option("--llm", help="auto, none, openai, local or fake [env FEEDBACK_AGENT_LLM].")]
+LlmUrlOpt = Annotated[str | None, typer.Option("--llm-base-url", help="OpenAI-compatible base URL [env FEEDBACK_AGENT_LLM_BASE_URL].")]
+LlmModelOpt = Annotated[str | None, typer.Option("--llm-model", help="Model name [env FEEDBACK_AGENT_LLM_MODEL].")]
 
 
 
@@ -61,7 +67,7 @@ def _user_errors(settings: Settings | None = None) -> Iterator[None]:
     except USER_ERRORS as exc:
         if settings is not None and settings.debug:
             raise
-        err.print(f"[red]error:[/red] {exc}", highlight=False, markup=True)
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(code=1) from None
 
 
@@ -142,7 +148,7 @@ def _print_summary(summary: IngestSummary) -> None:
     table.add_row(*(str(getattr(summary, n)) for n in ("read", "added", "updated", "unchanged", "rejected")))
     out.print(table)
     if summary.rejects_path:
-        out.print(f"rejected rows and reasons: {summary.rejects_path}", highlight=False)
+        out.print(f"rejected rows and reasons: {escape(summary.rejects_path)}", highlight=False)
 
 
 @app.command()
@@ -175,22 +181,23 @@ def _hit_json(hit: Hit) -> dict[str, Any]:
 
 
 def _print_hits(title: str, hits: list[Hit]) -> None:
-    out.print(f"[bold]{title}[/bold]", highlight=False)
+    out.print(f"[bold]{escape(title)}[/bold]", highlight=False)
     if not hits:
         out.print("  no matching records", style="yellow")
     for n, h in enumerate(hits, start=1):
         r = h.record
         when = (r.get("created_at") or r.get("resolved_at") or "")[:16].replace("T", " ")
         facets = " · ".join(str(v) for v in (r.get("category"), r.get("product"), r.get("carrier"), r.get("channel")) if v)
-        out.print(f"  {n}. [cyan]{h.id}[/cyan]  {when}  {facets}  [dim]score {h.score:.3f} ({'+'.join(h.matched_by)})[/dim]",
+        out.print(f"  {n}. [cyan]{escape(h.id)}[/cyan]  {when}  {escape(facets)}  [dim]score {h.score:.3f} ({'+'.join(h.matched_by)})[/dim]",
                   highlight=False)  # fmt: skip
-        out.print(f"     {_short(h.text, 120)}", highlight=False)
+        out.print(f"     {escape(_short(h.text, 120))}", highlight=False)
         if h.resolutions:
             res = h.resolutions[0]
             comp = f"; {res['compensation']}" if res.get("compensation") else ""
-            out.print(f"     [green]↳ {res['outcome']}: {_short(res['action'], 80)}{comp}[/green]", highlight=False)
+            out.print(f"     [green]↳ {res['outcome']}: {escape(_short(res['action'], 80) + comp)}[/green]", highlight=False)
         elif h.feedback:
-            out.print(f"     [green]↳ for {h.feedback['id']}: {_short(h.feedback['text'], 80)}[/green]", highlight=False)
+            out.print(f"     [green]↳ for {escape(h.feedback['id'])}: {escape(_short(h.feedback['text'], 80))}[/green]",
+                      highlight=False)  # fmt: skip
     out.print()
 
 
@@ -267,7 +274,38 @@ def status(json_: JsonOpt = False, home: HomeOpt = None, chroma_url: ChromaOpt =
         _emit_json(data)
     else:
         for key, value in data.items():
-            out.print(f"{key:20} {value}", highlight=False)
+            out.print(f"{key:20} {value}", highlight=False, markup=False)
+
+
+@llm_app.command("check")
+def llm_check(
+    json_: JsonOpt = False, home: HomeOpt = None, llm: LlmOpt = None, llm_base_url: LlmUrlOpt = None,
+    llm_model: LlmModelOpt = None,
+) -> None:
+    """Say which model is configured, whether it answers, its latency, structured output and tools."""
+    from agent.check import run_check
+    from agent.runtime import make_chat_model
+
+    settings = _settings(home=home, llm=llm, llm_base_url=llm_base_url, llm_model=llm_model)
+    with _user_errors(settings):
+        report = run_check(make_chat_model(settings), settings.llm_provider)
+    if json_:
+        _emit_json(report.model_dump(mode="json"))
+    else:
+        out.print(f"provider  {report.provider}\nmodel     {report.model}\nendpoint  {report.endpoint}", markup=False)
+        if report.error:
+            out.print(f"answers   no: {report.error}", markup=False)
+        else:
+            so, tc = report.structured_output, report.tool_calling
+            out.print(f"answers   yes, {report.latency_ms} ms", highlight=False)
+            out.print(f"structured output  {'ok via ' + so['mode'] if so.get('ok') else 'no: ' + str(so.get('error'))}"
+                      f"  (refused: {', '.join(so.get('modes_refused', [])) or 'none'})", markup=False)  # fmt: skip
+            out.print(f"tool calling       {'ok (' + tc['tool_choice'] + ' tool choice)' if tc.get('ok') else 'no: ' + str(tc.get('error'))}",
+                      markup=False)  # fmt: skip
+            out.print(f"tokens             {report.usage.input_tokens} in / {report.usage.output_tokens} out, "
+                      f"{report.usage.calls} calls", highlight=False)  # fmt: skip
+    if report.provider != "none" and not report.answers:
+        raise typer.Exit(code=1)
 
 
 @config_app.command("show")
@@ -311,7 +349,7 @@ def demo(json_: JsonOpt = False, home: HomeOpt = None) -> None:
     report: dict[str, Any] = {"home": str(demo_home), "as_of": SAMPLE_AS_OF.isoformat(), "ingest": [], "searches": []}
     if not json_:
         out.rule("[bold]feedback-agent demo[/bold]")
-        out.print(f"sample data: {SAMPLE_DIR} (as of {SAMPLE_AS_OF.date()}); home: {demo_home}", highlight=False)
+        out.print(f"sample data: {SAMPLE_DIR} (as of {SAMPLE_AS_OF.date()}); home: {demo_home}", markup=False)
         out.print("LLM: none configured, so every step below runs on the no-LLM path.", style="dim")
     with _user_errors(dsettings):
         for name, kind in (("feedback.csv", "feedback"), ("resolutions.csv", "resolution")):
@@ -348,7 +386,7 @@ def demo(json_: JsonOpt = False, home: HomeOpt = None) -> None:
     else:
         prog = sys.argv[0] if sys.argv[0].endswith("feedback-agent") else "feedback-agent"
         out.print(f"\nTry it yourself: {prog} similar \"退款还没到账\" --home {demo_home} --days 14 --as-of {SAMPLE_AS_OF.date()}",
-                  highlight=False)  # fmt: skip
+                  markup=False)  # fmt: skip
 
 
 def main() -> None:

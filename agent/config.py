@@ -36,6 +36,23 @@ class Settings(BaseSettings):
     embedding_model: str = Field("text-embedding-3-small", description="Model of the embeddings endpoint.")
     embedding_base_url: str | None = Field(None, description="Base URL of the embeddings endpoint.")
     debug: bool = Field(False, description="Show tracebacks instead of one-line errors.")
+    llm: Literal["auto", "none", "openai", "local", "fake"] = Field(
+        "auto", description="auto = openai when OPENAI_API_KEY or OPENAI_BASE_URL is set, else none.")
+    llm_base_url: str | None = Field(None, description="OpenAI-compatible base URL (default: OPENAI_BASE_URL).")
+    llm_model: str | None = Field(None, description="Model name (default: gpt-4o-mini; local: the Gemma file).")
+    llm_temperature: float = Field(0.0, ge=0, le=2, description="Sampling temperature.")
+    llm_timeout: float = Field(30.0, gt=0, description="Seconds per HTTP request.")
+    llm_max_retries: int = Field(3, ge=0, le=10, description="Transport retries per call (429, 5xx, timeouts).")
+    llm_deadline: float = Field(120.0, gt=0, description="Seconds of LLM time one command may spend in total.")
+    llm_max_tokens: int = Field(512, ge=16, le=32768, description="Cap on generated tokens per call.")
+    llm_cache: bool = Field(False, description="Cache responses on disk (evals turn it on).")
+
+    @property
+    def llm_provider(self) -> str:
+        """The provider after resolving ``auto``."""
+        if self.llm != "auto":
+            return self.llm
+        return "openai" if os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL") else "none"
 
     @field_validator("timezone")
     @classmethod

@@ -6,6 +6,8 @@ from datetime import tzinfo
 
 from agent.config import Settings
 from agent.errors import ConfigError
+from agent.llm import ChatModel, FakeChatModel, OpenAIChatModel, ResponseCache
+from agent.local_llm import MODEL_ALIAS, LocalServer
 from retrieval.records import get_zone
 from retrieval.store import Store
 from retrieval.taxonomy import Taxonomy, load_taxonomy
@@ -40,3 +42,27 @@ def zone_of(settings: Settings) -> tzinfo:
         return get_zone(settings.timezone)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+
+
+def make_chat_model(settings: Settings) -> ChatModel | None:
+    """The configured chat model, or None for the no-LLM path (never an error for ``none``)."""
+    import os
+
+    provider = settings.llm_provider
+    if provider == "none":
+        return None
+    if provider == "fake":
+        return FakeChatModel()
+    cache = ResponseCache(settings.home / "llm-cache.sqlite3") if settings.llm_cache else None
+    common = {
+        "temperature": settings.llm_temperature, "timeout_s": settings.llm_timeout,
+        "max_retries": settings.llm_max_retries, "max_tokens": settings.llm_max_tokens,
+        "deadline_s": settings.llm_deadline, "cache": cache,
+    }  # fmt: skip
+    if provider == "local":
+        base_url = settings.llm_base_url or LocalServer(settings.home).ensure()
+        # The Gemma chat format drops system messages: instructions go into the user turn.
+        return OpenAIChatModel(settings.llm_model or MODEL_ALIAS, base_url=base_url, merge_system=True,
+                               provider="local", **common)  # fmt: skip
+    base_url = settings.llm_base_url or os.environ.get("OPENAI_BASE_URL")
+    return OpenAIChatModel(settings.llm_model or "gpt-4o-mini", base_url=base_url, provider="openai", **common)

@@ -94,3 +94,14 @@ def test_demo_runs_offline_and_reports(tmp_path: Path) -> None:
     assert all(s["hits"] for s in data["searches"])
     assert "exact" in data["searches"][-1]["hits"][0]["matched_by"]  # the order-number lookup
     assert invoke("demo").exit_code == 0  # runs again over its own fresh home
+
+
+def test_bracketed_text_is_printed_verbatim(tmp_path: Path) -> None:
+    """Reviews often contain [图片] or [bold]; rich must not swallow them as markup."""
+    path = tmp_path / "in.csv"
+    path.write_text("text\n[图片][图片] 杯子漏水 [bold]真的[/bold]\n", encoding="utf-8")
+    assert invoke("ingest", str(path)).exit_code == 0
+    res = invoke("similar", "杯子漏水")
+    assert "[图片][图片] 杯子漏水 [bold]真的[/bold]" in res.stdout
+    bad = invoke("ingest", str(tmp_path / "[x].csv"))
+    assert bad.exit_code == 1 and "[x].csv" in bad.stderr

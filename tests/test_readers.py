@@ -136,7 +136,7 @@ def test_large_files_are_streamed_not_loaded(tmp_path: Path) -> None:
     path = tmp_path / "big.csv"
     line = "快递太慢了，包装也破了，客服一直不回复，希望尽快处理这个问题,2026-11-20 10:00,app\n".encode()
     with open(path, "wb") as fh:
-        fh.write("text,created_at,channel\n".encode())
+        fh.write(b"text,created_at,channel\n")
         block = line * 10_000
         while fh.tell() < 60 * 2**20:
             fh.write(block)
