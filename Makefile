@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench install clean
+.PHONY: demo test bench install clean local-llm record
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "feedback-agent needs Python 3.11+; set PYTHON=/path/to/python3.11")'
@@ -23,6 +23,15 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m evals.bench
+
+# Optional: the local keyless LLM server (compiles llama.cpp once; pip caches the wheel).
+local-llm: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench,local]'
+	FEEDBACK_AGENT_LLM=local $(BIN)/feedback-agent llm check
+
+# Re-record the LLM cassettes against the local server (needs `make local-llm` first).
+record: $(STAMP)
+	RECORD_LLM_CASSETTES=1 $(BIN)/python -m pytest tests/test_llm_cassettes.py -o addopts="" --record-mode=rewrite
 
 clean:
 	rm -rf $(VENV) .feedback-agent .pytest_cache

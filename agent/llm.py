@@ -284,6 +284,14 @@ class OpenAIChatModel:
         self.usage = Usage()
         self.unsupported: set[str] = set()  # structured-output modes this endpoint refused
         self.supported: set[str] = set()  # modes that answered
+        # langchain sends max_completion_tokens; servers behind a custom base URL (llama.cpp,
+        # DeepSeek, DashScope, Ollama) honour the classic max_tokens, and llama.cpp otherwise
+        # generates to the context limit. OpenAI itself gets only the new field.
+        self.send_classic_max_tokens = base_url is not None and "api.openai.com" not in base_url
+        # Some servers (llama-cpp-python's) reject tool-role messages or assistant tool calls with
+        # null content; once seen, tool exchanges are sent as plain text turns instead.
+        self.flatten_tool_messages = False
+        self.tool_turns_ok = False
         self._sleep = sleep
         self._clients: dict[float, Any] = {}
 
@@ -333,11 +341,37 @@ class OpenAIChatModel:
             if hit is not None:
                 self.usage.add(hit.usage)
                 return hit
-        result = self._call_with_retries(req)
+        has_tool_turns = any(m.role == "tool" or m.tool_calls for m in req.messages)
+        probing = has_tool_turns and not (self.tool_turns_ok or self.flatten_tool_messages)
+        try:
+            if self.flatten_tool_messages and has_tool_turns:
+                result = self._call_with_retries(self._flattened(req))
+            else:
+                result = self._call_with_retries(req.model_copy(update={"probe": True}) if probing else req)
+                self.tool_turns_ok = self.tool_turns_ok or has_tool_turns
+        except ProviderError as exc:
+            if not probing or exc.status not in (400, 422, 500):
+                raise
+            self.flatten_tool_messages = True
+            result = self._call_with_retries(self._flattened(req))
         self.usage.add(result.usage)
         if self.cache is not None and key is not None:
             self.cache.put(key, result)
         return result
+
+    @staticmethod
+    def _flattened(req: ChatRequest) -> ChatRequest:
+        """The request with tool calls and results written as ordinary assistant/user turns."""
+        msgs: list[Message] = []
+        for m in req.messages:
+            if m.role == "assistant" and m.tool_calls:
+                calls = ", ".join(f"{c.name}({json.dumps(c.args, ensure_ascii=False)})" for c in m.tool_calls)
+                msgs.append(Message(role="assistant", content=(m.content + "\n" if m.content else "") + f"Calling {calls}"))
+            elif m.role == "tool":
+                msgs.append(Message(role="user", content=f"Tool result ({m.tool_call_id}): {m.content}"))
+            else:
+                msgs.append(m)
+        return req.model_copy(update={"messages": msgs})
 
     def _call_with_retries(self, req: ChatRequest) -> ChatResult:
         from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
@@ -397,8 +431,10 @@ class OpenAIChatModel:
                 kwargs["tool_choice"] = req.tool_choice
         if req.response_format is not None:
             kwargs["response_format"] = req.response_format
-        if req.max_tokens is not None:
-            kwargs["max_tokens"] = req.max_tokens
+        limit = req.max_tokens or self.max_tokens
+        kwargs["max_tokens"] = limit
+        if self.send_classic_max_tokens:
+            kwargs["extra_body"] = {"max_tokens": limit}
         started = time.perf_counter()
         msg = self._client(timeout).invoke(self._lc_messages(req.messages), **kwargs)
         meta = getattr(msg, "usage_metadata", None) or {}

@@ -46,3 +46,19 @@ def sample_store(tmp_path_factory: pytest.TempPathFactory) -> Store:
     ingest_file(s, SAMPLE_DIR / "resolutions.csv", kind="resolution", zone=ZONE, now=NOW)
     yield s
     s.close()
+
+
+@pytest.fixture(scope="module")
+def vcr_config() -> dict[str, object]:
+    """Cassettes never hold credentials; bodies are stored decoded for review."""
+    return {
+        "filter_headers": ["authorization", "openai-organization", "openai-project", "cookie", "x-api-key",
+                           "set-cookie"],
+        "decode_compressed_response": True,
+        "before_record_request": _skip_health_checks,
+    }
+
+
+def _skip_health_checks(request: object) -> object | None:
+    """The local server's readiness polls (GET /v1/models) are not part of any exchange under test."""
+    return None if getattr(request, "path", "").endswith("/models") else request

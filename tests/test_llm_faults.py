@@ -108,3 +108,24 @@ def test_re_ask_recovers() -> None:
                  Reply(200, completion('Sure! {"sentiment": "neutral"}'))) as stub:  # fmt: skip
         got = complete_structured(model(stub.url, []), "label", SentimentCheck)
     assert got.value.sentiment == "neutral" and got.attempts == 2 and got.mode == "json_schema"
+
+
+def test_token_cap_reaches_compatible_servers_in_both_spellings() -> None:
+    with StubLLM(Reply(200, completion("x"))) as stub:
+        model(stub.url, []).complete(ASK.model_copy(update={"max_tokens": 8}))
+    assert stub.requests[0]["max_completion_tokens"] == 8 and stub.requests[0]["max_tokens"] == 8
+
+
+def test_servers_that_reject_tool_messages_get_plain_turns() -> None:
+    from agent.llm import ToolCall
+
+    convo = [Message(role="user", content="how many?"),
+             Message(role="assistant", tool_calls=[ToolCall(id="c1", name="count", args={"category": "a"})]),
+             Message(role="tool", content='{"count": 3}', tool_call_id="c1")]  # fmt: skip
+    with StubLLM(Reply(500), Reply(200, completion("3 records"))) as stub:
+        m = model(stub.url, [])
+        assert m.complete(ChatRequest(messages=convo)).content == "3 records"
+    roles = [msg["role"] for msg in stub.requests[1]["messages"]]
+    assert roles == ["user", "assistant", "user"] and m.flatten_tool_messages
+    assert 'Calling count({"category": "a"})' in stub.requests[1]["messages"][1]["content"]
+    assert len(stub.requests) == 2  # the 500 on a tool exchange is not retried blindly first...
