@@ -13,6 +13,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, time, timedelta
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -52,6 +53,16 @@ ChromaOpt = Annotated[str | None, typer.Option("--chroma-url", help="Chroma serv
 DbOpt = Annotated[str | None, typer.Option("--db-url", help="SQLAlchemy URL of the mirror [env FEEDBACK_AGENT_DB_URL].")]
 TaxOpt = Annotated[Path | None, typer.Option("--taxonomy", help="Taxonomy file [env FEEDBACK_AGENT_TAXONOMY].")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+
+
+class KindChoice(str, Enum):
+    """Record kinds a command works on."""
+
+    feedback = "feedback"
+    resolution = "resolution"
+
+
+KindOpt = Annotated[KindChoice, typer.Option("--kind", help="Record kind.")]
 LlmOpt = Annotated[str | None, typer.Option("--llm", help="auto, none, openai, local or fake [env FEEDBACK_AGENT_LLM].")]
 LlmUrlOpt = Annotated[str | None, typer.Option("--llm-base-url", help="OpenAI-compatible base URL [env FEEDBACK_AGENT_LLM_BASE_URL].")]
 LlmModelOpt = Annotated[str | None, typer.Option("--llm-model", help="Model name [env FEEDBACK_AGENT_LLM_MODEL].")]
@@ -154,7 +165,7 @@ def _print_summary(summary: IngestSummary) -> None:
 @app.command()
 def ingest(
     path: Annotated[Path, typer.Argument(help="CSV/TSV (UTF-8, UTF-8-BOM, GBK/GB18030), JSONL or XLSX file.")],
-    kind: Annotated[str, typer.Option("--kind", help="feedback or resolution.")] = "feedback",
+    kind: KindOpt = KindChoice.feedback,
     map_: Annotated[list[str] | None, typer.Option("--map", help="field=Header, repeatable (e.g. text=评价内容).")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=50_000, help="Rows per committed batch.")] = 1000,
     json_: JsonOpt = False,
@@ -165,10 +176,8 @@ def ingest(
 ) -> None:
     """Load feedback or resolution records; bad rows go to a rejects file with reasons."""
     settings = _settings(home=home, chroma_url=chroma_url, db_url=db_url, taxonomy=taxonomy)
-    if kind not in ("feedback", "resolution"):
-        raise typer.BadParameter("use feedback or resolution", param_hint="--kind")
     with _user_errors(settings):
-        summary = _run_ingest(settings, path, kind, map_ or [], not json_, batch_size)  # type: ignore[arg-type]
+        summary = _run_ingest(settings, path, kind.value, map_ or [], not json_, batch_size)  # type: ignore[arg-type]
     if json_:
         _emit_json(summary.model_dump(include={"read", "added", "updated", "unchanged", "rejected",
                                                "rejects_path", "path", "kind", "format", "encoding", "seconds"}))  # fmt: skip
@@ -218,7 +227,7 @@ def similar(
     channel: Annotated[str | None, typer.Option("--channel")] = None,
     product: Annotated[str | None, typer.Option("--product")] = None,
     carrier: Annotated[str | None, typer.Option("--carrier")] = None,
-    kind: Annotated[str, typer.Option("--kind", help="feedback or resolution.")] = "feedback",
+    kind: KindOpt = KindChoice.feedback,
     json_: JsonOpt = False,
     home: HomeOpt = None,
     chroma_url: ChromaOpt = None,
@@ -227,8 +236,6 @@ def similar(
 ) -> None:
     """Find similar past cases (hybrid vector + keyword search) with their resolutions."""
     settings = _settings(home=home, chroma_url=chroma_url, db_url=db_url, taxonomy=taxonomy)
-    if kind not in ("feedback", "resolution"):
-        raise typer.BadParameter("use feedback or resolution", param_hint="--kind")
     if not text.strip():
         raise typer.BadParameter("the search text is empty", param_hint="TEXT")
     lo, hi, _ = _window(settings, days, since, until, as_of)
@@ -243,11 +250,11 @@ def similar(
         try:
             filters = SearchFilters(since=lo, until=hi, category=category, channel=channel,
                                     product=product, carrier=carrier)  # fmt: skip
-            hits = Searcher(store).search(text, k=k, kind=kind, filters=filters)  # type: ignore[arg-type]
+            hits = Searcher(store).search(text, k=k, kind=kind.value, filters=filters)  # type: ignore[arg-type]
         finally:
             store.close()
     if json_:
-        _emit_json({"query": text, "kind": kind, "filters": filters.model_dump(mode="json", exclude_none=True),
+        _emit_json({"query": text, "kind": kind.value, "filters": filters.model_dump(mode="json", exclude_none=True),
                     "hits": [_hit_json(h) for h in hits]})  # fmt: skip
     else:
         _print_hits(f"similar to: {_short(text, 60)}", hits)

@@ -105,3 +105,8 @@ def test_bracketed_text_is_printed_verbatim(tmp_path: Path) -> None:
     assert "[图片][图片] 杯子漏水 [bold]真的[/bold]" in res.stdout
     bad = invoke("ingest", str(tmp_path / "[x].csv"))
     assert bad.exit_code == 1 and "[x].csv" in bad.stderr
+
+
+def test_kind_is_validated_by_the_cli() -> None:
+    res = invoke("similar", "x", "--kind", "tickets")
+    assert res.exit_code == 2 and "feedback" in res.stderr and "resolution" in res.stderr

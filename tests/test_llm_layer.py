@@ -153,3 +153,27 @@ def test_llm_check_cli_against_a_stub(tmp_path: Path) -> None:
     assert report["usage"]["calls"] == 4
     # the untrusted check text reached the model fenced
     assert "<<<UNTRUSTED_DATA kind=feedback" in stub.requests[1]["messages"][0]["content"]
+
+
+def test_circuit_breaker_half_opens_after_the_cooldown() -> None:
+    import time
+
+    from agent.errors import CircuitOpenError
+    from agent.llm import CircuitBreaker
+
+    b = CircuitBreaker(threshold=3, cooldown_s=0.05)
+    for _ in range(3):
+        b.check("e")
+        b.record(ok=False)
+    with pytest.raises(CircuitOpenError):
+        b.check("e")
+    time.sleep(0.06)
+    b.check("e")  # one trial call is let through
+    b.record(ok=False)  # ...and its failure re-opens at once
+    with pytest.raises(CircuitOpenError):
+        b.check("e")
+    time.sleep(0.06)
+    b.check("e")
+    b.record(ok=True)  # a success closes it
+    b.check("e")
+    assert b.failures == 0 and b.opened_at is None
