@@ -126,11 +126,18 @@ def _progress(enabled: bool, unit_bytes: bool) -> Progress:
     return Progress(*cols, console=err, disable=not enabled, transient=False)
 
 
-def _run_ingest(settings: Settings, path: Path, kind: Kind, maps: list[str], show_progress: bool, batch_size: int) -> IngestSummary:
+def _run_ingest(settings: Settings, path: Path, kind: Kind, maps: list[str], show_progress: bool, batch_size: int,
+                classify: bool = True) -> IngestSummary:  # fmt: skip
     store = open_store(settings)
     try:
         mapping = parse_map_options(maps, kind)
         taxonomy = taxonomy_of(settings)
+        labeler = None
+        if classify and kind == "feedback":
+            from agent.classify import Classifier
+
+            # no LLM on ingest: bulk loads must not pay per row; `classify` uses it on demand
+            labeler = Classifier(store, taxonomy).labeler
         is_xlsx = path.suffix.lower() in (".xlsx", ".xlsm")
         bar = _progress(show_progress, unit_bytes=not is_xlsx)
         task = bar.add_task(f"ingest {path.name}", total=None)
@@ -143,7 +150,7 @@ def _run_ingest(settings: Settings, path: Path, kind: Kind, maps: list[str], sho
         try:
             return ingest_file(
                 store, path, kind=kind, mapping=mapping, taxonomy=taxonomy, zone=zone_of(settings),
-                now=datetime.now(UTC), batch_size=batch_size, progress=on_progress,
+                now=datetime.now(UTC), batch_size=batch_size, progress=on_progress, labeler=labeler,
             )  # fmt: skip
         finally:
             bar.stop()
@@ -168,6 +175,7 @@ def ingest(
     kind: KindOpt = KindChoice.feedback,
     map_: Annotated[list[str] | None, typer.Option("--map", help="field=Header, repeatable (e.g. text=评价内容).")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=50_000, help="Rows per committed batch.")] = 1000,
+    classify: Annotated[bool, typer.Option("--classify/--no-classify", help="Give unlabelled feedback model labels.")] = True,
     json_: JsonOpt = False,
     home: HomeOpt = None,
     chroma_url: ChromaOpt = None,
@@ -177,7 +185,7 @@ def ingest(
     """Load feedback or resolution records; bad rows go to a rejects file with reasons."""
     settings = _settings(home=home, chroma_url=chroma_url, db_url=db_url, taxonomy=taxonomy)
     with _user_errors(settings):
-        summary = _run_ingest(settings, path, kind.value, map_ or [], not json_, batch_size)  # type: ignore[arg-type]
+        summary = _run_ingest(settings, path, kind.value, map_ or [], not json_, batch_size, classify)  # type: ignore[arg-type]
     if json_:
         _emit_json(summary.model_dump(include={"read", "added", "updated", "unchanged", "rejected",
                                                "rejects_path", "path", "kind", "format", "encoding", "seconds"}))  # fmt: skip
@@ -258,6 +266,142 @@ def similar(
                     "hits": [_hit_json(h) for h in hits]})  # fmt: skip
     else:
         _print_hits(f"similar to: {_short(text, 60)}", hits)
+
+
+def _write_results(path: Path, rows: list[dict[str, Any]]) -> None:
+    import csv
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".csv":
+        cols = ["id", "category", "sentiment", "urgency", "confidence", "language", "path", "neighbors", "error"]
+        with open(path, "w", encoding="utf-8-sig", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
+            w.writeheader()
+            w.writerows({**r, "neighbors": " ".join(r.get("neighbors") or [])} for r in rows)
+    else:
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+
+
+@app.command()
+def classify(
+    texts: Annotated[list[str] | None, typer.Argument(help="Texts to classify.")] = None,
+    file: Annotated[Path | None, typer.Option("--file", help="CSV/TSV, JSONL or XLSX with a text column.")] = None,
+    map_: Annotated[list[str] | None, typer.Option("--map", help="field=Header for --file.")] = None,
+    out_path: Annotated[Path | None, typer.Option("--out", help="Write results to .jsonl or .csv.")] = None,
+    json_: JsonOpt = False,
+    home: HomeOpt = None,
+    chroma_url: ChromaOpt = None,
+    db_url: DbOpt = None,
+    taxonomy: TaxOpt = None,
+    llm: LlmOpt = None,
+    llm_base_url: LlmUrlOpt = None,
+    llm_model: LlmModelOpt = None,
+) -> None:
+    """Label texts with category, sentiment, urgency, confidence and the records relied on."""
+    from agent.classify import Classification, Classifier
+    from agent.runtime import make_chat_model
+    from retrieval.readers import InputFile
+
+    settings = _settings(home=home, chroma_url=chroma_url, db_url=db_url, taxonomy=taxonomy, llm=llm,
+                         llm_base_url=llm_base_url, llm_model=llm_model)  # fmt: skip
+    if bool(texts) == (file is not None):
+        raise typer.BadParameter("give either TEXT... or --file", param_hint="TEXT")
+    results: list[Classification] = []
+    with _user_errors(settings):
+        store = open_store(settings)
+        try:
+            clf = Classifier(store, taxonomy_of(settings), make_chat_model(settings))
+            if texts:
+                if any(not t.strip() for t in texts):
+                    raise typer.BadParameter("a text is empty", param_hint="TEXT")
+                results = clf.classify(list(texts))
+            else:
+                assert file is not None
+                src = InputFile(file, "feedback", parse_map_options(map_ or [], "feedback"))
+                bar = _progress(not json_ or out_path is not None, unit_bytes=file.suffix.lower() not in (".xlsx", ".xlsm"))
+                task = bar.add_task(f"classify {file.name}", total=src.total or None)
+                with bar:
+                    batch: list[tuple[str, str | None]] = []
+                    for raw in src:
+                        values = raw.values or {}
+                        rid = str(values.get("id")).strip() if values.get("id") not in (None, "") else None
+                        text = str(values.get("text") or "").strip()
+                        bad = raw.error or (None if text else "empty text")
+                        if bad is None and any("\udc80" <= ch <= "\udcff" for ch in text):
+                            bad = "text has bytes that are not valid in the file's encoding"
+                        if bad is not None:
+                            results.extend(clf.classify([b[0] for b in batch], [b[1] for b in batch]))
+                            batch.clear()
+                            results.append(Classification(id=rid, category="", sentiment="", urgency="", confidence=0,
+                                                          language="", path="none", error=bad))  # fmt: skip
+                            continue
+                        batch.append((text, rid))
+                        if len(batch) >= 500:
+                            results.extend(clf.classify([b[0] for b in batch], [b[1] for b in batch]))
+                            batch.clear()
+                            bar.update(task, completed=src.position)
+                    results.extend(clf.classify([b[0] for b in batch], [b[1] for b in batch]))
+                    bar.update(task, completed=src.total)
+        finally:
+            store.close()
+    rows = [r.model_dump(mode="json") for r in results]
+    if out_path is not None:
+        _write_results(out_path, rows)
+        err.print(f"{len(rows)} results written to {escape(str(out_path))}", highlight=False)
+    if json_:
+        _emit_json(rows)
+    elif out_path is None:
+        for r in results:
+            if r.error:
+                out.print(f"{r.id or '-'}  error: {r.error}", markup=False)
+                continue
+            out.print(f"{r.category:18} {r.sentiment:9} {r.urgency:9} {r.confidence:.2f}  {r.path:6} "
+                      f"{r.language:5} neighbours: {', '.join(r.neighbors[:3])}", markup=False)  # fmt: skip
+            for reason in r.reasons:
+                out.print(f"    {reason}", markup=False)
+
+
+@app.command()
+def label(
+    record_id: Annotated[str, typer.Argument(metavar="ID", help="Feedback id.")],
+    category: Annotated[str | None, typer.Option("--category")] = None,
+    sentiment: Annotated[str | None, typer.Option("--sentiment")] = None,
+    urgency: Annotated[str | None, typer.Option("--urgency")] = None,
+    json_: JsonOpt = False,
+    home: HomeOpt = None,
+    chroma_url: ChromaOpt = None,
+    db_url: DbOpt = None,
+    taxonomy: TaxOpt = None,
+) -> None:
+    """Store a human label (wins over imported and model labels; the classifier learns from it)."""
+    settings = _settings(home=home, chroma_url=chroma_url, db_url=db_url, taxonomy=taxonomy)
+    given = {"category": category, "sentiment": sentiment, "urgency": urgency}
+    if all(v is None for v in given.values()):
+        raise typer.BadParameter("give at least one of --category, --sentiment, --urgency", param_hint="--category")
+    with _user_errors(settings):
+        tax = taxonomy_of(settings)
+        values: dict[str, tuple[str | None, str | None]] = {}
+        for name, value in given.items():
+            if value is None:
+                continue
+            label_set = {"category": "categories", "sentiment": "sentiments", "urgency": "urgencies"}[name]
+            norm = tax.normalize(label_set, value)
+            if norm is None:
+                raise ConfigError(f"{name} {value!r} is not in the taxonomy {tax.name!r}")
+            values[name] = (norm, "human")
+        store = open_store(settings)
+        try:
+            if store.set_labels([record_id], values) == 0:
+                raise ConfigError(f"no feedback record with id {record_id!r}")
+            row = store.records("feedback", [record_id])[record_id]
+        finally:
+            store.close()
+    data = {"id": record_id, **{k: {"value": row[k], "source": row[f"{k}_source"]} for k in given}}
+    if json_:
+        _emit_json(data)
+    else:
+        out.print(" ".join(f"{k}={v['value']} ({v['source']})" for k, v in data.items() if k != "id"), markup=False)
 
 
 @app.command()

@@ -143,10 +143,7 @@ def ingest_file(
     def flush() -> None:
         if not batch:
             return
-        records = batch
-        if labeler is not None and kind == "feedback":
-            records = labeler(batch)  # type: ignore[arg-type]
-        result = store.upsert(kind, records, now)
+        result = store.upsert(kind, batch, now, label=labeler if kind == "feedback" else None)
         summary.added += len(result.added)
         summary.updated += len(result.updated)
         summary.unchanged += len(result.unchanged)

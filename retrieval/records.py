@@ -404,9 +404,13 @@ def content_hash(record: Feedback | Resolution) -> str:
     """Hash of everything a record says, so re-ingesting an unchanged row is a no-op.
 
     A feedback row without a date gets the import time each run; that time is left out so the
-    same row imported twice is still "unchanged".
+    same row imported twice is still "unchanged". Only imported labels count: model labels can
+    change as the model learns and human corrections are not part of the file, so neither makes
+    a re-imported row "updated".
     """
     data = record.model_dump(mode="json")
-    if isinstance(record, Feedback) and record.created_at_source == "import_time":
-        data.pop("created_at")
+    if isinstance(record, Feedback):
+        if record.created_at_source == "import_time":
+            data.pop("created_at")
+        data["labels"] = {k: v for k, v in data["labels"].items() if v and v["source"] == LabelSource.IMPORT}
     return hashlib.sha1(json.dumps(data, sort_keys=True, ensure_ascii=False).encode()).hexdigest()

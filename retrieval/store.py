@@ -14,7 +14,7 @@ interrupted batch is simply redone by the next run (every write is an idempotent
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,7 +46,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.sql import Select
 
 from retrieval.errors import StoreError
-from retrieval.records import Feedback, Resolution, content_hash
+from retrieval.records import Feedback, LabelSource, LabelValue, Resolution, content_hash
 from retrieval.text import Embedder, HashEmbedding, embed, tokenize
 
 Kind = Literal["feedback", "resolution"]
@@ -332,10 +332,23 @@ class Store:
             self.kw_engine.dispose()
 
     # ------------------------------------------------------------------ writes
-    def upsert(self, kind: Kind, records: Sequence[Feedback | Resolution], now: datetime) -> UpsertResult:
+    def upsert(
+        self,
+        kind: Kind,
+        records: Sequence[Feedback | Resolution],
+        now: datetime,
+        label: Callable[[list[Feedback]], list[Feedback]] | None = None,
+    ) -> UpsertResult:
         """Add new records and update changed ones; unchanged records cost one lookup.
 
         Records must have distinct ids (ingestion rejects in-file duplicates before this).
+
+        Args:
+            kind: feedback or resolution.
+            records: validated records.
+            now: write time.
+            label: fills missing labels of new and changed feedback (classification on ingest);
+                unchanged records are not relabelled, and human labels already stored are kept.
         """
         table = TABLES[kind]
         ids = [r.id for r in records]
@@ -363,6 +376,8 @@ class Store:
             else:
                 updated.append(record.id)
             changed.append((record, digest))
+        if changed and kind == "feedback":
+            changed = self._keep_human_labels(changed, existing, label)
         if changed:
             self._write(kind, changed, now)
         return UpsertResult(added, updated, unchanged)
@@ -370,8 +385,33 @@ class Store:
     @staticmethod
     def _first_import_cols(kind: Kind) -> list[Any]:
         if kind == "feedback":
-            return [feedback_table.c.created_at, feedback_table.c.created_at_source]
+            f = feedback_table.c
+            return [f.created_at, f.created_at_source, f.category, f.category_source, f.subcategory,
+                    f.subcategory_source, f.sentiment, f.sentiment_source, f.urgency, f.urgency_source]  # fmt: skip
         return []
+
+    @staticmethod
+    def _keep_human_labels(
+        changed: list[tuple[Feedback | Resolution, str]],
+        existing: dict[str, Any],
+        label: Callable[[list[Feedback]], list[Feedback]] | None,
+    ) -> list[tuple[Feedback | Resolution, str]]:
+        records = [r for r, _ in changed]
+        if label is not None:
+            records = list(label(records))  # type: ignore[arg-type]
+        out: list[tuple[Feedback | Resolution, str]] = []
+        for record, (_, digest) in zip(records, changed, strict=True):
+            old = existing.get(record.id)
+            if old is not None and isinstance(record, Feedback):
+                human = {}
+                for i, name in enumerate(("category", "subcategory", "sentiment", "urgency")):
+                    value, source = old[4 + 2 * i], old[5 + 2 * i]
+                    if source == LabelSource.HUMAN:
+                        human[name] = LabelValue(value=value, source=LabelSource.HUMAN)
+                if human:
+                    record = record.model_copy(update={"labels": record.labels.model_copy(update=human)})
+            out.append((record, digest))
+        return out
 
     def _write(self, kind: Kind, changed: list[tuple[Feedback | Resolution, str]], now: datetime) -> None:
         records = [r for r, _ in changed]
@@ -406,6 +446,30 @@ class Store:
                     self._upsert_rows(conn, kind, rows)
         except OperationalError as exc:
             raise StoreError(f"SQL mirror write failed: {_first_line(exc)}") from None
+        if kind == "feedback" and any(
+            lv is not None and lv.source != LabelSource.MODEL
+            for r in records for lv in (r.labels.category, r.labels.sentiment, r.labels.urgency)  # type: ignore[union-attr]
+        ):
+            self._bump_labels_version()
+
+    def _bump_labels_version(self) -> None:
+        with self.engine.begin() as conn:
+            current = self.labels_version(conn)
+            if current == 0:
+                conn.execute(insert(meta_table).values(key="labels_version", value="1"))
+            else:
+                conn.execute(meta_table.update().where(meta_table.c.key == "labels_version")
+                             .values(value=str(current + 1)))  # fmt: skip
+
+    def labels_version(self, conn: Any = None) -> int:
+        """A counter bumped whenever imported or human labels change (learned models key on it)."""
+        stmt = select(meta_table.c.value).where(meta_table.c.key == "labels_version")
+        if conn is not None:
+            row = conn.execute(stmt).first()
+        else:
+            with self.engine.connect() as c:
+                row = c.execute(stmt).first()
+        return int(row[0]) if row else 0
 
     def _write_keywords(self, conn: Any, kind: Kind, ids: list[str], kw_rows: list[dict[str, Any]]) -> None:
         table = KW_TABLES[kind]
@@ -436,6 +500,8 @@ class Store:
             values[f"{name}_source"] = source
         with self.engine.begin() as conn:
             result = conn.execute(feedback_table.update().where(feedback_table.c.id.in_(list(ids))).values(**values))
+        if any(source != LabelSource.MODEL for _, source in labels.values()):
+            self._bump_labels_version()
         return int(result.rowcount or 0)
 
     # ------------------------------------------------------------------ reads

@@ -1,0 +1,342 @@
+"""Classification into the taxonomy: a learned model, taxonomy rules, and an optional LLM.
+
+No-LLM path (always available):
+
+* a linear model (LinearSVC) per field over TF-IDF features of our tokens (jieba words, CJK
+  bigrams, identifiers) and character 1-4-grams, trained on the store's imported and human labels,
+  the shipped seed bank (where its labels are in the taxonomy) and each label's own name and
+  description (so a new taxonomy works before anything is labelled);
+* the neighbours (labelled records most similar in the same feature space) are returned as the
+  evidence, and decide by vote when the linear model has no opinion;
+* urgency rules from the taxonomy's keywords (safety, legal/regulator, public exposure, money
+  taken, repeated contact) raise urgency; sarcasm markers flip praise-like sentiment.
+
+With an LLM, the neighbours become few-shot examples and the model must answer with labels from
+the closed set (a schema with ``Literal`` ids); an invalid or out-of-set answer is re-asked, then
+the no-LLM result is returned with the reason. Labels are never outside the taxonomy.
+
+Trained models are cached under ``<home>/models`` keyed by the taxonomy and the store's labels
+version, so classification after a correction (``label``) retrains once, then reuses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+import re
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, create_model
+from sqlalchemy import or_, select
+
+from agent.errors import AgentError, OutputValidationError
+from agent.llm import ChatModel, Message, complete_structured
+from agent.prompts import fence, load_prompt
+from agent.safety import strip_instructions
+from retrieval.records import Feedback, LabelSource, LabelValue, detect_language
+from retrieval.sample_data import load_seed_examples
+from retrieval.store import Store, feedback_table
+from retrieval.taxonomy import Taxonomy
+from retrieval.text import normalize_text, tokenize
+
+FIELDS = ("category", "sentiment", "urgency")
+MODEL_VERSION = 1
+N_NEIGHBORS = 5
+_SARCASM = re.compile(r"呵呵|真是好|真棒啊|太好了吧|oh great|just great|amazing quality|thanks a lot for nothing", re.I)
+
+
+class Classification(BaseModel):
+    """The labels of one text and the evidence behind them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str | None = Field(None, description="The input row's id, when it has one.")
+    category: str = Field(description="A category id of the taxonomy.")
+    subcategory: str | None = None
+    sentiment: str
+    urgency: str
+    confidence: float = Field(ge=0, le=1, description="Confidence in the category.")
+    confidences: dict[str, float] = Field(default_factory=dict, description="Per field.")
+    language: str
+    neighbors: list[str] = Field(default_factory=list, description="Ids of the labelled records relied on.")
+    path: str = Field(description="What decided the category: linear, knn, llm.")
+    paths: dict[str, str] = Field(default_factory=dict, description="What decided each field (rules, linear, knn, llm).")
+    reasons: list[str] = Field(default_factory=list)
+    prompt_version: str | None = None
+    fallback_reason: str | None = Field(None, description="Why the LLM answer was not used, if it was not.")
+    error: str | None = Field(None, description="Set when the input row could not be classified.")
+
+
+@dataclass
+class _Trained:
+    """The fitted model for one taxonomy and labels version."""
+
+    vectorizer: Any
+    matrix: Any  # training texts, vectorized (for neighbours)
+    ids: list[str]
+    texts: list[str]
+    labels: dict[str, list[str | None]]
+    models: dict[str, Any]  # field -> LinearSVC (None when fewer than 2 classes)
+    n_store: int
+
+
+def _features() -> Any:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.pipeline import make_union
+
+    return make_union(
+        TfidfVectorizer(analyzer=tokenize, sublinear_tf=True),
+        TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 4), sublinear_tf=True, min_df=2,
+                        preprocessor=normalize_text, max_features=400_000, dtype=np.float32),  # fmt: skip
+    )
+
+
+def _softmax(scores: np.ndarray, scale: float = 3.0) -> np.ndarray:
+    z = scores * scale
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+class Classifier:
+    """Classifies texts into a taxonomy using a store's labelled records.
+
+    Args:
+        store: the record store (labelled records are the training data and the neighbours).
+        taxonomy: the closed label sets.
+        model: a chat model, or None for the no-LLM path.
+    """
+
+    def __init__(self, store: Store, taxonomy: Taxonomy, model: ChatModel | None = None) -> None:
+        """Bind to a store, a taxonomy and an optional chat model; training happens on first use."""
+        self.store = store
+        self.taxonomy = taxonomy
+        self.model = model
+        self._trained: _Trained | None = None
+        self._ids = {
+            "category": taxonomy.category_ids(),
+            "sentiment": [s.id for s in taxonomy.sentiments],
+            "urgency": [u.id for u in taxonomy.urgencies],
+        }
+
+    # ------------------------------------------------------------------ training
+    def _fingerprint(self) -> str:
+        tax = json.dumps(self.taxonomy.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
+        key = f"{MODEL_VERSION}|{tax}|{self.store.labels_version()}|{self.store.embedder.label}"
+        return hashlib.sha1(key.encode()).hexdigest()[:16]
+
+    def _training_rows(self) -> tuple[list[str], list[str], dict[str, list[str | None]], int]:
+        f = feedback_table.c
+        trusted = [LabelSource.IMPORT.value, LabelSource.HUMAN.value]
+        stmt = select(f.id, f.text, f.category, f.category_source, f.sentiment, f.sentiment_source, f.urgency,
+                      f.urgency_source).where(or_(f.category_source.in_(trusted), f.sentiment_source.in_(trusted),
+                                                  f.urgency_source.in_(trusted)))  # fmt: skip
+        ids: list[str] = []
+        texts: list[str] = []
+        labels: dict[str, list[str | None]] = {k: [] for k in FIELDS}
+        with self.store.engine.connect() as conn:
+            for row in conn.execute(stmt):
+                ids.append(row[0])
+                texts.append(row[1])
+                for i, name in enumerate(FIELDS):
+                    value, source = row[2 + 2 * i], row[3 + 2 * i]
+                    ok = source in trusted and value in self._ids[name]
+                    labels[name].append(value if ok else None)
+        n_store = len(ids)
+        for seed in load_seed_examples():
+            ids.append(seed["id"])
+            texts.append(seed["text"])
+            for name in FIELDS:
+                labels[name].append(seed[name] if seed[name] in self._ids[name] else None)
+        for name, attr in (("category", "categories"), ("sentiment", "sentiments"), ("urgency", "urgencies")):
+            for lab in getattr(self.taxonomy, attr):
+                desc = " ".join(x for x in (lab.id.replace("_", " "), lab.name_zh, lab.name_en, lab.description) if x)
+                ids.append(f"taxonomy:{name}:{lab.id}")
+                texts.append(desc)
+                for other in FIELDS:
+                    labels[other].append(lab.id if other == name else None)
+        return ids, texts, labels, n_store
+
+    def trained(self) -> _Trained:
+        """The fitted model, from the cache or trained now."""
+        if self._trained is not None:
+            return self._trained
+        cache = self.store.home / "models" / f"classifier-{self._fingerprint()}.pkl"
+        if cache.exists():
+            try:
+                with open(cache, "rb") as fh:
+                    self._trained = pickle.load(fh)
+                return self._trained  # type: ignore[return-value]
+            except (pickle.UnpicklingError, EOFError, AttributeError, ImportError):
+                cache.unlink(missing_ok=True)
+        self._trained = self._train()
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".tmp")
+        with open(tmp, "wb") as fh:
+            pickle.dump(self._trained, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        tmp.replace(cache)
+        for old in cache.parent.glob("classifier-*.pkl"):
+            if old != cache:
+                old.unlink(missing_ok=True)
+        return self._trained
+
+    def _train(self) -> _Trained:
+        from sklearn.svm import LinearSVC
+
+        ids, texts, labels, n_store = self._training_rows()
+        vec = _features()
+        matrix = vec.fit_transform(texts)
+        models: dict[str, Any] = {}
+        for name in FIELDS:
+            rows = [i for i, v in enumerate(labels[name]) if v is not None]
+            y = [labels[name][i] for i in rows]
+            if len(set(y)) < 2:
+                models[name] = None
+                continue
+            models[name] = LinearSVC(C=0.5).fit(matrix[rows], y)
+        return _Trained(vec, matrix, ids, texts, labels, models, n_store)
+
+    # ------------------------------------------------------------------ classify
+    def classify(self, texts: list[str], ids: list[str | None] | None = None) -> list[Classification]:
+        """Classify texts (batch); each result's labels are ids of the taxonomy."""
+        ids = ids or [None] * len(texts)
+        if not texts:
+            return []
+        t = self.trained()
+        cleaned = [strip_instructions(text) for text in texts]
+        x = t.vectorizer.transform([c for c, _ in cleaned])
+        sims = (x @ t.matrix.T).toarray() if t.matrix.shape[0] else np.zeros((len(texts), 0))
+        per_field: dict[str, tuple[list[str], np.ndarray]] = {}
+        for name in FIELDS:
+            clf = t.models[name]
+            if clf is not None:
+                probs = _softmax(np.atleast_2d(clf.decision_function(x)) if len(clf.classes_) > 2
+                                 else _binary(clf.decision_function(x)))  # fmt: skip
+                per_field[name] = ([str(c) for c in clf.classes_], probs)
+        results = [self._one(i, text, rid, t, sims[i], per_field) for i, (text, rid) in enumerate(zip(texts, ids, strict=True))]
+        for r, (_, spans) in zip(results, cleaned, strict=True):
+            if spans:
+                r.reasons.append(f"ignored instruction-like text: {spans[0][:60]!r}")
+        if self.model is not None:
+            results = [self._with_llm(text, r, t) for text, r in zip(texts, results, strict=True)]
+        return results
+
+    def _one(self, row: int, text: str, rid: str | None, t: _Trained, sims: np.ndarray,
+             per_field: dict[str, tuple[list[str], np.ndarray]]) -> Classification:  # fmt: skip
+        order = np.argsort(-sims)[: N_NEIGHBORS * 4] if sims.size else np.array([], dtype=int)
+        neighbours = [int(i) for i in order if not t.ids[i].startswith("taxonomy:")][:N_NEIGHBORS]
+        out: dict[str, str] = {}
+        conf: dict[str, float] = {}
+        paths: dict[str, str] = {}
+        reasons: list[str] = []
+        for name in FIELDS:
+            if name in per_field:
+                classes, probs = per_field[name]
+                best = int(np.argmax(probs[row]))
+                out[name], conf[name], paths[name] = classes[best], float(probs[row][best]), "linear"
+            else:
+                votes = Counter(t.labels[name][i] for i in neighbours if t.labels[name][i] is not None)
+                if votes:
+                    label, n = votes.most_common(1)[0]
+                    out[name], conf[name], paths[name] = str(label), n / max(sum(votes.values()), 1), "knn"
+                else:
+                    out[name], conf[name], paths[name] = self._default(name), 0.0, "default"
+        rule = self._urgency_rule(strip_instructions(text)[0])
+        if rule is not None and self._rank(rule) < self._rank(out["urgency"]):
+            out["urgency"], conf["urgency"], paths["urgency"] = rule[0], 0.9, "rules"
+            reasons.append(f"urgency {rule[0]}: mentions {rule[1]!r}")
+        if _SARCASM.search(text) and out["sentiment"] == "positive" and "negative" in self._ids["sentiment"]:
+            out["sentiment"], paths["sentiment"] = "negative", "rules"
+            reasons.append("sentiment negative: sarcasm marker")
+        return Classification(
+            id=rid, category=out["category"], sentiment=out["sentiment"], urgency=out["urgency"],
+            confidence=round(conf["category"], 4), confidences={k: round(v, 4) for k, v in conf.items()},
+            language=detect_language(text), neighbors=[t.ids[i] for i in neighbours], path=paths["category"],
+            paths=paths, reasons=reasons,
+        )  # fmt: skip
+
+    def _default(self, name: str) -> str:
+        ids = self._ids[name]
+        preferred = {"category": "other", "sentiment": "neutral", "urgency": "medium"}[name]
+        return preferred if preferred in ids else ids[-1]
+
+    def _rank(self, label: tuple[str, str] | str) -> int:
+        ids = self._ids["urgency"]
+        value = label[0] if isinstance(label, tuple) else label
+        return ids.index(value) if value in ids else len(ids)
+
+    def _urgency_rule(self, text: str) -> tuple[str, str] | None:
+        low = normalize_text(text)
+        for level in self.taxonomy.urgencies:  # ordered most urgent first
+            for kw in level.keywords:
+                k = kw.lower()
+                if k.isascii() and k.isalpha():
+                    if re.search(rf"\b{re.escape(k)}", low):
+                        return level.id, kw
+                elif k in low:
+                    return level.id, kw
+        return None
+
+    # ------------------------------------------------------------------ LLM
+    def _schema(self) -> type[BaseModel]:
+        fields: dict[str, Any] = {
+            name: (Literal[tuple(self._ids[name])], Field(description=f"One of the {name} ids."))  # type: ignore[valid-type]
+            for name in FIELDS
+        }
+        fields["confidence"] = (float, Field(ge=0, le=1, description="How sure you are of the category."))
+        return create_model("FeedbackLabels", __config__=ConfigDict(extra="forbid"), **fields)
+
+    def _with_llm(self, text: str, base: Classification, t: _Trained) -> Classification:
+        prompt = load_prompt("classify")
+        labels = "\n".join(f"- {c.id}: {c.name_en or ''} {c.name_zh or ''} {(c.description or '')[:160]}".rstrip()
+                           for c in self.taxonomy.categories)  # fmt: skip
+        examples = []
+        for nid in base.neighbors:
+            i = t.ids.index(nid)
+            lab = {k: t.labels[k][i] for k in FIELDS if t.labels[k][i]}
+            examples.append(f"{fence(t.texts[i], 'example')}\nlabels: {json.dumps(lab)}")
+        schema = self._schema()
+        rendered = prompt.render(
+            categories=labels, sentiments=", ".join(self._ids["sentiment"]), urgencies=", ".join(self._ids["urgency"]),
+            examples="\n\n".join(examples) or "(none)", schema=json.dumps(schema.model_json_schema(), ensure_ascii=False),
+            data=fence(text),
+        )  # fmt: skip
+        try:
+            got = complete_structured(self.model, [Message(role="user", content=rendered)], schema,  # type: ignore[arg-type]
+                                      prompt_version=prompt.ref, max_tokens=128)  # fmt: skip
+        except (OutputValidationError, AgentError) as exc:
+            return base.model_copy(update={"fallback_reason": str(exc), "prompt_version": prompt.ref})
+        v = got.value
+        return base.model_copy(update={
+            "category": v.category, "sentiment": v.sentiment,
+            "urgency": v.urgency if base.paths.get("urgency") != "rules" else base.urgency,
+            "confidence": round(float(v.confidence), 4), "path": "llm",
+            "paths": {**base.paths, "category": "llm", "sentiment": "llm",
+                      "urgency": base.paths.get("urgency") if base.paths.get("urgency") == "rules" else "llm"},
+            "prompt_version": prompt.ref,
+        })  # fmt: skip
+
+    # ------------------------------------------------------------------ ingest hook
+    def labeler(self, records: list[Feedback]) -> list[Feedback]:
+        """Fill missing labels of records with model labels (source ``model``); keep the rest."""
+        todo = [i for i, r in enumerate(records)
+                if any(getattr(r.labels, f) is None for f in FIELDS)]  # fmt: skip
+        if not todo:
+            return records
+        results = self.classify([records[i].text for i in todo])
+        out = list(records)
+        for i, res in zip(todo, results, strict=True):
+            update = {f: LabelValue(value=getattr(res, f), source=LabelSource.MODEL)
+                      for f in FIELDS if getattr(records[i].labels, f) is None}  # fmt: skip
+            out[i] = records[i].model_copy(update={"labels": records[i].labels.model_copy(update=update)})
+        return out
+
+
+def _binary(scores: np.ndarray) -> np.ndarray:
+    """Two-class decision scores as a two-column matrix (negative class first)."""
+    s = np.asarray(scores).reshape(-1, 1)
+    return np.hstack([-s, s])
