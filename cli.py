@@ -44,6 +44,8 @@ config_app = typer.Typer(help="Show the resolved configuration.", no_args_is_hel
 app.add_typer(config_app, name="config")
 llm_app = typer.Typer(help="The chat model: check the configured endpoint.", no_args_is_help=True)
 app.add_typer(llm_app, name="llm")
+eval_app = typer.Typer(help="Measure accuracy on labelled data; every run is kept in a history.", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -402,6 +404,90 @@ def label(
         _emit_json(data)
     else:
         out.print(" ".join(f"{k}={v['value']} ({v['source']})" for k, v in data.items() if k != "id"), markup=False)
+
+
+@eval_app.command("classify")
+def eval_classify_cmd(
+    dataset: Annotated[Path, typer.Option("--dataset", help="Labelled CSV/JSONL/XLSX: text + category/sentiment/urgency.")],
+    history_from: Annotated[Path | None, typer.Option("--history-from", help="Labelled train split, ingested into a fresh temporary store first.")] = None,
+    history: Annotated[Path | None, typer.Option("--history", help="History file (default <home>/eval-history.jsonl).")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Evaluate at most N rows.")] = None,
+    map_: Annotated[list[str] | None, typer.Option("--map", help="field=Header for the dataset (and --history-from).")] = None,
+    json_: JsonOpt = False,
+    home: HomeOpt = None,
+    taxonomy: TaxOpt = None,
+    llm: LlmOpt = None,
+    llm_base_url: LlmUrlOpt = None,
+    llm_model: LlmModelOpt = None,
+) -> None:
+    """Classify a labelled dataset: per-field accuracy, macro-F1, per-label P/R, confusions, latency."""
+    from agent.runtime import make_chat_model, make_embedder
+    from evals.harness import eval_classify, record_run
+
+    settings = _settings(home=home, taxonomy=taxonomy, llm=llm, llm_base_url=llm_base_url, llm_model=llm_model,
+                         llm_cache=True)  # fmt: skip
+    with _user_errors(settings):
+        tax = taxonomy_of(settings)
+        model = make_chat_model(settings)
+        store = None if history_from else open_store(settings)
+        try:
+            bar = _progress(not json_, unit_bytes=False)
+            task = bar.add_task(f"eval classify {dataset.name}", total=None)
+            with bar:
+                result = eval_classify(
+                    dataset=dataset, taxonomy=tax, store=store, embedder=make_embedder(settings), zone=zone_of(settings),
+                    model=model, history_from=history_from, limit=limit,
+                    mapping=parse_map_options(map_ or [], "feedback"),
+                    progress=lambda done, total: bar.update(task, completed=done, total=total),
+                )  # fmt: skip
+        finally:
+            if store is not None:
+                store.close()
+        record = record_run(history or settings.home / "eval-history.jsonl", "classify", dataset, result,
+                            provider=settings.llm_provider, model_name=getattr(model, "name", None),
+                            embedding=make_embedder(settings).label, taxonomy=tax)  # fmt: skip
+    if json_:
+        _emit_json({k: record[k] for k in ("run_id", "task", "n", "metrics", "invalid_labels", "paths", "fallbacks",
+                                          "latency_ms_per_item", "items_per_s", "dataset", "git_commit", "train")})  # fmt: skip
+        return
+    table = Table(title=f"eval classify {dataset.name}  (run {record['run_id']}, n={record['n']})")
+    for col in ("field", "accuracy", "macro-F1", "n", "worst confusion"):
+        table.add_column(col)
+    for f, m in record["metrics"].items():
+        worst = m["top_confusions"][0] if m["top_confusions"] else None
+        table.add_row(f, f"{m['accuracy']:.3f}", f"{m['macro_f1']:.3f}", str(m["n"]),
+                      escape(f"{worst['gold']} -> {worst['pred']} x{worst['count']}") if worst else "")  # fmt: skip
+    out.print(table)
+    out.print(f"invalid labels: {record['invalid_labels']}   paths: {record['paths']}   "
+              f"{record['latency_ms_per_item']} ms/item ({record['items_per_s']}/s)", markup=False)  # fmt: skip
+
+
+@eval_app.command("history")
+def eval_history_cmd(
+    task: Annotated[str | None, typer.Option("--task", help="Only runs of this task.")] = None,
+    history: Annotated[Path | None, typer.Option("--history", help="History file (default <home>/eval-history.jsonl).")] = None,
+    json_: JsonOpt = False,
+    home: HomeOpt = None,
+) -> None:
+    """List recorded eval runs."""
+    from evals.harness import read_history
+
+    settings = _settings(home=home)
+    runs = read_history(history or settings.home / "eval-history.jsonl", task)
+    if json_:
+        _emit_json(runs)
+        return
+    table = Table(title="eval history")
+    for col in ("run", "task", "dataset", "n", "category", "sentiment", "urgency", "provider", "commit"):
+        table.add_column(col)
+    for r in runs:
+        acc = {f: f"{r['metrics'][f]['accuracy']:.3f}" if f in r.get("metrics", {}) else "" for f in FIELD_NAMES}
+        table.add_row(r["run_id"], r["task"], escape(r["dataset"]), str(r.get("n", "")), acc["category"],
+                      acc["sentiment"], acc["urgency"], str(r.get("provider")), str(r.get("git_commit")))  # fmt: skip
+    out.print(table)
+
+
+FIELD_NAMES = ("category", "sentiment", "urgency")
 
 
 @app.command()

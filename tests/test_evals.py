@@ -1,0 +1,66 @@
+"""The eval harness: metrics computed right, runs recorded, --history-from uses a fresh store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from cli import app
+from evals.harness import field_metrics
+
+runner = CliRunner()
+
+
+def test_field_metrics_by_hand() -> None:
+    gold = ["a", "a", "a", "b", "b", "c"]
+    pred = ["a", "a", "b", "b", "c", "c"]
+    m = field_metrics(gold, pred)
+    assert m["accuracy"] == round(4 / 6, 4)
+    # a: p=2/2 r=2/3 f1=0.8; b: p=1/2 r=1/2 f1=0.5; c: p=1/2 r=1/1 f1=2/3
+    assert m["per_label"]["a"] == {"precision": 1.0, "recall": 0.6667, "f1": 0.8, "support": 3}
+    assert m["per_label"]["c"]["f1"] == round(2 / 3, 4)
+    assert m["macro_f1"] == round((0.8 + 0.5 + 2 / 3) / 3, 4)
+    assert m["top_confusions"] == [{"gold": "a", "pred": "b", "count": 1}, {"gold": "b", "pred": "c", "count": 1}]
+
+
+def test_eval_classify_with_history_from_records_each_run(tmp_path: Path) -> None:
+    train = tmp_path / "train.csv"
+    rows = ["text,category"] + [f"card {w} never arrived in the post,card_arrival" for w in ("blue", "new", "old", "my")] \
+        + [f"my card was stolen {w} please block it,lost_or_stolen_card" for w in ("today", "yesterday", "now", "again")]  # fmt: skip
+    train.write_text("\n".join(rows) + "\n")
+    test = tmp_path / "test.jsonl"
+    test.write_text("\n".join(json.dumps(r) for r in [
+        {"text": "my card still has not arrived", "category": "card_arrival"},
+        {"text": "someone stole my card", "category": "lost_or_stolen_card"},
+        {"text": "label unknown to the taxonomy", "category": "exchange_rate"},
+    ]) + "\n")  # fmt: skip
+    tax = tmp_path / "tax.json"
+    tax.write_text(json.dumps({"categories": [{"id": "card_arrival"}, {"id": "lost_or_stolen_card"}]}))
+    history = tmp_path / "hist.jsonl"
+    args = ["eval", "classify", "--dataset", str(test), "--history-from", str(train), "--taxonomy", str(tax),
+            "--history", str(history), "--json"]  # fmt: skip
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["n"] == 2 and out["invalid_labels"] == 0
+    assert out["metrics"]["category"]["accuracy"] == 1.0
+    assert "sentiment" not in out["metrics"] and "urgency" not in out["metrics"]  # absent from the dataset
+    assert out["train"]["added"] == 8
+    assert not (tmp_path / "home" / "mirror.sqlite3").exists()  # the configured store was not touched
+    runner.invoke(app, args)
+    runs = [json.loads(line) for line in history.read_text().splitlines()]
+    assert len(runs) == 2 and runs[0]["run_id"] != runs[1]["run_id"]
+    for key in ("timestamp", "dataset_sha256", "taxonomy", "provider", "embedding", "git_commit", "metrics"):
+        assert key in runs[0]
+    listed = json.loads(runner.invoke(app, ["eval", "history", "--history", str(history), "--json"]).stdout)
+    assert [r["run_id"] for r in listed] == [r["run_id"] for r in runs]
+
+
+def test_bundled_eval_set_is_not_the_seed_bank() -> None:
+    from retrieval.sample_data import load_seed_examples
+
+    path = Path(__file__).parent.parent / "evals" / "datasets" / "classify_default.jsonl"
+    texts = {json.loads(line)["text"] for line in path.read_text(encoding="utf-8").splitlines()}
+    assert len(texts) >= 80 and not texts & {s["text"] for s in load_seed_examples()}
