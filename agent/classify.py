@@ -41,11 +41,14 @@ from retrieval.records import Feedback, LabelSource, LabelValue, detect_language
 from retrieval.sample_data import load_seed_examples
 from retrieval.store import Store, feedback_table
 from retrieval.taxonomy import Taxonomy
-from retrieval.text import normalize_text, tokenize
+from retrieval.text import embed, normalize_text, tokenize
 
 FIELDS = ("category", "sentiment", "urgency")
 MODEL_VERSION = 1
 N_NEIGHBORS = 5
+# Up to this many training rows, neighbours are exact (sparse TF-IDF cosine); beyond it the
+# product grows dense and slow (150 texts/s at 50k), so the store's ANN index finds them.
+EXACT_NEIGHBOR_ROWS = 5000
 _SARCASM = re.compile(r"呵呵|真是好|真棒啊|太好了吧|oh great|just great|amazing quality|thanks a lot for nothing", re.I)
 
 
@@ -209,7 +212,7 @@ class Classifier:
         t = self.trained()
         cleaned = [strip_instructions(text) for text in texts]
         x = t.vectorizer.transform([c for c, _ in cleaned])
-        sims = (x @ t.matrix.T).toarray() if t.matrix.shape[0] else np.zeros((len(texts), 0))
+        neighbours = self._neighbours(t, x, [c for c, _ in cleaned])
         per_field: dict[str, tuple[list[str], np.ndarray]] = {}
         for name in FIELDS:
             clf = t.models[name]
@@ -217,7 +220,8 @@ class Classifier:
                 probs = _softmax(np.atleast_2d(clf.decision_function(x)) if len(clf.classes_) > 2
                                  else _binary(clf.decision_function(x)))  # fmt: skip
                 per_field[name] = ([str(c) for c in clf.classes_], probs)
-        results = [self._one(i, text, rid, t, sims[i], per_field) for i, (text, rid) in enumerate(zip(texts, ids, strict=True))]
+        results = [self._one(i, text, rid, t, neighbours[i], per_field)
+                   for i, (text, rid) in enumerate(zip(texts, ids, strict=True))]  # fmt: skip
         for r, (_, spans) in zip(results, cleaned, strict=True):
             if spans:
                 r.reasons.append(f"ignored instruction-like text: {spans[0][:60]!r}")
@@ -225,10 +229,23 @@ class Classifier:
             results = [self._with_llm(text, r, t) for text, r in zip(texts, results, strict=True)]
         return results
 
-    def _one(self, row: int, text: str, rid: str | None, t: _Trained, sims: np.ndarray,
+    def _neighbours(self, t: _Trained, x: Any, texts: list[str]) -> list[list[int]]:
+        """Training-row indexes of each text's nearest labelled records (label descriptions excluded)."""
+        usable = [i for i, rid in enumerate(t.ids) if not rid.startswith("taxonomy:")]
+        if len(usable) <= EXACT_NEIGHBOR_ROWS:
+            sims = (x @ t.matrix[usable].T).toarray() if usable else np.zeros((len(texts), 0))
+            out = []
+            for row in sims:
+                top = np.argpartition(-row, min(N_NEIGHBORS, len(row) - 1))[:N_NEIGHBORS] if len(row) else []
+                out.append([usable[j] for j in sorted(top, key=lambda j: (-row[j], j))])
+            return out
+        index = {rid: i for i, rid in enumerate(t.ids)}
+        vectors = embed(self.store.embedder, texts, [tokenize(tx) for tx in texts])
+        hits = self.store.ann_batch("feedback", vectors, N_NEIGHBORS * 6)
+        return [[index[h] for h, _ in row if h in index][:N_NEIGHBORS] for row in hits]
+
+    def _one(self, row: int, text: str, rid: str | None, t: _Trained, neighbours: list[int],
              per_field: dict[str, tuple[list[str], np.ndarray]]) -> Classification:  # fmt: skip
-        order = np.argsort(-sims)[: N_NEIGHBORS * 4] if sims.size else np.array([], dtype=int)
-        neighbours = [int(i) for i in order if not t.ids[i].startswith("taxonomy:")][:N_NEIGHBORS]
         out: dict[str, str] = {}
         conf: dict[str, float] = {}
         paths: dict[str, str] = {}

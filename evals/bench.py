@@ -111,7 +111,7 @@ def main() -> None:
         t = time.perf_counter()
         clf.trained()
         results["classify_train_s"] = round(time.perf_counter() - t, 2)
-        batch = [r["text"] for r in query_rows][:5000]
+        batch = [r["text"] for r in generate(per_week=600, seed=123)[0]][:5000]
         t = time.perf_counter()
         for i in range(0, len(batch), 500):
             clf.classify(batch[i : i + 500])

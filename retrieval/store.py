@@ -544,6 +544,17 @@ class Store:
             raise StoreError(f"Chroma query failed: {_first_line(exc)}") from None
         return [(i, 1.0 - float(d)) for i, d in zip(res["ids"][0], res["distances"][0], strict=True)]
 
+    def ann_batch(self, kind: Kind, vectors: np.ndarray, n: int) -> list[list[tuple[str, float]]]:
+        """Nearest neighbours of many vectors in one Chroma call: per vector [(id, similarity)]."""
+        if len(vectors) == 0:
+            return []
+        try:
+            res = self.collection(kind).query(query_embeddings=list(vectors), n_results=n, include=["distances"])
+        except Exception as exc:
+            raise StoreError(f"Chroma query failed: {_first_line(exc)}") from None
+        return [[(i, 1.0 - float(d)) for i, d in zip(ids, dists, strict=True)]
+                for ids, dists in zip(res["ids"], res["distances"], strict=True)]  # fmt: skip
+
     def keyword_terms(self, kind: Kind, tokens: Sequence[str]) -> list[tuple[str, int]]:
         """The query tokens worth matching, rarest first.
 
