@@ -93,6 +93,8 @@ def test_demo_runs_offline_and_reports(tmp_path: Path) -> None:
     assert [i["rejected"] for i in data["ingest"]] == [0, 0]
     assert all(s["hits"] for s in data["searches"])
     assert "exact" in data["searches"][-1]["hits"][0]["matched_by"]  # the order-number lookup
+    assert [c["category"] for c in data["classify"]] == ["product_quality", "logistics", "product_quality", "after_sales"]
+    assert data["classify"][2]["sentiment"] == "negative"  # sarcasm
     assert invoke("demo").exit_code == 0  # runs again over its own fresh home
 
 
