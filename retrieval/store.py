@@ -354,7 +354,7 @@ class Store:
         ids = [r.id for r in records]
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(table.c.id, table.c.content_hash, *self._first_import_cols(kind)).where(table.c.id.in_(ids))
+                select(table.c.id, table.c.content_hash, *self._existing_cols(kind)).where(table.c.id.in_(ids))
             ).all()
         existing = {row[0]: row for row in rows}
         added: list[str] = []
@@ -383,7 +383,8 @@ class Store:
         return UpsertResult(added, updated, unchanged)
 
     @staticmethod
-    def _first_import_cols(kind: Kind) -> list[Any]:
+    def _existing_cols(kind: Kind) -> list[Any]:
+        """Stored columns an upsert needs: the first import time and the labels (humans' are kept)."""
         if kind == "feedback":
             f = feedback_table.c
             return [f.created_at, f.created_at_source, f.category, f.category_source, f.subcategory,
