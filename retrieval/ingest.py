@@ -15,12 +15,11 @@ Guarantees:
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import IO, Any
@@ -30,7 +29,7 @@ from pydantic import BaseModel, Field, ValidationError
 from retrieval.errors import RowError
 from retrieval.readers import InputFile
 from retrieval.records import Feedback, Resolution, parse_feedback, parse_resolution
-from retrieval.store import Kind, Store
+from retrieval.store import Kind, Store, file_lock
 from retrieval.taxonomy import Taxonomy
 
 ProgressFn = Callable[[int, int], None]
@@ -52,16 +51,9 @@ class IngestSummary(BaseModel):
     seconds: float = 0.0
 
 
-@contextmanager
-def home_lock(home: Path) -> Iterator[None]:
+def home_lock(home: Path) -> AbstractContextManager[None]:
     """Hold the home's writer lock (blocks while another ingest runs)."""
-    home.mkdir(parents=True, exist_ok=True)
-    with open(home / ".ingest.lock", "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    return file_lock(home / ".ingest.lock")
 
 
 def _printable(value: Any) -> Any:

@@ -13,8 +13,10 @@ interrupted batch is simply redone by the next run (every write is an idempotent
 
 from __future__ import annotations
 
+import fcntl
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -189,6 +191,18 @@ def _make_engine(url: str) -> Engine:
     return engine
 
 
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock on ``path`` (blocks while another process holds it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def fts_query(tokens: Iterable[str]) -> str | None:
     """An FTS5 MATCH expression OR-ing the distinct tokens, each quoted as a literal."""
     distinct = list(dict.fromkeys(t for t in tokens if t))
@@ -222,6 +236,16 @@ class Store:
         self.embedder: Embedder = embedder or HashEmbedding()
         self.chroma_url = chroma_url
         self.db_url = db_url or f"sqlite:///{self.home / 'mirror.sqlite3'}"
+        # Two processes opening a new home at once would both create the schema ("table already
+        # exists"): creation is serialised by a lock in the home.
+        with file_lock(self.home / ".init.lock"):
+            self._open_databases()
+            self._check_embedding()
+        self._chroma_client = chroma_client
+        self._owns_client = chroma_client is None
+        self._collections: dict[str, Any] = {}
+
+    def _open_databases(self) -> None:
         try:
             self.engine = _make_engine(self.db_url)
             # FTS5 is SQLite's; with another mirror database the keyword index stays local.
@@ -242,10 +266,6 @@ class Store:
                         f"CREATE VIRTUAL TABLE IF NOT EXISTS {table}_vocab USING fts5vocab({table}, 'row')"))
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot open the SQL mirror {self._safe_db_url()}: {_first_line(exc)}") from None
-        self._check_embedding()
-        self._chroma_client = chroma_client
-        self._owns_client = chroma_client is None
-        self._collections: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ setup
     def _safe_db_url(self) -> str:
