@@ -303,7 +303,7 @@ def classify(
     """Label texts with category, sentiment, urgency, confidence and the records relied on."""
     from agent.classify import Classification, Classifier
     from agent.runtime import make_chat_model
-    from retrieval.readers import InputFile
+    from retrieval.readers import InputFile, text_rows
 
     settings = _settings(home=home, chroma_url=chroma_url, db_url=db_url, taxonomy=taxonomy, llm=llm,
                          llm_base_url=llm_base_url, llm_model=llm_model)  # fmt: skip
@@ -325,20 +325,14 @@ def classify(
                 task = bar.add_task(f"classify {file.name}", total=src.total or None)
                 with bar:
                     batch: list[tuple[str, str | None]] = []
-                    for raw in src:
-                        values = raw.values or {}
-                        rid = str(values.get("id")).strip() if values.get("id") not in (None, "") else None
-                        text = str(values.get("text") or "").strip()
-                        bad = raw.error or (None if text else "empty text")
-                        if bad is None and any("\udc80" <= ch <= "\udcff" for ch in text):
-                            bad = "text has bytes that are not valid in the file's encoding"
-                        if bad is not None:
+                    for row in text_rows(src):
+                        if row.text is None:
                             results.extend(clf.classify([b[0] for b in batch], [b[1] for b in batch]))
                             batch.clear()
-                            results.append(Classification(id=rid, category="", sentiment="", urgency="", confidence=0,
-                                                          language="", path="none", error=bad))  # fmt: skip
+                            results.append(Classification(id=row.id, category="", sentiment="", urgency="",
+                                                          confidence=0, language="", path="none", error=row.error))  # fmt: skip
                             continue
-                        batch.append((text, rid))
+                        batch.append((row.text, row.id))
                         if len(batch) >= 500:
                             results.extend(clf.classify([b[0] for b in batch], [b[1] for b in batch]))
                             batch.clear()

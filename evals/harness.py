@@ -25,7 +25,7 @@ from typing import Any
 from agent.classify import FIELDS, Classifier
 from agent.llm import ChatModel
 from retrieval.ingest import ingest_file
-from retrieval.readers import InputFile
+from retrieval.readers import InputFile, text_rows
 from retrieval.store import Store
 from retrieval.taxonomy import Taxonomy
 from retrieval.text import Embedder
@@ -82,14 +82,13 @@ def load_gold(path: Path, taxonomy: Taxonomy, mapping: dict[str, str] | None, li
     ids: list[str | None] = []
     gold: dict[str, list[str | None]] = {f: [] for f in FIELDS}
     skipped = 0
-    for raw in InputFile(path, "feedback", mapping):
+    for tr in text_rows(InputFile(path, "feedback", mapping)):
         if limit is not None and len(texts) >= limit:
             break
-        values = raw.values or {}
-        text = str(values.get("text") or "").strip()
-        if raw.error or not text:
+        if tr.text is None:
             skipped += 1
             continue
+        values = tr.row.values or {}
         row: dict[str, str | None] = {}
         ok = True
         for f in FIELDS:
@@ -105,8 +104,8 @@ def load_gold(path: Path, taxonomy: Taxonomy, mapping: dict[str, str] | None, li
         if not ok:
             skipped += 1
             continue
-        texts.append(text)
-        ids.append(str(values["id"]) if values.get("id") not in (None, "") else None)
+        texts.append(tr.text)
+        ids.append(tr.id)
         for f in FIELDS:
             gold[f].append(row[f])
     return texts, ids, gold, skipped

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from retrieval.errors import InputFileError
-from retrieval.records import FEEDBACK_FIELDS, FIELD_ALIASES, RESOLUTION_FIELDS
+from retrieval.errors import InputFileError, RowError
+from retrieval.records import FEEDBACK_FIELDS, FIELD_ALIASES, RESOLUTION_FIELDS, check_text
 
 SUPPORTED = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl",
              ".xlsx": "xlsx", ".xlsm": "xlsx"}  # fmt: skip
@@ -371,3 +371,27 @@ def _unique_headers(cells: list[str]) -> list[str]:
             seen[h] = 1
         out.append(h)
     return out
+
+
+@dataclass
+class TextRow:
+    """A row reduced to what text tasks (classify, evals) need."""
+
+    row: RawRow
+    id: str | None
+    text: str | None  # None when the row is unusable
+    error: str | None
+
+
+def text_rows(source: InputFile) -> Iterator[TextRow]:
+    """Each row's id and checked text, or the reason it has none (same rules as ingestion)."""
+    for raw in source:
+        values = raw.values or {}
+        rid = str(values["id"]).strip() if values.get("id") not in (None, "") else None
+        if raw.error is not None:
+            yield TextRow(raw, rid, None, raw.error)
+            continue
+        try:
+            yield TextRow(raw, rid, check_text(values.get("text"), "text"), None)
+        except RowError as exc:
+            yield TextRow(raw, rid, None, str(exc))

@@ -239,7 +239,12 @@ def _clean(value: Any) -> str | None:
     return s or None
 
 
-def _check_text(value: Any, field: str) -> str:
+def check_text(value: Any, field: str) -> str:
+    """A text cell stripped and checked (not empty, decodable, within the length limit).
+
+    Raises:
+        RowError: the reason the text is unusable.
+    """
     text = _clean(value)
     if text is None:
         raise RowError(f"empty {field}")
@@ -330,7 +335,7 @@ def parse_feedback(
     Raises:
         RowError: with the reason the row cannot be stored.
     """
-    text = _check_text(raw.get("text"), "text")
+    text = check_text(raw.get("text"), "text")
     created = _parse_time_field(raw, "created_at", zone, imported_at)
     channel = _clean(raw.get("channel"))
     created_key = created.astimezone(UTC).isoformat() if created else None
@@ -378,10 +383,10 @@ def parse_resolution(raw: dict[str, Any], *, zone: tzinfo, imported_at: datetime
     feedback_id = _clean(raw.get("feedback_id"))
     if feedback_id is None:
         raise RowError("empty feedback_id")
-    action = _check_text(raw.get("action"), "action")
+    action = check_text(raw.get("action"), "action")
     reply = _clean(raw.get("reply")) or ""
     if reply:
-        reply = _check_text(reply, "reply")
+        reply = check_text(reply, "reply")
     outcome_raw = _clean(raw.get("outcome")) or "resolved"
     outcome = _OUTCOMES.get(outcome_raw.casefold())
     if outcome is None:
