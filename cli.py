@@ -407,6 +407,7 @@ def eval_classify_cmd(
     history: Annotated[Path | None, typer.Option("--history", help="History file (default <home>/eval-history.jsonl).")] = None,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="Evaluate at most N rows.")] = None,
     map_: Annotated[list[str] | None, typer.Option("--map", help="field=Header for the dataset (and --history-from).")] = None,
+    thresholds: Annotated[Path | None, typer.Option("--thresholds", help="YAML of minimum metrics per dataset; exit 3 below them.")] = None,
     json_: JsonOpt = False,
     home: HomeOpt = None,
     taxonomy: TaxOpt = None,
@@ -416,7 +417,7 @@ def eval_classify_cmd(
 ) -> None:
     """Classify a labelled dataset: per-field accuracy, macro-F1, per-label P/R, confusions, latency."""
     from agent.runtime import make_chat_model, make_embedder
-    from evals.harness import eval_classify, record_run
+    from evals.harness import eval_classify
 
     settings = _settings(home=home, taxonomy=taxonomy, llm=llm, llm_base_url=llm_base_url, llm_model=llm_model,
                          llm_cache=True)  # fmt: skip
@@ -437,23 +438,99 @@ def eval_classify_cmd(
         finally:
             if store is not None:
                 store.close()
-        record = record_run(history or settings.home / "eval-history.jsonl", "classify", dataset, result,
-                            provider=settings.llm_provider, model_name=getattr(model, "name", None),
-                            embedding=make_embedder(settings).label, taxonomy=tax)  # fmt: skip
+        _finish_eval(settings, "classify", dataset, result, model, history, thresholds, json_)
+
+
+def _finish_eval(settings: Settings, task: str, dataset: Path, result: dict[str, Any], model: Any,
+                 history: Path | None, thresholds: Path | None, json_: bool) -> None:  # fmt: skip
+    """Record the run, print it, and exit 3 when it falls below the thresholds."""
+    from agent.runtime import make_embedder
+    from evals.harness import below_thresholds, load_thresholds, record_run
+
+    record = record_run(history or settings.home / "eval-history.jsonl", task, dataset, result,
+                        provider=settings.llm_provider, model_name=getattr(model, "name", None),
+                        embedding=make_embedder(settings).label, taxonomy=taxonomy_of(settings))  # fmt: skip
+    failures = below_thresholds(result, load_thresholds(thresholds, dataset)) if thresholds else []
     if json_:
-        _emit_json({k: record[k] for k in ("run_id", "task", "n", "metrics", "invalid_labels", "paths", "fallbacks",
-                                          "latency_ms_per_item", "items_per_s", "dataset", "git_commit", "train")})  # fmt: skip
+        keys = ("run_id", "task", "n", "metrics", "invalid_labels", "paths", "fallbacks", "latency_ms_per_item",
+                "items_per_s", "dataset", "git_commit", "train")  # fmt: skip
+        _emit_json({**{k: record[k] for k in keys if k in record}, "below_thresholds": failures})
+    else:
+        table = Table(title=f"eval {task} {dataset.name}  (run {record['run_id']}, n={record['n']})")
+        table.add_column("field")
+        table.add_column("metrics")
+        for field, m in record["metrics"].items():
+            scalars = "  ".join(f"{k} {v:.3f}" for k, v in m.items() if isinstance(v, float))
+            worst = (m.get("top_confusions") or [None])[0]
+            if worst:
+                scalars += f"  worst: {worst['gold']} -> {worst['pred']} x{worst['count']}"
+            table.add_row(field, escape(scalars))
+        out.print(table)
+        extra = f"invalid labels: {record['invalid_labels']}   paths: {record['paths']}   " if "paths" in record else ""
+        out.print(f"{extra}{record['latency_ms_per_item']} ms/item", markup=False)
+    if failures:
+        err.print("below thresholds: " + escape("; ".join(failures)), highlight=False)
+        raise typer.Exit(code=3)
+
+
+ThresholdsOpt = Annotated[Path | None, typer.Option("--thresholds", help="YAML of minimum metrics per dataset; exit 3 below them.")]
+
+
+@eval_app.command("retrieval")
+def eval_retrieval_cmd(
+    dataset: Annotated[Path, typer.Option("--dataset", help="JSONL/CSV: query + expected_ids and/or expected_category.")],
+    k: Annotated[int, typer.Option("-k", min=1, max=100, help="Hits considered.")] = 5,
+    history: Annotated[Path | None, typer.Option("--history", help="History file (default <home>/eval-history.jsonl).")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Evaluate at most N queries.")] = None,
+    thresholds: ThresholdsOpt = None,
+    json_: JsonOpt = False,
+    home: HomeOpt = None,
+    chroma_url: ChromaOpt = None,
+    db_url: DbOpt = None,
+) -> None:
+    """Score similar-case search on the configured store: hit@1, hit@k, MRR."""
+    from evals.harness import eval_retrieval
+
+    settings = _settings(home=home, chroma_url=chroma_url, db_url=db_url)
+    with _user_errors(settings):
+        if not dataset.exists():
+            raise ConfigError(f"dataset not found: {dataset}")
+        store = open_store(settings)
+        try:
+            result = eval_retrieval(dataset=dataset, store=store, k=k, limit=limit)
+        finally:
+            store.close()
+        _finish_eval(settings, "retrieval", dataset, result, None, history, thresholds, json_)
+
+
+@eval_app.command("compare")
+def eval_compare_cmd(
+    run_a: Annotated[str, typer.Argument(metavar="RUN_A", help="Run id (or a unique prefix).")],
+    run_b: Annotated[str, typer.Argument(metavar="RUN_B")],
+    history: Annotated[Path | None, typer.Option("--history", help="History file (default <home>/eval-history.jsonl).")] = None,
+    json_: JsonOpt = False,
+    home: HomeOpt = None,
+) -> None:
+    """Metric deltas between two recorded runs (B minus A)."""
+    from evals.harness import compare_runs, find_run, read_history
+
+    settings = _settings(home=home)
+    runs = read_history(history or settings.home / "eval-history.jsonl")
+    try:
+        a, b = find_run(runs, run_a), find_run(runs, run_b)
+    except ValueError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(code=1) from None
+    deltas = compare_runs(a, b)
+    if json_:
+        _emit_json({"a": a["run_id"], "b": b["run_id"], "deltas": deltas})
         return
-    table = Table(title=f"eval classify {dataset.name}  (run {record['run_id']}, n={record['n']})")
-    for col in ("field", "accuracy", "macro-F1", "n", "worst confusion"):
+    table = Table(title=f"{a['run_id']} ({a['dataset']}) -> {b['run_id']} ({b['dataset']})")
+    for col in ("field", "metric", "A", "B", "delta"):
         table.add_column(col)
-    for f, m in record["metrics"].items():
-        worst = m["top_confusions"][0] if m["top_confusions"] else None
-        table.add_row(f, f"{m['accuracy']:.3f}", f"{m['macro_f1']:.3f}", str(m["n"]),
-                      escape(f"{worst['gold']} -> {worst['pred']} x{worst['count']}") if worst else "")  # fmt: skip
+    for d in deltas:
+        table.add_row(d["field"], d["metric"], f"{d['a']:.4f}", f"{d['b']:.4f}", f"{d['delta']:+.4f}")
     out.print(table)
-    out.print(f"invalid labels: {record['invalid_labels']}   paths: {record['paths']}   "
-              f"{record['latency_ms_per_item']} ms/item ({record['items_per_s']}/s)", markup=False)  # fmt: skip
 
 
 @eval_app.command("history")

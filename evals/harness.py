@@ -10,6 +10,7 @@ commit and the metrics.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import subprocess
@@ -227,3 +228,103 @@ def read_history(history: Path, task: str | None = None) -> list[dict[str, Any]]
             if task is None or run.get("task") == task:
                 runs.append(run)
     return runs
+
+
+def _expected(values: dict[str, Any]) -> tuple[set[str], str | None]:
+    raw = values.get("expected_ids")
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw) if raw.strip().startswith("[") else [x for x in raw.replace(",", " ").split() if x]
+        except json.JSONDecodeError:
+            raw = [x for x in raw.replace(",", " ").split() if x]
+    ids = {str(x) for x in raw} if isinstance(raw, list) else set()
+    category = values.get("expected_category")
+    return ids, (str(category) if category not in (None, "") else None)
+
+
+def eval_retrieval(*, dataset: Path, store: Store, k: int = 5, limit: int | None = None) -> dict[str, Any]:
+    """Score similar-case search: hit@1, hit@k and MRR over queries with expected ids or a category.
+
+    A row holds ``query`` (or ``text``) and ``expected_ids`` (a list, or ids separated by spaces
+    or commas) and/or ``expected_category`` (a hit is a record of that category).
+    """
+    from retrieval.search import Searcher
+
+    searcher = Searcher(store)
+    hits1 = hitsk = 0
+    rr = 0.0
+    n = skipped = 0
+    started = time.perf_counter()
+    with open(dataset, encoding="utf-8-sig", newline="") as fh:
+        rows = [json.loads(line) for line in fh if line.strip()] if dataset.suffix == ".jsonl" else \
+            list(csv.DictReader(fh))  # fmt: skip
+    for values in rows:
+        if limit is not None and n >= limit:
+            break
+        query = str(values.get("query") or values.get("text") or "").strip()
+        ids, category = _expected(values)
+        if not query or not (ids or category):
+            skipped += 1
+            continue
+        n += 1
+        results = searcher.search(query, k=k, with_links=False)
+        rank = next((i for i, h in enumerate(results, start=1)
+                     if h.id in ids or (category is not None and h.record.get("category") == category)), None)  # fmt: skip
+        if rank is not None:
+            hitsk += 1
+            hits1 += rank == 1
+            rr += 1.0 / rank
+    elapsed = time.perf_counter() - started
+    return {
+        "n": n,
+        "skipped_rows": skipped,
+        "k": k,
+        "metrics": {"retrieval": {f"hit@{k}": round(hitsk / n, 4) if n else 0.0,
+                                  "hit@1": round(hits1 / n, 4) if n else 0.0,
+                                  "mrr": round(rr / n, 4) if n else 0.0}},  # fmt: skip
+        "latency_ms_per_item": round(elapsed / max(n, 1) * 1000, 3),
+        "prompt_versions": [],
+    }
+
+
+def find_run(runs: list[dict[str, Any]], run_id: str) -> dict[str, Any]:
+    """A run by id or unique id prefix."""
+    matches = [r for r in runs if r.get("run_id", "").startswith(run_id)]
+    if len(matches) != 1:
+        raise ValueError(f"run {run_id!r} {'is ambiguous' if matches else 'is not in the history'}")
+    return matches[0]
+
+
+def compare_runs(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
+    """Metric deltas b - a for every scalar metric the two runs share."""
+    out = []
+    for field in sorted(set(a.get("metrics", {})) & set(b.get("metrics", {}))):
+        ma, mb = a["metrics"][field], b["metrics"][field]
+        for name in sorted(set(ma) & set(mb)):
+            if isinstance(ma[name], int | float) and isinstance(mb[name], int | float) and name != "n":
+                out.append({"field": field, "metric": name, "a": ma[name], "b": mb[name],
+                            "delta": round(mb[name] - ma[name], 4)})  # fmt: skip
+    return out
+
+
+def below_thresholds(result: dict[str, Any], thresholds: dict[str, Any]) -> list[str]:
+    """Which metrics fall short of the thresholds ({field: {metric: minimum}}; invalid_labels: maximum)."""
+    failures = []
+    for field, mins in thresholds.items():
+        if field == "invalid_labels":
+            if result.get("invalid_labels", 0) > mins:
+                failures.append(f"invalid_labels {result.get('invalid_labels')} > {mins}")
+            continue
+        for metric, minimum in mins.items():
+            value = result.get("metrics", {}).get(field, {}).get(metric)
+            if value is None or value < minimum:
+                failures.append(f"{field}.{metric} {value} < {minimum}")
+    return failures
+
+
+def load_thresholds(path: Path, dataset: Path) -> dict[str, Any]:
+    """The thresholds for a dataset (by file name) from a thresholds YAML file."""
+    import yaml
+
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    return dict(data.get(dataset.name, {}))

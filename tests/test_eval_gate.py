@@ -1,0 +1,51 @@
+"""Regression gate: the bundled eval sets must stay above evals/thresholds.yaml (runs in CI)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from cli import app
+from evals.harness import below_thresholds, eval_classify, eval_retrieval, load_thresholds
+from retrieval.store import Store
+from retrieval.taxonomy import load_taxonomy
+from retrieval.text import HashEmbedding
+from tests.conftest import ZONE
+
+EVALS = Path(__file__).resolve().parent.parent / "evals"
+THRESHOLDS = EVALS / "thresholds.yaml"
+
+
+def test_classification_stays_above_its_thresholds(sample_store: Store) -> None:
+    dataset = EVALS / "datasets" / "classify_default.jsonl"
+    result = eval_classify(dataset=dataset, taxonomy=load_taxonomy(), store=sample_store, embedder=HashEmbedding(),
+                           zone=ZONE)  # fmt: skip
+    assert load_thresholds(THRESHOLDS, dataset), "thresholds must exist for the bundled set"
+    assert below_thresholds(result, load_thresholds(THRESHOLDS, dataset)) == [], result["metrics"]
+
+
+def test_retrieval_stays_above_its_thresholds(sample_store: Store) -> None:
+    dataset = EVALS / "datasets" / "retrieval_default.jsonl"
+    result = eval_retrieval(dataset=dataset, store=sample_store, k=5)
+    assert result["n"] == 32
+    assert below_thresholds(result, load_thresholds(THRESHOLDS, dataset)) == [], result["metrics"]
+
+
+def test_cli_exit_3_below_thresholds_and_compare(tmp_path: Path) -> None:
+    runner = CliRunner()
+    sample = Path(__file__).resolve().parent.parent / "retrieval" / "data" / "sample" / "feedback.csv"
+    assert runner.invoke(app, ["ingest", str(sample), "--json"]).exit_code == 0
+    strict = tmp_path / "strict.yaml"
+    strict.write_text("retrieval_default.jsonl:\n  retrieval: {hit@5: 0.999}\n")
+    dataset = str(EVALS / "datasets" / "retrieval_default.jsonl")
+    res = runner.invoke(app, ["eval", "retrieval", "--dataset", dataset, "--thresholds", str(strict), "--json"])
+    assert res.exit_code == 3 and "below thresholds: retrieval.hit@5" in res.stderr
+    first = json.loads(res.stdout)
+    second = json.loads(runner.invoke(app, ["eval", "retrieval", "--dataset", dataset, "-k", "1", "--json"]).stdout)
+    cmp = runner.invoke(app, ["eval", "compare", first["run_id"], second["run_id"], "--json"])
+    assert cmp.exit_code == 0, cmp.output
+    deltas = {d["metric"]: d for d in json.loads(cmp.stdout)["deltas"]}
+    assert deltas["hit@1"]["delta"] == 0.0 and deltas["mrr"]["b"] <= deltas["mrr"]["a"]
+    assert runner.invoke(app, ["eval", "compare", "nope", second["run_id"]]).exit_code == 1
