@@ -537,16 +537,20 @@ def eval_compare_cmd(
 def eval_history_cmd(
     task: Annotated[str | None, typer.Option("--task", help="Only runs of this task.")] = None,
     history: Annotated[Path | None, typer.Option("--history", help="History file (default <home>/eval-history.jsonl).")] = None,
+    markdown: Annotated[bool, typer.Option("--markdown", help="The latest run per task and dataset as a Markdown table.")] = False,
     json_: JsonOpt = False,
     home: HomeOpt = None,
 ) -> None:
     """List recorded eval runs."""
-    from evals.harness import read_history
+    from evals.harness import markdown_table, read_history
 
     settings = _settings(home=home)
     runs = read_history(history or settings.home / "eval-history.jsonl", task)
     if json_:
         _emit_json(runs)
+        return
+    if markdown:
+        sys.stdout.write(markdown_table(runs) + "\n")
         return
     table = Table(title="eval history")
     for col in ("run", "task", "dataset", "n", "category", "sentiment", "urgency", "provider", "commit"):

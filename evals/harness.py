@@ -328,3 +328,22 @@ def load_thresholds(path: Path, dataset: Path) -> dict[str, Any]:
 
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     return dict(data.get(dataset.name, {}))
+
+
+def markdown_table(runs: list[dict[str, Any]]) -> str:
+    """The latest run per (task, dataset) as a Markdown table, for the README."""
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    for run in runs:
+        latest[(run["task"], run["dataset"])] = run
+    lines = ["| date | commit | task | dataset | n | results | provider | run |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for (task, dataset), r in sorted(latest.items()):
+        parts = []
+        for field, m in r.get("metrics", {}).items():
+            scalars = ", ".join(f"{k} {v:.3f}" for k, v in m.items()
+                                if isinstance(v, float) and (k in ("accuracy", "macro_f1", "mrr") or k.startswith("hit@")))  # fmt: skip
+            parts.append(f"{field}: {scalars}")
+        if "invalid_labels" in r:
+            parts.append(f"invalid labels {r['invalid_labels']}")
+        lines.append(f"| {r['timestamp'][:10]} | {r.get('git_commit') or '?'} | {task} | {dataset} | {r.get('n')} | "
+                     f"{'; '.join(parts)} | {r.get('provider')} | {r['run_id']} |")  # fmt: skip
+    return "\n".join(lines)

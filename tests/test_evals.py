@@ -64,3 +64,15 @@ def test_bundled_eval_set_is_not_the_seed_bank() -> None:
     path = Path(__file__).parent.parent / "evals" / "datasets" / "classify_default.jsonl"
     texts = {json.loads(line)["text"] for line in path.read_text(encoding="utf-8").splitlines()}
     assert len(texts) >= 80 and not texts & {s["text"] for s in load_seed_examples()}
+
+
+def test_markdown_table_keeps_the_latest_run_per_dataset() -> None:
+    from evals.harness import markdown_table
+
+    def run(rid: str, acc: float) -> dict:
+        return {"run_id": rid, "timestamp": "2026-11-23T00:00:00+00:00", "task": "classify", "dataset": "d.jsonl",
+                "n": 10, "git_commit": "abc1234", "provider": "none", "invalid_labels": 0,
+                "metrics": {"category": {"accuracy": acc, "macro_f1": acc, "n": 10}}}
+
+    table = markdown_table([run("r1", 0.5), run("r2", 0.75)]).splitlines()
+    assert len(table) == 3 and "r2" in table[2] and "accuracy 0.750" in table[2] and "abc1234" in table[2]
