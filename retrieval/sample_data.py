@@ -550,3 +550,20 @@ def load_seed_examples() -> list[dict[str, str]]:
 
     with open(SEED_PATH, encoding="utf-8") as fh:
         return [json.loads(line) for line in fh if line.strip()]
+
+
+def template_examples() -> list[dict[str, str]]:
+    """Every text template of the generator, filled once, with its labels (default taxonomy).
+
+    A cold-start bank: with no labelled records of its own, the classifier learns the default
+    categories' vocabulary from these next to the seed bank.
+    """
+    rng = random.Random(0)
+    out: list[dict[str, str]] = []
+    for lang, bank in (("zh", ZH), ("en", EN)):
+        for category, templates in bank.items():
+            for i, (template, sentiment, urgency) in enumerate(templates):
+                product, carrier = PRODUCTS[i % len(PRODUCTS)], CARRIERS[(i + 1) % len(CARRIERS)]
+                out.append({"id": f"template-{lang}-{category}-{i:02d}", "category": category, "sentiment": sentiment,
+                            "urgency": urgency, "text": _fill(template, rng, product, carrier, "2611201234567890")})  # fmt: skip
+    return out

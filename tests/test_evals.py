@@ -58,12 +58,22 @@ def test_eval_classify_with_history_from_records_each_run(tmp_path: Path) -> Non
     assert [r["run_id"] for r in listed] == [r["run_id"] for r in runs]
 
 
-def test_bundled_eval_set_is_not_the_seed_bank() -> None:
-    from retrieval.sample_data import load_seed_examples
+def test_bundled_eval_set_is_not_the_seed_bank_nor_the_templates() -> None:
+    from retrieval.sample_data import load_seed_examples, template_examples
 
     path = Path(__file__).parent.parent / "evals" / "datasets" / "classify_default.jsonl"
     texts = {json.loads(line)["text"] for line in path.read_text(encoding="utf-8").splitlines()}
     assert len(texts) >= 80 and not texts & {s["text"] for s in load_seed_examples()}
+    assert not texts & {t["text"] for t in template_examples()}
+
+
+def test_cold_start_classifies_the_bundled_set_without_any_labelled_records(tmp_path: Path) -> None:
+    """A new user's first classify, before ingesting anything: seeds + templates must carry it."""
+    res = runner.invoke(app, ["eval", "classify", "--dataset", str(Path(__file__).parent.parent / "evals" / "datasets"
+                                                                   / "classify_default.jsonl"), "--json"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    m = json.loads(res.stdout)["metrics"]
+    assert m["category"]["accuracy"] >= 0.85 and m["sentiment"]["accuracy"] >= 0.85 and m["urgency"]["accuracy"] >= 0.8
 
 
 def test_markdown_table_keeps_the_latest_run_per_dataset() -> None:
