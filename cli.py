@@ -32,6 +32,7 @@ from retrieval.records import parse_datetime
 from retrieval.sample_data import SAMPLE_AS_OF, SAMPLE_DIR
 from retrieval.search import Hit, Searcher, SearchFilters
 from retrieval.store import Kind
+from retrieval.taxonomy import LABEL_SETS
 
 app = typer.Typer(
     name="feedback-agent",
@@ -251,10 +252,10 @@ def similar(
     lo, hi, _ = _window(settings, days, since, until, as_of)
     with _user_errors(settings):
         if category is not None:
-            norm = taxonomy_of(settings).normalize("categories", category)
+            tax = taxonomy_of(settings)
+            norm = tax.normalize(LABEL_SETS["category"], category)
             if norm is None:
-                raise ConfigError(f"category {category!r} is not in the taxonomy; ids: "
-                                  + ", ".join(taxonomy_of(settings).category_ids()[:30]))  # fmt: skip
+                raise ConfigError(f"category {category!r} is not in the taxonomy; ids: " + ", ".join(tax.category_ids()[:30]))
             category = norm
         store = open_store(settings)
         try:
@@ -381,8 +382,7 @@ def label(
         for name, value in given.items():
             if value is None:
                 continue
-            label_set = {"category": "categories", "sentiment": "sentiments", "urgency": "urgencies"}[name]
-            norm = tax.normalize(label_set, value)
+            norm = tax.normalize(LABEL_SETS[name], value)
             if norm is None:
                 raise ConfigError(f"{name} {value!r} is not in the taxonomy {tax.name!r}")
             values[name] = (norm, "human")

@@ -120,11 +120,7 @@ class Classifier:
         self.taxonomy = taxonomy
         self.model = model
         self._trained: _Trained | None = None
-        self._ids = {
-            "category": taxonomy.category_ids(),
-            "sentiment": [s.id for s in taxonomy.sentiments],
-            "urgency": [u.id for u in taxonomy.urgencies],
-        }
+        self._ids = {field: taxonomy.label_ids(field) for field in FIELDS}
 
     # ------------------------------------------------------------------ training
     def _fingerprint(self) -> str:
@@ -158,8 +154,8 @@ class Classifier:
             texts.append(seed["text"])
             for name in FIELDS:
                 labels[name].append(seed[name] if seed[name] in self._ids[name] else None)
-        for name, attr in (("category", "categories"), ("sentiment", "sentiments"), ("urgency", "urgencies")):
-            for lab in getattr(self.taxonomy, attr):
+        for name in FIELDS:
+            for lab in self.taxonomy.labels_of(name):
                 desc = " ".join(x for x in (lab.id.replace("_", " "), lab.name_zh, lab.name_en, lab.description) if x)
                 ids.append(f"taxonomy:{name}:{lab.id}")
                 texts.append(desc)

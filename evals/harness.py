@@ -28,10 +28,8 @@ from agent.llm import ChatModel
 from retrieval.ingest import ingest_file
 from retrieval.readers import InputFile, text_rows
 from retrieval.store import Store
-from retrieval.taxonomy import Taxonomy
+from retrieval.taxonomy import LABEL_SETS, Taxonomy
 from retrieval.text import Embedder
-
-LABEL_SETS = {"category": "categories", "sentiment": "sentiments", "urgency": "urgencies"}
 
 
 def file_sha256(path: Path) -> str:
@@ -167,9 +165,7 @@ def eval_classify(
         if tmp is not None:
             store.close()  # type: ignore[union-attr]
             tmp.cleanup()
-    valid = {f: set(ids_) for f, ids_ in (("category", taxonomy.category_ids()),
-                                           ("sentiment", [s.id for s in taxonomy.sentiments]),
-                                           ("urgency", [u.id for u in taxonomy.urgencies]))}  # fmt: skip
+    valid = {f: set(taxonomy.label_ids(f)) for f in FIELDS}
     invalid = sum(getattr(r, f) not in valid[f] for r in results for f in FIELDS)
     metrics: dict[str, Any] = {}
     for f in FIELDS:

@@ -17,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from retrieval.errors import TaxonomyError
 
 DEFAULT_TAXONOMY_PATH = Path(__file__).parent / "data" / "taxonomy.yaml"
+# Record field -> the taxonomy's label set for it.
+LABEL_SETS = {"category": "categories", "sentiment": "sentiments", "urgency": "urgencies"}
 
 
 class Label(BaseModel):
@@ -84,7 +86,15 @@ class Taxonomy(BaseModel):
 
     def category_ids(self) -> list[str]:
         """Category ids in file order."""
-        return [c.id for c in self.categories]
+        return self.label_ids("category")
+
+    def labels_of(self, field: str) -> tuple[Label, ...]:
+        """The labels a record field (category, sentiment, urgency) takes."""
+        return getattr(self, LABEL_SETS[field])  # type: ignore[no-any-return]
+
+    def label_ids(self, field: str) -> list[str]:
+        """The ids a record field takes, in file order."""
+        return [label.id for label in self.labels_of(field)]
 
     def normalize(self, field: str, value: str) -> str | None:
         """Map an imported spelling (id, Chinese or English name) to a label id, or None."""
