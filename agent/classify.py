@@ -44,7 +44,7 @@ from retrieval.taxonomy import Taxonomy
 from retrieval.text import embed, normalize_text, tokenize
 
 FIELDS = ("category", "sentiment", "urgency")
-MODEL_VERSION = 2
+MODEL_VERSION = 3
 N_NEIGHBORS = 5
 # Up to this many training rows, neighbours are exact (sparse TF-IDF cosine); beyond it the
 # product grows dense and slow (150 texts/s at 50k), so the store's ANN index finds them.
@@ -84,7 +84,6 @@ class _Trained:
     texts: list[str]
     labels: dict[str, list[str | None]]
     models: dict[str, Any]  # field -> LinearSVC (None when fewer than 2 classes)
-    n_store: int
 
 
 def _features() -> Any:
@@ -128,7 +127,7 @@ class Classifier:
         key = f"{MODEL_VERSION}|{tax}|{self.store.labels_version()}|{self.store.embedder.label}"
         return hashlib.sha1(key.encode()).hexdigest()[:16]
 
-    def _training_rows(self) -> tuple[list[str], list[str], dict[str, list[str | None]], int]:
+    def _training_rows(self) -> tuple[list[str], list[str], dict[str, list[str | None]]]:
         f = feedback_table.c
         trusted = [LabelSource.IMPORT.value, LabelSource.HUMAN.value]
         stmt = select(f.id, f.text, f.category, f.category_source, f.sentiment, f.sentiment_source, f.urgency,
@@ -145,7 +144,6 @@ class Classifier:
                     value, source = row[2 + 2 * i], row[3 + 2 * i]
                     ok = source in trusted and value in self._ids[name]
                     labels[name].append(value if ok else None)
-        n_store = len(ids)
         # With no labelled records of its own, the default taxonomy also learns from the sample
         # generator's templates (a test keeps them apart from the bundled eval set).
         cold = template_examples() if not any(v is not None for v in labels["category"]) else []
@@ -161,7 +159,7 @@ class Classifier:
                 texts.append(desc)
                 for other in FIELDS:
                     labels[other].append(lab.id if other == name else None)
-        return ids, texts, labels, n_store
+        return ids, texts, labels
 
     def trained(self) -> _Trained:
         """The fitted model, from the cache or trained now."""
@@ -189,7 +187,7 @@ class Classifier:
     def _train(self) -> _Trained:
         from sklearn.svm import LinearSVC
 
-        ids, texts, labels, n_store = self._training_rows()
+        ids, texts, labels = self._training_rows()
         vec = _features()
         matrix = vec.fit_transform(texts)
         models: dict[str, Any] = {}
@@ -200,7 +198,7 @@ class Classifier:
                 models[name] = None
                 continue
             models[name] = LinearSVC(C=0.5).fit(matrix[rows], y)
-        return _Trained(vec, matrix, ids, texts, labels, models, n_store)
+        return _Trained(vec, matrix, ids, texts, labels, models)
 
     # ------------------------------------------------------------------ classify
     def classify(self, texts: list[str], ids: list[str | None] | None = None) -> list[Classification]:

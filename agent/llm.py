@@ -501,10 +501,6 @@ class Structured(BaseModel):
     usage: Usage
 
 
-def _schema_of(schema: type[BaseModel]) -> dict[str, Any]:
-    return schema.model_json_schema()
-
-
 def _extract_json(text: str) -> str:
     """The JSON object in an answer (models wrap it in code fences or prose)."""
     s = text.strip()
@@ -517,7 +513,7 @@ def _extract_json(text: str) -> str:
 
 def _request_for(mode: Mode, messages: list[Message], schema: type[BaseModel], req_base: dict[str, Any],
                  plain_json: bool) -> ChatRequest:  # fmt: skip
-    js = _schema_of(schema)
+    js = schema.model_json_schema()
     name = schema.__name__
     if mode == "json_schema":
         return ChatRequest(messages=messages, response_format={

@@ -624,12 +624,7 @@ class Store:
         cols = [table.c[name] for name in RECORD_COLUMNS[kind]]
         with self.engine.connect() as conn:
             rows = conn.execute(select(*cols).where(table.c.id.in_(list(ids)))).mappings().all()
-        out: dict[str, dict[str, Any]] = {}
-        for row in rows:
-            d = dict(row)
-            d["extra"] = json.loads(d["extra"]) if d.get("extra") else {}
-            out[d["id"]] = d
-        return out
+        return {row["id"]: _row_dict(row) for row in rows}
 
     def resolutions_for(self, feedback_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
         """Resolutions linked to each feedback id, newest first."""
@@ -644,14 +639,19 @@ class Store:
         out: dict[str, list[dict[str, Any]]] = {}
         with self.engine.connect() as conn:
             for row in conn.execute(stmt).mappings():
-                d = dict(row)
-                d["extra"] = json.loads(d["extra"]) if d.get("extra") else {}
-                out.setdefault(d["feedback_id"], []).append(d)
+                out.setdefault(row["feedback_id"], []).append(_row_dict(row))
         return out
 
     def chroma_count(self, kind: Kind) -> int:
         """Vectors held by Chroma for ``kind`` (for consistency checks)."""
         return int(self.collection(kind).count())
+
+
+def _row_dict(row: Any) -> dict[str, Any]:
+    """A mirror row as a dict, its extra columns decoded."""
+    d = dict(row)
+    d["extra"] = json.loads(d["extra"]) if d.get("extra") else {}
+    return d
 
 
 def _first_line(exc: BaseException) -> str:
