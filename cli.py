@@ -516,11 +516,11 @@ def eval_compare_cmd(
 
     settings = _settings(home=home)
     runs = read_history(history or settings.home / "eval-history.jsonl")
-    try:
-        a, b = find_run(runs, run_a), find_run(runs, run_b)
-    except ValueError as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
-        raise typer.Exit(code=1) from None
+    with _user_errors(settings):
+        try:
+            a, b = find_run(runs, run_a), find_run(runs, run_b)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     deltas = compare_runs(a, b)
     if json_:
         _emit_json({"a": a["run_id"], "b": b["run_id"], "deltas": deltas})
