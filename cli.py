@@ -400,6 +400,126 @@ def label(
         out.print(" ".join(f"{k}={v['value']} ({v['source']})" for k, v in data.items() if k != "id"), markup=False)
 
 
+AsOfOpt = Annotated[str | None, typer.Option("--as-of", help="Reference time for every window (default: now).")]
+
+
+def _asker(settings: Settings, as_of: str | None, store: Any) -> Any:
+    from agent.ask import Asker
+    from agent.runtime import make_chat_model
+    from agent.tools import Analytics
+
+    _, _, now = _window(settings, None, None, None, as_of)
+    return Asker(Analytics(store, now, zone_of(settings)), taxonomy_of(settings), make_chat_model(settings),
+                 max_steps=settings.ask_max_steps)  # fmt: skip
+
+
+def _print_answer(answer: Any, show_tools: bool) -> None:
+    out.print(answer.answer, markup=False, highlight=False)
+    note = f"[{answer.path}" + (f"; LLM answer not used: {answer.fallback_reason}" if answer.fallback_reason else "") + "]"
+    err.print(note, style="dim", markup=False, highlight=False)
+    if show_tools:
+        for call in answer.tool_calls:
+            err.print(f"  tool {call.tool} {json.dumps(call.args, ensure_ascii=False)}", style="dim", markup=False,
+                      highlight=False)  # fmt: skip
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="A question in Chinese or English.")],
+    as_of: AsOfOpt = None,
+    json_: JsonOpt = False,
+    home: HomeOpt = None,
+    chroma_url: ChromaOpt = None,
+    db_url: DbOpt = None,
+    taxonomy: TaxOpt = None,
+    llm: LlmOpt = None,
+    llm_base_url: LlmUrlOpt = None,
+    llm_model: LlmModelOpt = None,
+) -> None:
+    """Answer a question about the feedback with figures and the record ids behind them."""
+    settings = _settings(home=home, chroma_url=chroma_url, db_url=db_url, taxonomy=taxonomy, llm=llm,
+                         llm_base_url=llm_base_url, llm_model=llm_model)  # fmt: skip
+    if not question.strip():
+        raise typer.BadParameter("the question is empty", param_hint="QUESTION")
+    with _user_errors(settings):
+        store = open_store(settings)
+        try:
+            try:
+                answer = _asker(settings, as_of, store).ask(question)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+        finally:
+            store.close()
+    if json_:
+        _emit_json(answer.model_dump(mode="json"))
+    else:
+        _print_answer(answer, show_tools=False)
+
+
+@app.command()
+def chat(
+    as_of: AsOfOpt = None,
+    home: HomeOpt = None,
+    chroma_url: ChromaOpt = None,
+    db_url: DbOpt = None,
+    taxonomy: TaxOpt = None,
+    llm: LlmOpt = None,
+    llm_base_url: LlmUrlOpt = None,
+    llm_model: LlmModelOpt = None,
+) -> None:
+    """Ask questions in a conversation: "and the week before?" works. /reset, /json, Ctrl-D to leave."""
+    from agent.ask import Conversation
+
+    settings = _settings(home=home, chroma_url=chroma_url, db_url=db_url, taxonomy=taxonomy, llm=llm,
+                         llm_base_url=llm_base_url, llm_model=llm_model)  # fmt: skip
+    with _user_errors(settings):
+        store = open_store(settings)
+        try:
+            asker = _asker(settings, as_of, store)
+            convo = Conversation()
+            as_json = False
+            interactive = sys.stdin.isatty()
+            if interactive:
+                err.print(f"as of {asker.analytics.as_of:%Y-%m-%d %H:%M %Z}. Ask a question; /reset forgets the "
+                          "conversation, /json toggles JSON output, Ctrl-D leaves.", style="dim", markup=False)  # fmt: skip
+            while True:
+                try:
+                    line = input("> " if interactive else "")
+                except EOFError:
+                    break
+                except KeyboardInterrupt:
+                    err.print()
+                    continue
+                line = line.strip()
+                if not line:
+                    continue
+                if line in ("/reset", "/clear"):
+                    convo.reset()
+                    err.print("conversation reset", style="dim")
+                    continue
+                if line == "/json":
+                    as_json = not as_json
+                    err.print(f"JSON output {'on' if as_json else 'off'}", style="dim")
+                    continue
+                if line in ("/quit", "/exit"):
+                    break
+                if line.startswith("/"):
+                    err.print("commands: /reset, /json, /quit (or Ctrl-D)", style="yellow")
+                    continue
+                try:
+                    answer = asker.ask(line, convo)
+                except ValueError as exc:
+                    err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+                    continue
+                if as_json:
+                    sys.stdout.write(json.dumps(answer.model_dump(mode="json"), ensure_ascii=False) + "\n")
+                    sys.stdout.flush()
+                else:
+                    _print_answer(answer, show_tools=True)
+        finally:
+            store.close()
+
+
 @eval_app.command("classify")
 def eval_classify_cmd(
     dataset: Annotated[Path, typer.Option("--dataset", help="Labelled CSV/JSONL/XLSX: text + category/sentiment/urgency.")],
@@ -453,7 +573,7 @@ def _finish_eval(settings: Settings, task: str, dataset: Path, result: dict[str,
     failures = below_thresholds(result, load_thresholds(thresholds, dataset)) if thresholds else []
     if json_:
         keys = ("run_id", "task", "n", "metrics", "invalid_labels", "paths", "fallbacks", "latency_ms_per_item",
-                "items_per_s", "dataset", "git_commit", "train")  # fmt: skip
+                "items_per_s", "dataset", "git_commit", "train", "failures")  # fmt: skip
         _emit_json({**{k: record[k] for k in keys if k in record}, "below_thresholds": failures})
     else:
         table = Table(title=f"eval {task} {dataset.name}  (run {record['run_id']}, n={record['n']})")
@@ -466,7 +586,8 @@ def _finish_eval(settings: Settings, task: str, dataset: Path, result: dict[str,
                 scalars += f"  worst: {worst['gold']} -> {worst['pred']} x{worst['count']}"
             table.add_row(field, escape(scalars))
         out.print(table)
-        extra = f"invalid labels: {record['invalid_labels']}   paths: {record['paths']}   " if "paths" in record else ""
+        extra = f"invalid labels: {record['invalid_labels']}   " if "invalid_labels" in record else ""
+        extra += f"paths: {record['paths']}   " if "paths" in record else ""
         out.print(f"{extra}{record['latency_ms_per_item']} ms/item", markup=False)
     if failures:
         err.print("below thresholds: " + escape("; ".join(failures)), highlight=False)
@@ -501,6 +622,55 @@ def eval_retrieval_cmd(
         finally:
             store.close()
         _finish_eval(settings, "retrieval", dataset, result, None, history, thresholds, json_)
+
+
+@eval_app.command("ask")
+def eval_ask_cmd(
+    dataset: Annotated[Path, typer.Option("--dataset", help="JSONL: question, as_of, expected (figures that must appear).")],
+    history_from: Annotated[Path | None, typer.Option("--history-from", help="Feedback file ingested into a fresh temporary store first.")] = None,
+    history: Annotated[Path | None, typer.Option("--history", help="History file (default <home>/eval-history.jsonl).")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Evaluate at most N questions.")] = None,
+    thresholds: ThresholdsOpt = None,
+    json_: JsonOpt = False,
+    home: HomeOpt = None,
+    chroma_url: ChromaOpt = None,
+    db_url: DbOpt = None,
+    taxonomy: TaxOpt = None,
+    llm: LlmOpt = None,
+    llm_base_url: LlmUrlOpt = None,
+    llm_model: LlmModelOpt = None,
+) -> None:
+    """Ask each question and check that the expected figures are in the tool results and the answer."""
+    from agent.runtime import make_chat_model, make_embedder
+    from evals.harness import eval_ask, store_for
+
+    settings = _settings(home=home, chroma_url=chroma_url, db_url=db_url, taxonomy=taxonomy, llm=llm,
+                         llm_base_url=llm_base_url, llm_model=llm_model, llm_cache=True)  # fmt: skip
+    with _user_errors(settings):
+        if not dataset.exists():
+            raise ConfigError(f"dataset not found: {dataset}")
+        tax = taxonomy_of(settings)
+        model = make_chat_model(settings)
+        store = None if history_from else open_store(settings)
+        try:
+            with store_for(store, history_from, embedder=make_embedder(settings), taxonomy=tax,
+                           zone=zone_of(settings)) as used:  # fmt: skip
+                bar = _progress(not json_, unit_bytes=False)
+                task = bar.add_task(f"eval ask {dataset.name}", total=None)
+                with bar:
+                    try:
+                        result = eval_ask(dataset=dataset, store=used, taxonomy=tax, zone=zone_of(settings), model=model,
+                                          limit=limit, progress=lambda d, t: bar.update(task, completed=d, total=t))  # fmt: skip
+                    except (ValueError, json.JSONDecodeError) as exc:
+                        raise ConfigError(f"{dataset.name}: {exc}") from None
+        finally:
+            if store is not None:
+                store.close()
+        _finish_eval(settings, "ask", dataset, result, model, history, thresholds, json_)
+        if not json_:
+            for f in result["failures"][:10]:
+                out.print(f"  failed {f['id']}: {_short(f['question'], 60)}  expected {f['expected']}"
+                          f"  (in tools: {f['in_tools']}, in answer: {f['in_answer']})", markup=False)  # fmt: skip
 
 
 @eval_app.command("compare")

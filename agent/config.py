@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     llm_deadline: float = Field(120.0, gt=0, description="Seconds of LLM time one command may spend in total.")
     llm_max_tokens: int = Field(512, ge=16, le=32768, description="Cap on generated tokens per call.")
     llm_cache: bool = Field(False, description="Cache responses on disk (evals turn it on).")
+    ask_max_steps: int = Field(6, ge=1, le=20, description="Model calls one `ask` may make in its tool loop.")
 
     @property
     def llm_provider(self) -> str:

@@ -117,6 +117,7 @@ def main() -> None:
             clf.classify(batch[i : i + 500])
         results["classify_texts_per_s"] = round(len(batch) / (time.perf_counter() - t))
         results["classify_texts"] = len(batch)
+        results["ask"] = _bench_ask(store, as_of)
         store.close()
 
         if not args.skip_langchain:
@@ -153,6 +154,19 @@ def main() -> None:
     (out_dir / f"bench-{stamp}.json").write_text(json.dumps(results, indent=2))
 
 
+def _bench_ask(store: Store, as_of: datetime) -> dict[str, float]:
+    """`ask` with no LLM: the bundled questions (zh + en, every kind), each timed end to end."""
+    from agent.ask import Asker
+    from agent.tools import Analytics
+    from evals.ask_questions import DEFAULT_OUT
+
+    questions = [json.loads(line)["question"] for line in DEFAULT_OUT.read_text(encoding="utf-8").splitlines()]
+    # a fresh Asker per question, as each `ask` command builds one (distinct facet values reloaded)
+    stats = timed(lambda q: Asker(Analytics(store, as_of, ZONE), load_taxonomy()).ask(q), questions)
+    stats["questions"] = len(questions)
+    return stats
+
+
 def _print(r: dict[str, Any]) -> None:
     print(f"\nfeedback-agent bench: {r['records']:,} records ({r['csv_mb']} MB CSV), {r['queries']} queries, k={r['k']}")
     print(f"{'':38}{'ours':>14}{'langchain-chroma':>20}{'ratio':>10}")
@@ -173,6 +187,8 @@ def _print(r: dict[str, Any]) -> None:
     print(f"{'similar p50/p95 ms, 30d+category+channel':38}{n['p50_ms']:>6} / {n['p95_ms']:<6}")
     print(f"batch classify (no LLM): {r['classify_texts_per_s']:,} texts/s over {r['classify_texts']:,} texts "
           f"(model trained on {r['records']:,} labelled records in {r['classify_train_s']} s)")
+    a = r["ask"]
+    print(f"ask (no LLM), {a['questions']} questions: p50 {a['p50_ms']} ms, p95 {a['p95_ms']} ms, max {a['max_ms']} ms")
     print(f"peak RSS: {r['peak_rss_mb']} MB   (ours = hybrid vector+keyword with exact-code lookup and linked"
           " resolutions; langchain = vector only)")
 

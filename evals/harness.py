@@ -13,12 +13,14 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import re
 import subprocess
 import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
@@ -110,6 +112,31 @@ def load_gold(path: Path, taxonomy: Taxonomy, mapping: dict[str, str] | None, li
     return texts, ids, gold, skipped
 
 
+@contextmanager
+def store_for(store: Store | None, history_from: Path | None, *, embedder: Embedder, taxonomy: Taxonomy,
+              zone: tzinfo, mapping: dict[str, str] | None = None, info: dict[str, Any] | None = None) -> Iterator[Store]:  # fmt: skip
+    """``store``, or with ``history_from`` a fresh temporary store holding that file (removed after).
+
+    ``info`` receives the file's path, hash and ingest counts.
+    """
+    if history_from is None:
+        if store is None:
+            raise ValueError("no store and no history file")
+        yield store
+        return
+    with tempfile.TemporaryDirectory(prefix="fa-eval-") as tmp:
+        temp = Store(Path(tmp), embedder)
+        try:
+            summary = ingest_file(temp, history_from, taxonomy=taxonomy, zone=zone, now=datetime.now(UTC),
+                                  mapping=mapping, batch_size=2000)  # fmt: skip
+            if info is not None:
+                info.update(path=str(history_from), sha256=file_sha256(history_from), added=summary.added,
+                            rejected=summary.rejected)  # fmt: skip
+            yield temp
+        finally:
+            temp.close()
+
+
 def eval_classify(
     *,
     dataset: Path,
@@ -138,17 +165,9 @@ def eval_classify(
         progress: called with (done, total).
     """
     texts, ids, gold, skipped = load_gold(dataset, taxonomy, mapping, limit)
-    tmp: tempfile.TemporaryDirectory[str] | None = None
-    train_info: dict[str, Any] | None = None
-    try:
-        if history_from is not None:
-            tmp = tempfile.TemporaryDirectory(prefix="fa-eval-")
-            store = Store(Path(tmp.name), embedder)
-            summary = ingest_file(store, history_from, taxonomy=taxonomy, zone=zone, now=datetime.now(UTC),
-                                  mapping=mapping, batch_size=2000)  # fmt: skip
-            train_info = {"path": str(history_from), "sha256": file_sha256(history_from), "added": summary.added,
-                          "rejected": summary.rejected}  # fmt: skip
-        assert store is not None
+    train_info: dict[str, Any] = {}
+    with store_for(store, history_from, embedder=embedder, taxonomy=taxonomy, zone=zone, mapping=mapping,
+                   info=train_info) as store:  # fmt: skip
         clf = Classifier(store, taxonomy, model)
         started = time.perf_counter()
         clf.trained()
@@ -161,10 +180,6 @@ def eval_classify(
             if progress is not None:
                 progress(min(i + step, len(texts)), len(texts))
         elapsed = time.perf_counter() - started
-    finally:
-        if tmp is not None:
-            store.close()  # type: ignore[union-attr]
-            tmp.cleanup()
     valid = {f: set(taxonomy.label_ids(f)) for f in FIELDS}
     invalid = sum(getattr(r, f) not in valid[f] for r in results for f in FIELDS)
     metrics: dict[str, Any] = {}
@@ -182,7 +197,7 @@ def eval_classify(
         "latency_ms_per_item": round(elapsed / max(len(texts), 1) * 1000, 3),
         "items_per_s": round(len(texts) / elapsed, 1) if elapsed else None,
         "train_s": round(train_s, 2),
-        "train": train_info,
+        "train": train_info or None,
         "prompt_versions": sorted({r.prompt_version for r in results if r.prompt_version}),
     }
 
@@ -343,3 +358,94 @@ def markdown_table(runs: list[dict[str, Any]]) -> str:
         lines.append(f"| {r['timestamp'][:10]} | {r.get('git_commit') or '?'} | {task} | {dataset} | {r.get('n')} | "
                      f"{'; '.join(parts)} | {r.get('provider')} | {r['run_id']} |")  # fmt: skip
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- ask
+
+_DATE_OR_ID = re.compile(r"\d{4}-\d{2}-\d{2}|\d{4}-W\d{2}|\b[A-Za-z]+[\w-]*\d[\w-]*\b")
+
+
+def figure_in_results(value: Any, results: list[Any]) -> bool:
+    """An expected figure is a number or a string value somewhere in the tool results."""
+    def walk(node: Any) -> bool:
+        if isinstance(node, dict):
+            return any(walk(v) for v in node.values())
+        if isinstance(node, list):
+            return any(walk(v) for v in node)
+        if isinstance(value, bool) or isinstance(node, bool):
+            return False
+        if isinstance(value, int | float):
+            return isinstance(node, int | float) and abs(node - value) < 1e-9
+        return isinstance(node, str) and node == str(value)
+
+    return walk(results)
+
+
+def figure_in_answer(value: Any, answer: str, taxonomy: Taxonomy) -> bool:
+    """An expected number as a whole token of the answer (dates and ids aside); a string verbatim,
+    or for a category id its Chinese or English name."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        text = _DATE_OR_ID.sub(" ", answer)
+        num = str(int(value)) if float(value).is_integer() else str(value)
+        return re.search(rf"(?<![\d.]){re.escape(num)}(?![\d]|\.\d)", text) is not None
+    names = [str(value)]
+    for lab in taxonomy.labels_of("category"):
+        if lab.id == value:
+            names += [n for n in (lab.name_zh, lab.name_en) if n]
+    return any(n.lower() in answer.lower() for n in names)
+
+
+def eval_ask(*, dataset: Path, store: Store, taxonomy: Taxonomy, zone: tzinfo, model: ChatModel | None = None,
+             limit: int | None = None, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:  # fmt: skip
+    """Ask each question of a JSONL file and check its expected figures.
+
+    A row holds ``question``, ``as_of`` (a date: its end of day, or a timestamp) and ``expected``:
+    figures (numbers, label ids, facet values) that must all appear in the tool results and in
+    the answer text.
+    """
+    from agent.ask import Asker
+    from agent.tools import Analytics
+    from retrieval.records import parse_datetime
+
+    rows = [json.loads(line) for line in dataset.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
+    rows = [r for r in rows if r.get("question") and isinstance(r.get("expected"), list)][:limit]
+    if not rows:
+        raise ValueError(f"{dataset.name}: no rows with a question and an expected list")
+    per_kind: dict[str, list[int]] = {}
+    failures: list[dict[str, Any]] = []
+    ok_tools = ok_answer = ok_both = understood = 0
+    paths: Counter[str] = Counter()
+    prompts: set[str] = set()
+    started = time.perf_counter()
+    for i, row in enumerate(rows, start=1):
+        as_of_s = str(row.get("as_of") or "")
+        when = (datetime.combine(datetime.fromisoformat(as_of_s).date(), datetime.max.time(), tzinfo=zone)
+                if len(as_of_s) == 10 else parse_datetime(as_of_s, zone) if as_of_s else datetime.now(UTC))  # fmt: skip
+        answer = Asker(Analytics(store, when, zone), taxonomy, model).ask(str(row["question"]))
+        results = [c.result for c in answer.tool_calls if c.error is None]
+        t_ok = all(figure_in_results(v, results) for v in row["expected"])
+        a_ok = all(figure_in_answer(v, answer.answer, taxonomy) for v in row["expected"])
+        ok_tools += t_ok
+        ok_answer += a_ok
+        ok_both += t_ok and a_ok
+        understood += answer.understood
+        paths[answer.path] += 1
+        prompts |= {answer.prompt_version} if answer.prompt_version else set()
+        per_kind.setdefault(str(row.get("kind", "all")), []).append(int(t_ok and a_ok))
+        if not (t_ok and a_ok):
+            failures.append({"id": row.get("id"), "question": row["question"], "expected": row["expected"],
+                             "in_tools": t_ok, "in_answer": a_ok, "answer": answer.answer[:300]})  # fmt: skip
+        if progress is not None:
+            progress(i, len(rows))
+    elapsed = time.perf_counter() - started
+    n = len(rows)
+    return {
+        "n": n,
+        "metrics": {"ask": {"exact_in_tools": round(ok_tools / n, 4), "exact_in_answer": round(ok_answer / n, 4),
+                            "accuracy": round(ok_both / n, 4), "understood": round(understood / n, 4),
+                            **{f"accuracy_{k}": round(sum(v) / len(v), 4) for k, v in sorted(per_kind.items())}}},
+        "paths": dict(paths),
+        "failures": failures[:50],
+        "latency_ms_per_item": round(elapsed / n * 1000, 3),
+        "prompt_versions": sorted(prompts),
+    }

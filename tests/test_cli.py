@@ -112,3 +112,23 @@ def test_bracketed_text_is_printed_verbatim(tmp_path: Path) -> None:
 def test_kind_is_validated_by_the_cli() -> None:
     res = invoke("similar", "x", "--kind", "tickets")
     assert res.exit_code == 2 and "feedback" in res.stderr and "resolution" in res.stderr
+
+
+def test_ask_and_chat(tmp_path: Path) -> None:
+    assert invoke("ingest", str(SAMPLE_DIR / "feedback.csv"), "--no-classify", "--json").exit_code == 0
+    res = invoke("ask", "上周物流投诉有多少条？", "--as-of", "2026-11-23", "--json")
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert set(data) >= {"answer", "tool_calls", "citations"} and data["path"] == "rules"
+    assert data["tool_calls"][0]["result"]["total_current"] == 26 and "26" in data["answer"]
+    assert {"tool", "args", "result"} <= set(data["tool_calls"][0])
+    assert invoke("ask", "  ").exit_code == 2
+    assert invoke("ask", "x", "--as-of", "2026-13-01").exit_code == 2
+    res = runner.invoke(app, ["chat", "--as-of", "2026-11-23"],
+                        input="how many logistics complaints last week?\n/json\nand the week before?\n/reset\n/nope\n")
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.strip().splitlines()
+    assert "2026-W47" in lines[0]
+    turn = json.loads(lines[-1])
+    assert turn["tool_calls"][0]["args"]["window"] == {"weeks_ago": 2}
+    assert "conversation reset" in res.stderr and "commands:" in res.stderr

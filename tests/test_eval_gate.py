@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import date
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -49,3 +50,37 @@ def test_cli_exit_3_below_thresholds_and_compare(tmp_path: Path) -> None:
     deltas = {d["metric"]: d for d in json.loads(cmp.stdout)["deltas"]}
     assert deltas["hit@1"]["delta"] == 0.0 and deltas["mrr"]["b"] <= deltas["mrr"]["a"]
     assert runner.invoke(app, ["eval", "compare", "nope", second["run_id"]]).exit_code == 1
+
+
+def test_ask_stays_above_its_thresholds_and_the_questions_match_the_data(sample_store: Store) -> None:
+    from evals.ask_questions import DEFAULT_OUT, load_rows, questions
+    from evals.harness import eval_ask
+    from retrieval.sample_data import SAMPLE_DIR
+
+    regenerated = questions(load_rows(SAMPLE_DIR / "feedback.csv"), date(2026, 11, 23))
+    committed = [json.loads(line) for line in DEFAULT_OUT.read_text(encoding="utf-8").splitlines()]
+    assert committed == regenerated, "run `python -m evals.ask_questions` after changing the sample"
+    result = eval_ask(dataset=DEFAULT_OUT, store=sample_store, taxonomy=load_taxonomy(), zone=ZONE)
+    assert result["n"] == len(committed) >= 30
+    assert below_thresholds(result, load_thresholds(THRESHOLDS, DEFAULT_OUT)) == [], result["failures"]
+
+
+def test_eval_ask_cli_with_history_from(tmp_path: Path) -> None:
+    sample = Path(__file__).resolve().parent.parent / "retrieval" / "data" / "sample" / "feedback.csv"
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(
+        json.dumps({"question": "上周物流投诉有多少条", "as_of": "2026-11-23", "expected": [26, 34]}, ensure_ascii=False) + "\n"
+        + json.dumps({"question": "how many logistics complaints last week", "as_of": "2026-11-23", "expected": [27]}) + "\n",
+        encoding="utf-8")  # fmt: skip
+    history = tmp_path / "h.jsonl"
+    res = CliRunner().invoke(app, ["eval", "ask", "--dataset", str(questions), "--history-from", str(sample),
+                                   "--history", str(history), "--json"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert data["n"] == 2 and data["metrics"]["ask"]["accuracy"] == 0.5
+    assert data["failures"][0]["expected"] == [27] and data["failures"][0]["in_tools"] is False
+    assert json.loads(history.read_text().splitlines()[0])["task"] == "ask"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("{not json\n")
+    res = CliRunner().invoke(app, ["eval", "ask", "--dataset", str(bad), "--history-from", str(sample)])
+    assert res.exit_code == 1 and "bad.jsonl" in res.stderr

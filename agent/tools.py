@@ -1,0 +1,613 @@
+"""Analytics tools: deterministic counts over the SQL mirror, typed in and out.
+
+Every number the product shows (in `ask`, `root-cause` and the weekly report) comes from here;
+the chat model only chooses which tool to call and words the answer. Each tool takes a pydantic
+input model and returns a pydantic output model, so the same functions serve code, the
+no-LLM router and an LLM's tool calls (as JSON schemas).
+
+Time is explicit: an :class:`Analytics` is bound to one ``as_of`` and one zone, and every window
+is resolved relative to them (ISO weeks and calendar months in that zone). Windows are half-open
+``[start, end)``. "Complaints" are records with sentiment ``negative``; the tools take the
+sentiment as a filter and never guess it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from datetime import date, datetime, time, timedelta, tzinfo
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy import and_, func, select
+
+from agent.llm import Tool
+from retrieval.search import Searcher, SearchFilters
+from retrieval.store import Store, feedback_table
+
+Facet = Literal["category", "subcategory", "sentiment", "urgency", "channel", "product", "carrier", "region",
+                "customer_tier", "language"]  # fmt: skip
+FACETS: tuple[str, ...] = Facet.__args__  # type: ignore[attr-defined]
+EXAMPLES_PER_GROUP = 3
+
+
+# --------------------------------------------------------------------------- windows and filters
+
+
+class Window(BaseModel):
+    """A time window relative to the analytics' as-of time. Give at most one form; none = last 30 days."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    days: int | None = Field(None, ge=1, le=3660, description="The last N days up to as-of.")
+    weeks_ago: int | None = Field(None, ge=0, le=520,
+                                  description="An ISO week (Mon-Sun): 0 = this week so far, 1 = last week, 2 = the week before last.")  # fmt: skip
+    week: str | None = Field(None, pattern=r"^\d{4}-W\d{2}$", description="An ISO week such as 2026-W47.")
+    months_ago: int | None = Field(None, ge=0, le=240, description="A calendar month: 0 = this month so far, 1 = last month.")
+    since: date | None = Field(None, description="First day (inclusive), with or without `until`.")
+    until: date | None = Field(None, description="Last day (inclusive); default as-of.")
+
+    @model_validator(mode="after")
+    def _one_form(self) -> Window:
+        forms = [self.days is not None, self.weeks_ago is not None, self.week is not None,
+                 self.months_ago is not None, self.since is not None or self.until is not None]  # fmt: skip
+        if sum(forms) > 1:
+            raise ValueError("give one of days, weeks_ago, week, months_ago or since/until")
+        if self.since and self.until and self.since > self.until:
+            raise ValueError("since is after until")
+        return self
+
+
+class Period(BaseModel):
+    """A resolved window."""
+
+    start: datetime
+    end: datetime = Field(description="Exclusive.")
+    label: str = Field(description="Human-readable name, e.g. 2026-W47 or 'last 7 days'.")
+    unit: Literal["days", "week", "month"] = "days"
+
+    @property
+    def first_day(self) -> date:
+        """The first calendar day covered."""
+        return self.start.date()
+
+    @property
+    def last_day(self) -> date:
+        """The last calendar day covered."""
+        return (self.end - timedelta(microseconds=1)).date()
+
+    def previous(self) -> Period:
+        """The period of the same kind immediately before this one."""
+        if self.unit == "week":
+            start = self.start - timedelta(days=7)
+            y, w, _ = start.isocalendar()
+            return Period(start=start, end=self.start, label=f"{y}-W{w:02d}", unit="week")
+        if self.unit == "month":
+            first = (self.start.replace(day=1) - timedelta(days=1)).replace(day=1)
+            return Period(start=first, end=self.start, label=first.strftime("%Y-%m"), unit="month")
+        length = timedelta(days=math.ceil((self.end - self.start).total_seconds() / 86400 - 1e-6))
+        return Period(start=self.start - length, end=self.start, label=f"the {_span(length)} before", unit="days")
+
+    def describe(self) -> dict[str, str]:
+        """JSON-friendly form: label and first/last day."""
+        return {"label": self.label, "from": self.first_day.isoformat(), "to": self.last_day.isoformat()}
+
+
+def _span(length: timedelta) -> str:
+    days = round(length.total_seconds() / 86400)
+    return f"{days} days" if days != 1 else "day"
+
+
+class Filters(BaseModel):
+    """Equality filters on feedback fields. Complaints = sentiment 'negative'."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    category: str | None = None
+    subcategory: str | None = None
+    sentiment: str | None = Field(None, description="negative for complaints, positive, neutral; empty for all.")
+    urgency: str | None = None
+    channel: str | None = None
+    product: str | None = None
+    carrier: str | None = None
+    region: str | None = None
+    customer_tier: str | None = None
+
+    def active(self) -> dict[str, str]:
+        """The filters that are set."""
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
+class Analytics:
+    """The analytics tools over one store, bound to ``as_of`` and a zone."""
+
+    def __init__(self, store: Store, as_of: datetime, zone: tzinfo) -> None:
+        """Bind to a store; ``as_of`` must be timezone-aware."""
+        if as_of.tzinfo is None:
+            raise ValueError("as_of must be timezone-aware")
+        self.store = store
+        self.zone = zone
+        self.as_of = as_of.astimezone(zone)
+        self._values: dict[str, list[str]] = {}
+
+    # ------------------------------------------------------------------ windows
+    def resolve(self, window: Window | None) -> Period:
+        """The concrete period of a window."""
+        w = window or Window(days=30)
+        now = self.as_of
+        today = datetime.combine(now.date(), time.min, tzinfo=self.zone)
+        if w.weeks_ago is not None or w.week is not None:
+            if w.week is not None:
+                year, num = int(w.week[:4]), int(w.week[-2:])
+                try:
+                    monday = date.fromisocalendar(year, num, 1)
+                except ValueError as exc:
+                    raise ValueError(f"{w.week} is not an ISO week") from exc
+                start = datetime.combine(monday, time.min, tzinfo=self.zone)
+            else:
+                start = today - timedelta(days=today.weekday()) - timedelta(days=7 * (w.weeks_ago or 0))
+            y, n, _ = start.isocalendar()
+            end = start + timedelta(days=7)
+            return Period(start=start, end=min(end, now) if end > now > start else end, label=f"{y}-W{n:02d}", unit="week")
+        if w.months_ago is not None:
+            first = today.replace(day=1)
+            for _ in range(w.months_ago):
+                first = (first - timedelta(days=1)).replace(day=1)
+            nxt = (first + timedelta(days=32)).replace(day=1)
+            return Period(start=first, end=min(nxt, now) if nxt > now > first else nxt,
+                          label=first.strftime("%Y-%m"), unit="month")  # fmt: skip
+        if w.since is not None or w.until is not None:
+            end = datetime.combine(w.until, time.min, tzinfo=self.zone) + timedelta(days=1) if w.until else now
+            start = datetime.combine(w.since, time.min, tzinfo=self.zone) if w.since else end - timedelta(days=30)
+            return Period(start=start, end=end, label=f"{start.date()}..{(end - timedelta(microseconds=1)).date()}")
+        # whole calendar days: the day of as-of (so far) and the N-1 days before it
+        days = w.days or 30
+        day_end = today if now == today else today + timedelta(days=1)
+        return Period(start=day_end - timedelta(days=days), end=now, label=f"last {days} days" if days > 1 else "today")
+
+    def _where(self, period: Period | None, filters: Filters | None) -> list[Any]:
+        f = feedback_table.c
+        conds: list[Any] = []
+        if period is not None:
+            conds += [f.created_ts >= period.start.timestamp(), f.created_ts < period.end.timestamp()]
+        for name, value in (filters or Filters()).active().items():
+            conds.append(f[name] == value)
+        return conds
+
+    def values(self, facet: str) -> list[str]:
+        """Distinct values of a facet in the store, most frequent first (cached)."""
+        if facet not in self._values:
+            col = feedback_table.c[facet]
+            stmt = select(col, func.count()).where(col.is_not(None)).group_by(col).order_by(func.count().desc())
+            with self.store.engine.connect() as conn:
+                self._values[facet] = [r[0] for r in conn.execute(stmt) if r[0]]
+        return self._values[facet]
+
+    # ------------------------------------------------------------------ tools
+    def count_by(self, args: CountByInput) -> CountByOutput:
+        """Counts per value of a field over a window, largest first, with shares and example ids."""
+        period = self.resolve(args.window)
+        return self._count(args.field, period, args.filters, args.top)
+
+    def _count(self, field: str, period: Period, filters: Filters, top: int | None) -> CountByOutput:
+        col = feedback_table.c[field]
+        conds = self._where(period, filters)
+        stmt = select(col, func.count()).where(and_(*conds)).group_by(col)
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+        counts = {r[0]: int(r[1]) for r in rows}
+        unknown = counts.pop(None, 0) + counts.pop("", 0)
+        total = sum(counts.values()) + unknown
+        known = total - unknown
+        ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        shown = ordered[:top] if top else ordered
+        groups = [Group(value=v, count=n, share=round(n / known, 4) if known else 0.0,
+                        example_ids=self._examples(conds + [col == v]))
+                  for v, n in shown]  # fmt: skip
+        return CountByOutput(field=field, period=period.describe(), filters=filters.active(), total=total,
+                             with_value=known, without_value=unknown, groups=groups,
+                             other_groups=len(ordered) - len(shown))  # fmt: skip
+
+    def _examples(self, conds: list[Any], n: int = EXAMPLES_PER_GROUP) -> list[str]:
+        f = feedback_table.c
+        stmt = select(f.id).where(and_(*conds)).order_by(f.created_ts.desc(), f.id).limit(n)
+        with self.store.engine.connect() as conn:
+            return [r[0] for r in conn.execute(stmt)]
+
+    def top(self, args: TopInput) -> CountByOutput:
+        """The top-N values of a facet (e.g. which carrier concentrates logistics complaints)."""
+        return self._count(args.facet, self.resolve(args.window), args.filters, args.n)
+
+    def compare_periods(self, args: CompareInput) -> CompareOutput:
+        """Counts in a window against the period before it (or a given one), overall and per value."""
+        cur_p = self.resolve(args.window)
+        prev_p = self.resolve(args.previous) if args.previous else cur_p.previous()
+        cur = self._count(args.field, cur_p, args.filters, None) if args.field else None
+        prev = self._count(args.field, prev_p, args.filters, None) if args.field else None
+        total_cur = self._total(cur_p, args.filters)
+        total_prev = self._total(prev_p, args.filters)
+        rows: list[Change] = []
+        if cur is not None and prev is not None:
+            c_map = {g.value: g for g in cur.groups}
+            p_map = {g.value: g.count for g in prev.groups}
+            for value in sorted(set(c_map) | set(p_map)):
+                a, b = c_map[value].count if value in c_map else 0, p_map.get(value, 0)
+                rows.append(Change(value=value, current=a, previous=b, change=a - b, change_pct=_pct(a, b),
+                                   example_ids=c_map[value].example_ids if value in c_map else []))  # fmt: skip
+            rows.sort(key=lambda r: (-r.change, -r.current, r.value) if args.order == "rise" else (-r.current, r.value))
+        return CompareOutput(field=args.field, current_period=cur_p.describe(), previous_period=prev_p.describe(),
+                             filters=args.filters.active(), total_current=total_cur, total_previous=total_prev,
+                             total_change=total_cur - total_prev, total_change_pct=_pct(total_cur, total_prev),
+                             example_ids=self._examples(self._where(cur_p, args.filters)),
+                             rows=rows[: args.top] if args.top else rows)  # fmt: skip
+
+    def _total(self, period: Period, filters: Filters) -> int:
+        stmt = select(func.count()).select_from(feedback_table).where(and_(*self._where(period, filters)))
+        with self.store.engine.connect() as conn:
+            return int(conn.execute(stmt).scalar_one())
+
+    def spikes(self, args: SpikesInput) -> SpikesOutput:
+        """Values whose latest period is far above their own baseline (the periods before it)."""
+        unit = 7 if args.period == "week" else 1
+        if args.period == "week":
+            latest = self.resolve(Window(weeks_ago=1 if args.complete_periods_only else 0))
+        else:
+            latest = self.resolve(Window(days=1))
+        edges = [latest]
+        for _ in range(args.baseline_periods):
+            edges.append(edges[-1].previous() if args.period == "week" else
+                         Period(start=edges[-1].start - timedelta(days=unit), end=edges[-1].start, label="day"))  # fmt: skip
+        buckets = self._bucket_counts(args.field, edges, args.filters)
+        out: list[Spike] = []
+        for value, per in buckets.items():
+            current, base = per[0], per[1:]
+            mean = sum(base) / len(base) if base else 0.0
+            score = (current - mean) / math.sqrt(mean + 1.0)
+            ratio = current / mean if mean else None
+            is_spike = current - mean >= args.min_increase and score >= args.min_score and (ratio is None or ratio >= 1.5)
+            if is_spike or args.include_all:
+                out.append(Spike(value=value, current=current, baseline_mean=round(mean, 2), baseline=base,
+                                 ratio=round(ratio, 2) if ratio is not None else None, score=round(score, 2),
+                                 is_spike=is_spike, example_ids=self._examples(
+                                     self._where(latest, args.filters) + [feedback_table.c[args.field] == value])))  # fmt: skip
+        out.sort(key=lambda s: (not s.is_spike, -s.score, s.value))
+        return SpikesOutput(field=args.field, period=args.period, latest_period=latest.describe(),
+                            baseline_periods=[p.describe() for p in edges[1:]], filters=args.filters.active(),
+                            spikes=out)  # fmt: skip
+
+    def _bucket_counts(self, field: str, periods: list[Period], filters: Filters) -> dict[str, list[int]]:
+        """Counts per value for each period (periods given newest first), one query."""
+        f = feedback_table.c
+        lo, hi = min(p.start for p in periods), max(p.end for p in periods)
+        span = Period(start=lo, end=hi, label="")
+        stmt = select(f.created_ts, f[field]).where(and_(*self._where(span, filters)))
+        bounds = [(p.start.timestamp(), p.end.timestamp()) for p in periods]
+        out: dict[str, list[int]] = defaultdict(lambda: [0] * len(periods))
+        with self.store.engine.connect() as conn:
+            for ts, value in conn.execute(stmt):
+                if not value:
+                    continue
+                for i, (a, b) in enumerate(bounds):
+                    if a <= ts < b:
+                        out[value][i] += 1
+                        break
+        return dict(out)
+
+    def series(self, args: SeriesInput) -> SeriesOutput:
+        """Counts per day or ISO week over the last N periods (optionally split by a field)."""
+        if args.interval == "week":
+            periods = [self.resolve(Window(weeks_ago=i)) for i in range(args.periods - 1 + args.skip_current, -1 + args.skip_current, -1)]
+        else:
+            today = datetime.combine(self.as_of.date(), time.min, tzinfo=self.zone)
+            periods = [Period(start=today - timedelta(days=i), end=today - timedelta(days=i - 1),
+                              label=(today - timedelta(days=i)).date().isoformat())
+                       for i in range(args.periods - 1, -1, -1)]  # fmt: skip
+        field = args.field or "sentiment"
+        buckets = self._bucket_counts(field, list(reversed(periods)), args.filters)
+        labels = [p.label for p in periods]
+        totals = [0] * len(periods)
+        by_value: dict[str, list[int]] = {}
+        for value, counts in buckets.items():
+            row = list(reversed(counts))
+            by_value[value] = row
+            totals = [a + b for a, b in zip(totals, row, strict=True)]
+        if args.field is None:
+            nulls = self._null_counts(field, periods, args.filters)
+            totals = [a + b for a, b in zip(totals, nulls, strict=True)]
+            by_value = {}
+        ranked = sorted(by_value, key=lambda v: (-sum(by_value[v]), v))
+        return SeriesOutput(interval=args.interval, field=args.field, periods=labels, totals=totals,
+                            series={v: by_value[v] for v in ranked[: args.top]}, filters=args.filters.active())  # fmt: skip
+
+    def _null_counts(self, field: str, periods: list[Period], filters: Filters) -> list[int]:
+        f = feedback_table.c
+        out = []
+        with self.store.engine.connect() as conn:
+            for p in periods:
+                conds = self._where(p, filters) + [(f[field].is_(None)) | (f[field] == "")]
+                out.append(int(conn.execute(select(func.count()).select_from(feedback_table).where(and_(*conds))).scalar_one()))
+        return out
+
+    def search_quotes(self, args: SearchInput) -> SearchOutput:
+        """Representative records: hybrid search when a query is given, else the newest matching ones."""
+        period = self.resolve(args.window)
+        filt = args.filters.active()
+        quotes: list[Quote] = []
+        if args.query and args.query.strip():
+            sf = SearchFilters(since=period.start, until=period.end - timedelta(microseconds=1),
+                               **{k: v for k, v in filt.items() if k in SearchFilters.model_fields})  # fmt: skip
+            extra = {k: v for k, v in filt.items() if k not in SearchFilters.model_fields}
+            hits = Searcher(self.store).search(args.query, k=args.k * (3 if extra else 1), filters=sf, with_links=False)
+            for h in hits:
+                if all(h.record.get(k) == v for k, v in extra.items()):
+                    quotes.append(_quote(h.record))
+        else:
+            f = feedback_table.c
+            stmt = select(f.id).where(and_(*self._where(period, args.filters))).order_by(f.created_ts.desc(), f.id).limit(args.k)
+            with self.store.engine.connect() as conn:
+                ids = [r[0] for r in conn.execute(stmt)]
+            recs = self.store.records("feedback", ids)
+            quotes = [_quote(recs[i]) for i in ids if i in recs]
+        return SearchOutput(query=args.query, period=period.describe(), filters=filt, quotes=quotes[: args.k])
+
+    def get_records(self, args: GetRecordsInput) -> RecordsOutput:
+        """Feedback records by id, with their linked resolutions."""
+        recs = self.store.records("feedback", args.ids)
+        links = self.store.resolutions_for(list(recs))
+        found = []
+        for rid in args.ids:
+            if rid in recs:
+                r = recs[rid]
+                found.append({**{k: r.get(k) for k in ("id", "text", "created_at", "channel", "product", "carrier",
+                                                     "region", "category", "sentiment", "urgency", "order_id")},
+                              "resolutions": [{k: x.get(k) for k in ("id", "action", "outcome", "compensation")}
+                                              for x in links.get(rid, [])]})  # fmt: skip
+        return RecordsOutput(records=found, missing=[i for i in args.ids if i not in recs])
+
+    def tools(self) -> list[Tool]:
+        """The tools offered to a chat model."""
+        return [
+            Tool("count_by", "Count feedback per value of a field (category, sentiment, product, carrier, ...) over a "
+                 "window, largest first, with shares and example ids. Complaints: filters.sentiment='negative'.",
+                 CountByInput, self.count_by),
+            Tool("top_facets", "Top-N values of a facet (carrier, product, channel, region, ...) within a slice, "
+                 "e.g. which carrier concentrates logistics complaints.", TopInput, self.top),
+            Tool("compare_periods", "Counts in a window vs the period before (e.g. last week vs the week before), "
+                 "overall and per value of a field, with change and % change.", CompareInput, self.compare_periods),
+            Tool("detect_spikes", "Values of a field whose latest week (or day) is far above their own baseline.",
+                 SpikesInput, self.spikes),
+            Tool("time_series", "Counts per day or ISO week over the last N periods, optionally per value of a field.",
+                 SeriesInput, self.series),
+            Tool("search_quotes", "Representative feedback texts with ids: hybrid search for a query, or the newest "
+                 "records of a slice.", SearchInput, self.search_quotes),
+            Tool("get_records", "Look up feedback records by id (with their resolutions).", GetRecordsInput, self.get_records),
+        ]  # fmt: skip
+
+
+def _pct(a: int, b: int) -> float | None:
+    return round((a - b) / b * 100, 1) if b else None
+
+
+def _quote(r: dict[str, Any]) -> Quote:
+    return Quote(id=r["id"], text=r["text"], created_at=r["created_at"],
+                 **{k: r.get(k) for k in ("category", "sentiment", "product", "carrier", "channel")})  # fmt: skip
+
+
+# --------------------------------------------------------------------------- schemas
+
+
+class Group(BaseModel):
+    """One value of a field and its count."""
+
+    value: str
+    count: int
+    share: float = Field(description="count / records that have a value for the field (0..1).")
+    example_ids: list[str]
+
+
+class CountByInput(BaseModel):
+    """Arguments of count_by."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    field: Facet = "category"
+    window: Window | None = None
+    filters: Filters = Field(default_factory=Filters)
+    top: int | None = Field(None, ge=1, le=1000, description="Keep the N largest groups.")
+
+
+class TopInput(BaseModel):
+    """Arguments of top_facets."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    facet: Facet
+    window: Window | None = None
+    filters: Filters = Field(default_factory=Filters)
+    n: int = Field(5, ge=1, le=100)
+
+
+class CountByOutput(BaseModel):
+    """Counts per value."""
+
+    field: str
+    period: dict[str, str]
+    filters: dict[str, str]
+    total: int = Field(description="Records in the slice.")
+    with_value: int = Field(description="Records in the slice that have a value for the field.")
+    without_value: int
+    groups: list[Group]
+    other_groups: int = Field(0, description="Groups beyond the top N.")
+
+
+class CompareInput(BaseModel):
+    """Arguments of compare_periods."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    window: Window | None = Field(None, description="The current period (default last 30 days).")
+    previous: Window | None = Field(None, description="Default: the period of the same kind just before.")
+    field: Facet | None = Field("category", description="Break down by this field (null: totals only).")
+    filters: Filters = Field(default_factory=Filters)
+    order: Literal["rise", "current"] = "rise"
+    top: int | None = Field(None, ge=1, le=1000)
+
+
+class Change(BaseModel):
+    """One value's change between two periods."""
+
+    value: str
+    current: int
+    previous: int
+    change: int
+    change_pct: float | None = Field(description="Percent change; null when the previous count is 0.")
+    example_ids: list[str]
+
+
+class CompareOutput(BaseModel):
+    """Period-over-period change."""
+
+    field: str | None
+    current_period: dict[str, str]
+    previous_period: dict[str, str]
+    filters: dict[str, str]
+    total_current: int
+    total_previous: int
+    total_change: int
+    total_change_pct: float | None
+    example_ids: list[str]
+    rows: list[Change]
+
+
+class SpikesInput(BaseModel):
+    """Arguments of detect_spikes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    field: Facet = "category"
+    period: Literal["week", "day"] = "week"
+    baseline_periods: int = Field(4, ge=1, le=52)
+    complete_periods_only: bool = Field(True, description="Weeks: compare the last full week, not this partial one.")
+    filters: Filters = Field(default_factory=Filters)
+    min_increase: float = Field(5, ge=0)
+    min_score: float = Field(2.0, ge=0)
+    include_all: bool = Field(False, description="Also list values that are not spikes.")
+
+
+class Spike(BaseModel):
+    """One value's latest period against its baseline."""
+
+    value: str
+    current: int
+    baseline_mean: float
+    baseline: list[int] = Field(description="Counts of the baseline periods, newest first.")
+    ratio: float | None
+    score: float = Field(description="(current - mean) / sqrt(mean + 1).")
+    is_spike: bool
+    example_ids: list[str]
+
+
+class SpikesOutput(BaseModel):
+    """Spikes, strongest first."""
+
+    field: str
+    period: str
+    latest_period: dict[str, str]
+    baseline_periods: list[dict[str, str]]
+    filters: dict[str, str]
+    spikes: list[Spike]
+
+
+class SeriesInput(BaseModel):
+    """Arguments of time_series."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    interval: Literal["day", "week"] = "week"
+    periods: int = Field(8, ge=1, le=366)
+    skip_current: int = Field(0, ge=0, le=1, description="1: end with the last full week instead of this one.")
+    field: Facet | None = None
+    filters: Filters = Field(default_factory=Filters)
+    top: int = Field(10, ge=1, le=100)
+
+
+class SeriesOutput(BaseModel):
+    """Counts over time."""
+
+    interval: str
+    field: str | None
+    periods: list[str]
+    totals: list[int]
+    series: dict[str, list[int]]
+    filters: dict[str, str]
+
+
+class SearchInput(BaseModel):
+    """Arguments of search_quotes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    query: str | None = Field(None, max_length=2000)
+    window: Window | None = None
+    filters: Filters = Field(default_factory=Filters)
+    k: int = Field(5, ge=1, le=50)
+
+
+class Quote(BaseModel):
+    """A feedback record quoted as evidence."""
+
+    id: str
+    text: str
+    created_at: str
+    category: str | None = None
+    sentiment: str | None = None
+    product: str | None = None
+    carrier: str | None = None
+    channel: str | None = None
+
+
+class SearchOutput(BaseModel):
+    """Quotes with ids."""
+
+    query: str | None
+    period: dict[str, str]
+    filters: dict[str, str]
+    quotes: list[Quote]
+
+
+class GetRecordsInput(BaseModel):
+    """Arguments of get_records."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ids: list[str] = Field(min_length=1, max_length=100)
+
+
+class RecordsOutput(BaseModel):
+    """Records found and ids not found."""
+
+    records: list[dict[str, Any]]
+    missing: list[str]
+
+
+def evidence_ids(result: Any) -> list[str]:
+    """Every record id a tool result cites (example ids and quotes), in order, without repeats."""
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "example_ids" and isinstance(value, list):
+                    found.extend(str(v) for v in value)
+                elif key in ("quotes", "records") and isinstance(value, list):
+                    found.extend(str(q["id"]) for q in value if isinstance(q, dict) and "id" in q)
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(result)
+    return list(dict.fromkeys(found))
+
+

@@ -1,0 +1,157 @@
+"""Write the bundled `eval ask` questions, with expected figures computed from a feedback CSV.
+
+The expected values are computed here with the csv module and calendar arithmetic only, not
+with agent/tools, so the eval checks the tools and the router against an independent count.
+Windows follow the documented meaning: "last week" is the ISO week before the one holding
+as-of, "last N days" is as-of's day and the N-1 days before it, complaints are sentiment
+``negative``.
+
+    python -m evals.ask_questions [FEEDBACK_CSV] [OUT_JSONL] [--as-of 2026-11-23]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from collections import Counter
+from collections.abc import Callable
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from retrieval.sample_data import SAMPLE_DIR
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_OUT = HERE / "datasets" / "ask_default.jsonl"
+
+Row = dict[str, Any]
+DayRange = tuple[date, date]  # inclusive
+
+NAMES = {  # how people name categories in questions
+    "logistics": ("logistics", "物流"), "product_quality": ("product quality", "质量"),
+    "packaging": ("packaging", "包装"), "after_sales": ("refund", "售后"), "customer_service": ("customer service", "客服"),
+    "price_promotion": ("coupon", "价格优惠"), "app_website": ("app", "APP"),
+}  # fmt: skip
+
+
+def load_rows(path: Path) -> list[Row]:
+    """Feedback rows with a parsed day."""
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    for r in rows:
+        r["day"] = datetime.strptime(r["created_at"][:10], "%Y-%m-%d").date()
+    return rows
+
+
+def iso_week(as_of: date, weeks_ago: int) -> DayRange:
+    """Monday..Sunday of the ISO week ``weeks_ago`` weeks before as-of's week."""
+    monday = as_of - timedelta(days=as_of.weekday()) - timedelta(days=7 * weeks_ago)
+    return monday, monday + timedelta(days=6)
+
+
+def last_days(as_of: date, n: int) -> DayRange:
+    """As-of's day and the n-1 days before it."""
+    return as_of - timedelta(days=n - 1), as_of
+
+
+def count(rows: list[Row], days: DayRange, **eq: str) -> Counter[str]:
+    """Negative rows in the range passing ``eq``, counted by category."""
+    return Counter(r["category"] for r in rows if days[0] <= r["day"] <= days[1] and r["sentiment"] == "negative"
+                   and all(r[k] == v for k, v in eq.items()))  # fmt: skip
+
+
+def facet_count(rows: list[Row], days: DayRange, facet: str, category: str) -> Counter[str]:
+    """Negative rows of a category in the range, counted by a facet (rows without a value skipped)."""
+    return Counter(r[facet] for r in rows if days[0] <= r["day"] <= days[1] and r["sentiment"] == "negative"
+                   and r["category"] == category and r[facet])  # fmt: skip
+
+
+def _unique_top(counter: Counter[str]) -> tuple[str, int] | None:
+    top = counter.most_common(2)
+    if not top or (len(top) > 1 and top[0][1] == top[1][1]):
+        return None  # a tie has no single right answer
+    return top[0]
+
+
+def questions(rows: list[Row], as_of: date) -> list[dict[str, Any]]:
+    """The question set: top category, one category's week-over-week count, concentration, rising."""
+    out: list[dict[str, Any]] = []
+
+    def add(kind: str, text: str, expected: list[Any]) -> None:
+        out.append({"id": f"q{len(out) + 1:03d}", "kind": kind, "question": text, "as_of": as_of.isoformat(),
+                    "expected": expected})  # fmt: skip
+
+    windows: list[tuple[str, str, Callable[[], DayRange]]] = [
+        ("last week", "上周", lambda: iso_week(as_of, 1)),
+        ("the last 30 days", "最近30天", lambda: last_days(as_of, 30)),
+        ("the past 14 days", "近两周", lambda: last_days(as_of, 14)),
+        ("the last 7 days", "最近7天", lambda: last_days(as_of, 7)),
+    ]
+    top_en = ["What were customers complaining about most in {w}?", "Top complaint category in {w}?",
+              "which category got the most complaints in {w}", "biggest source of complaints {w}?"]
+    top_zh = ["{w}用户投诉最多的是哪一类？", "{w}大家主要在抱怨什么", "{w}投诉最多的问题是什么？", "{w}哪类问题被吐槽得最多"]
+    for i, (w_en, w_zh, days) in enumerate(windows):
+        top = _unique_top(count(rows, days()))
+        if top:
+            add("top", top_en[i % len(top_en)].format(w=w_en), [top[0], top[1]])
+            add("top", top_zh[i % len(top_zh)].format(w=w_zh), [top[0], top[1]])
+
+    cnt_en = ["How many {c} complaints last week vs the week before?", "{c} complaints last week compared with the week before",
+              "number of {c} complaints last week, and the week before?", "how many complaints about {c} did we get last week compared to the previous week"]  # fmt: skip
+    cnt_zh = ["上周{c}投诉有多少条？和前一周比呢？", "上周{c}问题多少条，比上上周多还是少", "{c}相关的投诉上周有几条，环比如何",
+              "上周关于{c}的差评数量和前一周对比"]  # fmt: skip
+    last, before = iso_week(as_of, 1), iso_week(as_of, 2)
+    for i, (cat, (en, zh)) in enumerate(NAMES.items()):
+        a, b = count(rows, last)[cat], count(rows, before)[cat]
+        add("count", cnt_en[i % len(cnt_en)].format(c=en), [a, b])
+        add("count", cnt_zh[i % len(cnt_zh)].format(c=zh), [a, b])
+
+    conc = [
+        ("carrier", "logistics", "the last 30 days", "最近30天", lambda: last_days(as_of, 30),
+         "Which carrier is behind most logistics complaints in {w}?", "{w}物流投诉主要集中在哪家快递？"),
+        ("carrier", "logistics", "last week", "上周", lambda: iso_week(as_of, 1),
+         "which courier had the most delivery complaints {w}", "{w}哪家快递公司的物流投诉最多"),
+        ("product", "product_quality", "last week", "上周", lambda: iso_week(as_of, 1),
+         "Which product concentrates the quality complaints {w}?", "{w}质量问题主要集中在哪个商品？"),
+        ("product", "product_quality", "the last 30 days", "最近30天", lambda: last_days(as_of, 30),
+         "what product is driving product quality complaints over {w}", "{w}哪款商品的质量投诉最多"),
+        ("product", "packaging", "the last 30 days", "最近30天", lambda: last_days(as_of, 30),
+         "which product has the most packaging complaints in {w}?", "{w}包装问题集中在哪个产品"),
+    ]  # fmt: skip
+    for facet, cat, w_en, w_zh, days, q_en, q_zh in conc:
+        counter = facet_count(rows, days(), facet, cat)
+        top = _unique_top(counter)
+        if top:
+            expected = [top[0], top[1], sum(counter.values())]
+            add("concentration", q_en.format(w=w_en), expected)
+            add("concentration", q_zh.format(w=w_zh), expected)
+
+    rise_en = ["Which category rose most week over week?", "what complaint category increased the most last week?",
+               "Which complaints grew the most last week compared to the week before?"]  # fmt: skip
+    rise_zh = ["上周哪类投诉涨得最多？", "哪个类别的投诉环比增长最多", "和上上周相比，上周哪类问题增加得最多"]
+    now, prev = count(rows, last), count(rows, before)
+    deltas = Counter({c: now[c] - prev[c] for c in set(now) | set(prev)})
+    top = _unique_top(deltas)
+    if top:
+        for q in rise_en + rise_zh:
+            add("rising", q, [top[0], now[top[0]], prev[top[0]]])
+    return out
+
+
+def main() -> None:
+    """Write the questions file."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("feedback", nargs="?", type=Path, default=SAMPLE_DIR / "feedback.csv")
+    ap.add_argument("out", nargs="?", type=Path, default=DEFAULT_OUT)
+    ap.add_argument("--as-of", default="2026-11-23")
+    args = ap.parse_args()
+    qs = questions(load_rows(args.feedback), date.fromisoformat(args.as_of))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with open(args.out, "w", encoding="utf-8") as fh:
+        fh.writelines(json.dumps(q, ensure_ascii=False) + "\n" for q in qs)
+    print(f"{len(qs)} questions -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()
