@@ -252,11 +252,7 @@ def similar(
     lo, hi, _ = _window(settings, days, since, until, as_of)
     with _user_errors(settings):
         if category is not None:
-            tax = taxonomy_of(settings)
-            norm = tax.normalize(LABEL_SETS["category"], category)
-            if norm is None:
-                raise ConfigError(f"category {category!r} is not in the taxonomy; ids: " + ", ".join(tax.category_ids()[:30]))
-            category = norm
+            category = _category(taxonomy_of(settings), category)
         store = open_store(settings)
         try:
             filters = SearchFilters(since=lo, until=hi, category=category, channel=channel,
@@ -520,6 +516,142 @@ def chat(
             store.close()
 
 
+@app.command()
+def reply(
+    text: Annotated[str, typer.Argument(help="The customer's message.")],
+    customer: Annotated[str | None, typer.Option("--customer", help="Customer name for the greeting.")] = None,
+    order: Annotated[str | None, typer.Option("--order", help="Order id to name in the reply.")] = None,
+    json_: JsonOpt = False,
+    home: HomeOpt = None,
+    chroma_url: ChromaOpt = None,
+    db_url: DbOpt = None,
+    taxonomy: TaxOpt = None,
+    llm: LlmOpt = None,
+    llm_base_url: LlmUrlOpt = None,
+    llm_model: LlmModelOpt = None,
+) -> None:
+    """Draft a reply grounded in similar past resolutions (cited), flagged for review when needed."""
+    from agent.reply import Replier
+    from agent.runtime import make_chat_model
+
+    settings = _settings(home=home, chroma_url=chroma_url, db_url=db_url, taxonomy=taxonomy, llm=llm,
+                         llm_base_url=llm_base_url, llm_model=llm_model)  # fmt: skip
+    if not text.strip():
+        raise typer.BadParameter("the customer's text is empty", param_hint="TEXT")
+    with _user_errors(settings):
+        store = open_store(settings)
+        try:
+            draft = Replier(store, taxonomy_of(settings), make_chat_model(settings)).draft(text, customer=customer, order_id=order)
+        finally:
+            store.close()
+    if json_:
+        _emit_json(draft.model_dump(mode="json"))
+        return
+    out.print(draft.reply, markup=False, highlight=False)
+    c = draft.classification
+    err.print(f"[{draft.path}] {c['category']} · {c['sentiment']} · {c['urgency']}; cites "
+              f"{', '.join(draft.citations) or 'nothing'}", style="dim", markup=False, highlight=False)  # fmt: skip
+    if draft.needs_review:
+        err.print("needs review: " + "; ".join(draft.reasons), style="yellow", markup=False, highlight=False)
+    if draft.fallback_reason:
+        err.print(f"LLM draft not used: {draft.fallback_reason}", style="dim", markup=False, highlight=False)
+
+
+class LangChoice(str, Enum):
+    """Output language of generated text."""
+
+    zh = "zh"
+    en = "en"
+
+
+@app.command("root-cause")
+def root_cause_cmd(
+    category: Annotated[str | None, typer.Option("--category", help="Category id (or its Chinese/English name).")] = None,
+    product: Annotated[str | None, typer.Option("--product", help="Product name as stored.")] = None,
+    days: Annotated[int | None, typer.Option("--days", help="The last N days before --as-of (default 30).")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="From this date.")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="Up to this date, inclusive.")] = None,
+    as_of: AsOfOpt = None,
+    all_sentiments: Annotated[bool, typer.Option("--all-sentiments", help="Include neutral and positive feedback (default: complaints only).")] = False,
+    lang: Annotated[LangChoice, typer.Option("--lang", help="Language of the summary.")] = LangChoice.zh,
+    json_: JsonOpt = False,
+    home: HomeOpt = None,
+    chroma_url: ChromaOpt = None,
+    db_url: DbOpt = None,
+    taxonomy: TaxOpt = None,
+    llm: LlmOpt = None,
+    llm_base_url: LlmUrlOpt = None,
+    llm_model: LlmModelOpt = None,
+) -> None:
+    """Summarise a slice: volume and change, concentrating facets, clusters, quotes, causes, actions."""
+    from agent.rootcause import root_cause
+    from agent.runtime import make_chat_model
+    from agent.tools import Analytics, Window
+
+    settings = _settings(home=home, chroma_url=chroma_url, db_url=db_url, taxonomy=taxonomy, llm=llm,
+                         llm_base_url=llm_base_url, llm_model=llm_model)  # fmt: skip
+    lo, hi, now = _window(settings, days, since, until, as_of)
+    if lo is not None and (since or until):
+        window = Window(since=lo.date(), until=(hi or now).date())
+    elif since is None and until is not None:
+        window = Window(since=(hi - timedelta(days=29)).date(), until=hi.date())  # type: ignore[operator]
+    else:
+        window = Window(days=days or 30)
+    with _user_errors(settings):
+        tax = taxonomy_of(settings)
+        if category is not None:
+            category = _category(tax, category)
+        store = open_store(settings)
+        try:
+            result = root_cause(Analytics(store, now, zone_of(settings)), tax, category=category, product=product,
+                                window=window, sentiment=None if all_sentiments else "negative", lang=lang.value,
+                                model=make_chat_model(settings))  # fmt: skip
+        finally:
+            store.close()
+    if json_:
+        _emit_json(result.model_dump(mode="json"))
+        return
+    _print_root_cause(result)
+
+
+def _category(tax: Any, value: str) -> str:
+    """A category id from an id, a name or one of the category's keywords (物流, refund, ...)."""
+    norm = tax.normalize(LABEL_SETS["category"], value)
+    if norm is None:
+        norm = next((lab.id for lab in tax.labels_of("category") if value.strip().lower() in
+                     (k.lower() for k in lab.keywords)), None)  # fmt: skip
+    if norm is None:
+        raise ConfigError(f"category {value!r} is not in the taxonomy; ids: " + ", ".join(tax.category_ids()[:30]))
+    return norm
+
+
+def _print_root_cause(r: Any) -> None:
+    out.rule(f"root cause  {r.period['from']} .. {r.period['to']}  {' · '.join(str(v) for v in r.slice.values())}")
+    out.print(r.summary, markup=False, highlight=False)
+    if r.facets:
+        table = Table(title="what concentrates it")
+        for col in ("facet", "top value", "count", "share", "share of all feedback", "lift"):
+            table.add_column(col)
+        for f in r.facets:
+            style = "bold" if f.concentrated else ""
+            table.add_row(f.facet, escape(f.value), f"{f.count}/{f.of}", f"{f.share:.1%}",
+                          f"{f.baseline_share:.1%}" if f.baseline_share is not None else "-",
+                          f"{f.lift}x" if f.lift else "-", style=style)  # fmt: skip
+        out.print(table)
+    if r.clusters:
+        out.print("[bold]clusters of similar complaints[/bold]")
+        for c in r.clusters:
+            out.print(f"  {c.size:>4}  {escape(c.label)}  e.g. {c.quote_id}: {escape(_short(c.quote, 70))}", highlight=False)
+    out.print("[bold]likely causes[/bold]")
+    for c in r.causes:
+        out.print(f"  - {escape(c)}", highlight=False)
+    out.print("[bold]suggested actions[/bold]")
+    for a in r.actions:
+        out.print(f"  - {escape(a)}", highlight=False)
+    if r.fallback_reason:
+        err.print(f"LLM summary not used: {r.fallback_reason}", style="dim", markup=False)
+
+
 @eval_app.command("classify")
 def eval_classify_cmd(
     dataset: Annotated[Path, typer.Option("--dataset", help="Labelled CSV/JSONL/XLSX: text + category/sentiment/urgency.")],
@@ -671,6 +803,56 @@ def eval_ask_cmd(
             for f in result["failures"][:10]:
                 out.print(f"  failed {f['id']}: {_short(f['question'], 60)}  expected {f['expected']}"
                           f"  (in tools: {f['in_tools']}, in answer: {f['in_answer']})", markup=False)  # fmt: skip
+
+
+@eval_app.command("reply")
+def eval_reply_cmd(
+    dataset: Annotated[Path, typer.Option("--dataset", help="JSONL: text, customer?, order_id?, language?, expect_review?.")],
+    history_from: Annotated[Path | None, typer.Option("--history-from", help="Feedback file ingested into a fresh temporary store first.")] = None,
+    resolutions_from: Annotated[Path | None, typer.Option("--resolutions-from", help="Resolutions file for that temporary store.")] = None,
+    history: Annotated[Path | None, typer.Option("--history", help="History file (default <home>/eval-history.jsonl).")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Evaluate at most N rows.")] = None,
+    thresholds: ThresholdsOpt = None,
+    json_: JsonOpt = False,
+    home: HomeOpt = None,
+    chroma_url: ChromaOpt = None,
+    db_url: DbOpt = None,
+    taxonomy: TaxOpt = None,
+    llm: LlmOpt = None,
+    llm_base_url: LlmUrlOpt = None,
+    llm_model: LlmModelOpt = None,
+) -> None:
+    """Draft replies and score language match, citations, groundedness, policy and review flags."""
+    from agent.runtime import make_chat_model, make_embedder
+    from evals.harness import eval_reply, store_for
+
+    settings = _settings(home=home, chroma_url=chroma_url, db_url=db_url, taxonomy=taxonomy, llm=llm,
+                         llm_base_url=llm_base_url, llm_model=llm_model, llm_cache=True)  # fmt: skip
+    if resolutions_from is not None and history_from is None:
+        raise typer.BadParameter("--resolutions-from needs --history-from", param_hint="--resolutions-from")
+    with _user_errors(settings):
+        if not dataset.exists():
+            raise ConfigError(f"dataset not found: {dataset}")
+        tax = taxonomy_of(settings)
+        model = make_chat_model(settings)
+        store = None if history_from else open_store(settings)
+        try:
+            with store_for(store, history_from, embedder=make_embedder(settings), taxonomy=tax,
+                           zone=zone_of(settings)) as used:  # fmt: skip
+                if resolutions_from is not None:
+                    ingest_file(used, resolutions_from, kind="resolution", zone=zone_of(settings), now=datetime.now(UTC))
+                bar = _progress(not json_, unit_bytes=False)
+                task = bar.add_task(f"eval reply {dataset.name}", total=None)
+                with bar:
+                    try:
+                        result = eval_reply(dataset=dataset, store=used, taxonomy=tax, model=model, limit=limit,
+                                            progress=lambda d, t: bar.update(task, completed=d, total=t))  # fmt: skip
+                    except (ValueError, json.JSONDecodeError) as exc:
+                        raise ConfigError(f"{dataset.name}: {exc}") from None
+        finally:
+            if store is not None:
+                store.close()
+        _finish_eval(settings, "reply", dataset, result, model, history, thresholds, json_)
 
 
 @eval_app.command("compare")
@@ -882,6 +1064,7 @@ def demo(json_: JsonOpt = False, home: HomeOpt = None) -> None:
                               f"{r.path}; evidence {', '.join(r.neighbors[:2])})", markup=False)  # fmt: skip
                     for reason in r.reasons:
                         out.print(f"        {reason}", markup=False)
+            _demo_agent(store, dsettings, clf, report, json_)
         finally:
             store.close()
     if json_:
@@ -890,6 +1073,59 @@ def demo(json_: JsonOpt = False, home: HomeOpt = None) -> None:
         prog = sys.argv[0] if sys.argv[0].endswith("feedback-agent") else "feedback-agent"
         out.print(f"\nTry it yourself: {prog} similar \"退款还没到账\" --home {demo_home} --days 14 --as-of {SAMPLE_AS_OF.date()}",
                   markup=False)  # fmt: skip
+
+
+DEMO_QUESTIONS = [
+    "最近用户投诉最多的是什么？",
+    "How many logistics complaints last week vs the week before?",
+    "最近30天物流投诉主要集中在哪家快递？",
+    "Which category rose most week over week?",
+]
+DEMO_REPLIES = [
+    ("快递一个星期了还没到，物流信息一直不更新", "陈女士", "2611230001"),
+    ("The box arrived crushed and the mug inside was broken.", "Alex", None),
+    ("退款两周了还没到账，再不处理我就去12315投诉", None, "2611230002"),
+]
+
+
+def _demo_agent(store: Any, settings: Settings, clf: Any, report: dict[str, Any], json_: bool) -> None:
+    """The demo's second half: questions, root causes and reply drafts on the sample."""
+    from agent.ask import Asker, Conversation
+    from agent.reply import Replier
+    from agent.rootcause import root_cause
+    from agent.tools import Analytics, Window
+
+    tax = taxonomy_of(settings)
+    analytics = Analytics(store, SAMPLE_AS_OF, zone_of(settings))
+    asker, convo = Asker(analytics, tax), Conversation()
+    report["ask"] = []
+    if not json_:
+        out.print(f"[bold]ask (no LLM: the rule-based router over the analytics tools; as of {SAMPLE_AS_OF.date()})[/bold]")
+    for q in [*DEMO_QUESTIONS[:2], "and the week before?", *DEMO_QUESTIONS[2:]]:
+        answer = asker.ask(q, convo)
+        report["ask"].append({"question": q, **answer.model_dump(mode="json", include={"answer", "citations", "path"})})
+        if not json_:
+            out.print(f"  > {q}", markup=False, style="cyan")
+            out.print(f"    {answer.answer}", markup=False, highlight=False)
+    report["root_cause"] = []
+    for kwargs in ({"category": "logistics", "window": Window(days=30), "lang": "zh"},
+                   {"category": "product_quality", "window": Window(weeks_ago=1), "lang": "en"}):  # fmt: skip
+        rc = root_cause(analytics, tax, **kwargs)  # type: ignore[arg-type]
+        report["root_cause"].append(rc.model_dump(mode="json", exclude={"tool_calls"}))
+        if not json_:
+            _print_root_cause(rc)
+    replier = Replier(store, tax, classifier=clf)
+    report["reply"] = []
+    if not json_:
+        out.print("[bold]reply drafts (no LLM: the best matching past resolution, adapted and checked)[/bold]")
+    for text, customer, order in DEMO_REPLIES:
+        draft = replier.draft(text, customer=customer, order_id=order)
+        report["reply"].append(draft.model_dump(mode="json", include={"reply", "citations", "needs_review", "reasons", "path"}))
+        if not json_:
+            out.print(f"  customer: {text}", markup=False, style="cyan")
+            out.print(f"  draft:    {draft.reply}", markup=False, highlight=False)
+            out.print(f"            cites {', '.join(draft.citations) or 'nothing'}"
+                      + (f"; needs review: {'; '.join(draft.reasons)}" if draft.needs_review else ""), markup=False, style="dim")  # fmt: skip
 
 
 def main() -> None:

@@ -826,7 +826,9 @@ def _numbers_in(value: Any) -> set[float]:
     found: set[float] = set()
     for m in re.finditer(r"\d+(?:\.\d+)?", text):
         x = float(m.group())
-        found |= {x, round(x * 100, 1), round(x * 100), round(x, 1), float(round(x))}
+        found |= {x, round(x, 1), float(round(x))}
+        if "." in m.group() and x <= 1:  # a 0..1 share may be written as a percentage
+            found |= {round(x * 100, 1), float(round(x * 100))}
     return found
 
 

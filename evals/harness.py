@@ -318,8 +318,12 @@ def compare_runs(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+MAXIMUM_METRICS = {"policy_violations"}
+
+
 def below_thresholds(result: dict[str, Any], thresholds: dict[str, Any]) -> list[str]:
-    """Which metrics fall short of the thresholds ({field: {metric: minimum}}; invalid_labels: maximum)."""
+    """Which metrics miss the thresholds: {field: {metric: minimum}}; counts of bad outcomes
+    (invalid_labels, policy_violations) are maximums."""
     failures = []
     for field, mins in thresholds.items():
         if field == "invalid_labels":
@@ -328,7 +332,10 @@ def below_thresholds(result: dict[str, Any], thresholds: dict[str, Any]) -> list
             continue
         for metric, minimum in mins.items():
             value = result.get("metrics", {}).get(field, {}).get(metric)
-            if value is None or value < minimum:
+            if metric in MAXIMUM_METRICS:
+                if value is None or value > minimum:
+                    failures.append(f"{field}.{metric} {value} > {minimum}")
+            elif value is None or value < minimum:
                 failures.append(f"{field}.{metric} {value} < {minimum}")
     return failures
 
@@ -449,3 +456,106 @@ def eval_ask(*, dataset: Path, store: Store, taxonomy: Taxonomy, zone: tzinfo, m
         "latency_ms_per_item": round(elapsed / n * 1000, 3),
         "prompt_versions": sorted(prompts),
     }
+
+
+# --------------------------------------------------------------------------- reply
+
+
+def eval_reply(*, dataset: Path, store: Store, taxonomy: Taxonomy, model: ChatModel | None = None,
+               limit: int | None = None, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:  # fmt: skip
+    """Draft a reply for each complaint of a JSONL file and check it.
+
+    A row holds ``text`` and optionally ``customer``, ``order_id``, ``language`` (default: the
+    text's) and ``expect_review`` (true for cases that must be flagged). Checks, re-done here
+    rather than trusted from the draft: the reply's language; every citation is a stored
+    resolution whose complaint is similar to this one; every promise is in a cited resolution;
+    no request for secrets; ``needs_review`` on the cases that expect it. With a chat model an
+    LLM judge also scores each draft 1-5.
+    """
+    from agent.reply import MIN_SIMILARITY, Replier, check_draft, language_of
+
+    rows = [json.loads(line) for line in dataset.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
+    rows = [r for r in rows if str(r.get("text") or "").strip()][:limit]
+    if not rows:
+        raise ValueError(f"{dataset.name}: no rows with a text")
+    replier = Replier(store, taxonomy, model)
+    lang_ok = cites_ok = grounded = cited_any = violations = 0
+    review_hits = review_total = calm_ok = calm_total = 0
+    judge: list[float] = []
+    paths: Counter[str] = Counter()
+    prompts: set[str] = set()
+    failures: list[dict[str, Any]] = []
+    started = time.perf_counter()
+    for i, row in enumerate(rows, start=1):
+        text = str(row["text"])
+        d = replier.draft(text, customer=row.get("customer"), order_id=row.get("order_id"))
+        paths[d.path] += 1
+        prompts |= {d.prompt_version} if d.prompt_version else set()
+        want = row.get("language") or language_of(text)
+        l_ok = d.language == want and language_of(d.reply) == want
+        stored = store.records("resolution", d.citations)
+        sims = {e.resolution_id: e.similarity for e in d.evidence}
+        c_ok = all(c in stored and sims.get(c, 0) >= MIN_SIMILARITY for c in d.citations)
+        promises, problems = check_draft(d.reply, d.evidence, d.citations, want)
+        g_ok = all(p.supported_by for p in promises)
+        lang_ok += l_ok
+        cites_ok += c_ok
+        grounded += g_ok
+        cited_any += bool(d.citations)
+        violations += bool(problems)
+        if row.get("expect_review") is True:
+            review_total += 1
+            review_hits += d.needs_review
+        elif row.get("expect_review") is False:
+            calm_total += 1
+            calm_ok += not d.needs_review
+        if model is not None:
+            score = _judge(model, text, d.reply)
+            if score is not None:
+                judge.append(score)
+        if not (l_ok and c_ok and g_ok and not problems) or (row.get("expect_review") is True and not d.needs_review):
+            failures.append({"id": row.get("id"), "text": text[:120], "reply": d.reply[:200], "problems": problems,
+                             "needs_review": d.needs_review})  # fmt: skip
+        if progress is not None:
+            progress(i, len(rows))
+    n = len(rows)
+    metrics: dict[str, Any] = {
+        "language_match": round(lang_ok / n, 4), "citation_validity": round(cites_ok / n, 4),
+        "groundedness": round(grounded / n, 4), "cited_share": round(cited_any / n, 4),
+        "policy_violations": violations,
+    }  # fmt: skip
+    if review_total:
+        metrics["review_recall"] = round(review_hits / review_total, 4)
+    if calm_total:
+        metrics["no_review_when_not_needed"] = round(calm_ok / calm_total, 4)
+    if judge:
+        metrics["llm_judge_1_5"] = round(sum(judge) / len(judge), 3)
+    return {
+        "n": n,
+        "metrics": {"reply": metrics},
+        "paths": dict(paths),
+        "failures": failures[:50],
+        "latency_ms_per_item": round((time.perf_counter() - started) / n * 1000, 3),
+        "prompt_versions": sorted(prompts | ({"judge_reply@v1"} if judge else set())),
+    }
+
+
+def _judge(model: ChatModel, text: str, reply: str) -> float | None:
+    """An LLM judge's 1-5 score for a draft (None when the judge fails)."""
+    from pydantic import BaseModel, Field
+
+    from agent.errors import AgentError
+    from agent.llm import complete_structured
+    from agent.prompts import fence, load_prompt
+
+    class Verdict(BaseModel):
+        score: int = Field(ge=1, le=5)
+        reason: str = ""
+
+    prompt = load_prompt("judge_reply")
+    try:
+        got = complete_structured(model, prompt.render(message=fence(text, "customer_message"), reply=fence(reply, "draft")),
+                                  Verdict, prompt_version=prompt.ref, max_tokens=128)  # fmt: skip
+    except AgentError:
+        return None
+    return float(got.value.score)

@@ -66,7 +66,9 @@ def test_similar_json_and_usage_errors(tmp_path: Path) -> None:
     assert by_name["filters"]["category"] == "logistics"
     assert invoke("similar", "x", "--days", "3", "--since", "2026-11-01").exit_code == 2
     assert invoke("similar", "x", "--since", "2026-02-30").exit_code == 2
-    bad_cat = invoke("similar", "x", "--category", "shipping")
+    keyword = json.loads(invoke("similar", "x", "--category", "shipping", "--json").stdout)
+    assert keyword["filters"]["category"] == "logistics"  # a category keyword names it too
+    bad_cat = invoke("similar", "x", "--category", "gardening")
     assert bad_cat.exit_code == 1 and "not in the taxonomy" in bad_cat.stderr
     assert invoke("similar", "   ").exit_code == 2
 
@@ -95,6 +97,9 @@ def test_demo_runs_offline_and_reports(tmp_path: Path) -> None:
     assert "exact" in data["searches"][-1]["hits"][0]["matched_by"]  # the order-number lookup
     assert [c["category"] for c in data["classify"]] == ["product_quality", "logistics", "product_quality", "after_sales"]
     assert data["classify"][2]["sentiment"] == "negative"  # sarcasm
+    assert "product_quality" in data["ask"][0]["answer"] and data["ask"][2]["answer"].startswith("Logistics")
+    assert data["root_cause"][0]["facets"][0]["value"] == "云达快运"
+    assert [r["needs_review"] for r in data["reply"]] == [False, False, True]
     assert invoke("demo").exit_code == 0  # runs again over its own fresh home
 
 
@@ -132,3 +137,23 @@ def test_ask_and_chat(tmp_path: Path) -> None:
     turn = json.loads(lines[-1])
     assert turn["tool_calls"][0]["args"]["window"] == {"weeks_ago": 2}
     assert "conversation reset" in res.stderr and "commands:" in res.stderr
+
+
+def test_reply_and_root_cause(tmp_path: Path) -> None:
+    assert invoke("ingest", str(SAMPLE_DIR / "feedback.csv"), "--json").exit_code == 0
+    assert invoke("ingest", str(SAMPLE_DIR / "resolutions.csv"), "--kind", "resolution", "--json").exit_code == 0
+    res = invoke("reply", "快递一个星期了还没到，物流信息一直不更新", "--customer", "陈女士", "--order", "2611230001", "--json")
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert data["reply"].startswith("陈女士您好") and data["citations"] and data["classification"]["category"] == "logistics"
+    assert {"needs_review", "reasons", "promises", "evidence"} <= set(data)
+    assert invoke("reply", " ").exit_code == 2
+    res = invoke("root-cause", "--category", "物流", "--days", "30", "--as-of", "2026-11-23", "--json")
+    assert res.exit_code == 0, res.output
+    rc = json.loads(res.stdout)
+    assert rc["facets"][0]["value"] == "云达快运" and rc["facets"][0]["concentrated"] and rc["slice"]["category"] == "logistics"
+    res = invoke("root-cause", "--product", "智能保温杯 Pro", "--since", "2026-11-16", "--until", "2026-11-22", "--lang", "en")
+    assert res.exit_code == 0 and "From 2026-11-16 to 2026-11-22" in res.stdout
+    bad = invoke("root-cause", "--category", "nonsense")
+    assert bad.exit_code == 1 and "not in the taxonomy" in bad.stderr
+    assert invoke("root-cause", "--days", "7", "--since", "2026-11-01").exit_code == 2

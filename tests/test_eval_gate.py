@@ -84,3 +84,14 @@ def test_eval_ask_cli_with_history_from(tmp_path: Path) -> None:
     bad.write_text("{not json\n")
     res = CliRunner().invoke(app, ["eval", "ask", "--dataset", str(bad), "--history-from", str(sample)])
     assert res.exit_code == 1 and "bad.jsonl" in res.stderr
+
+
+def test_reply_stays_above_its_thresholds(sample_store: Store) -> None:
+    from evals.harness import eval_reply
+
+    dataset = EVALS / "datasets" / "reply_default.jsonl"
+    result = eval_reply(dataset=dataset, store=sample_store, taxonomy=load_taxonomy())
+    assert result["n"] == 32 and result["metrics"]["reply"]["policy_violations"] == 0
+    assert below_thresholds(result, load_thresholds(THRESHOLDS, dataset)) == [], result["failures"]
+    # a maximum is a maximum
+    assert below_thresholds({"metrics": {"reply": {"policy_violations": 1}}}, {"reply": {"policy_violations": 0}})

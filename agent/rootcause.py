@@ -1,0 +1,349 @@
+"""Root-cause summaries of a slice (a category, a product, a window): numbers first, words second.
+
+Everything numeric comes from :mod:`agent.tools`: volume against the previous period, which
+facet values concentrate the slice (share of the slice against their share of all feedback in
+the same period, "lift"), clusters of similar complaints (agglomerative clustering of the stored
+embeddings, labelled by their most distinctive words), representative quotes, and the actions
+past resolutions took for the slice's records. Likely causes and suggested actions are stated
+from those figures by rules. A chat model, when configured, only rewords the summary from the
+computed facts and must cite record ids; a summary with a number no fact holds is discarded.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, Field
+from sqlalchemy import and_, select
+
+from agent.ask import unsupported_numbers
+from agent.llm import ChatModel, Message, ToolTrace, complete_structured
+from agent.prompts import fence, load_prompt
+from agent.tools import Analytics, CompareInput, CountByInput, Filters, Window, evidence_ids
+from retrieval.store import feedback_table
+from retrieval.taxonomy import Taxonomy
+
+Lang = Literal["zh", "en"]
+FACETS = ("carrier", "product", "channel", "region", "customer_tier")
+CONCENTRATION_SHARE = 0.4  # a value holding at least this share of the slice ...
+CONCENTRATION_LIFT = 1.3  # ... and this many times its share of all feedback concentrates it
+MAX_CLUSTER_RECORDS = 3000
+CLUSTER_DISTANCE = 0.55  # cosine distance, average linkage
+_LABEL_STOP = {"你好", "您好", "亲", "请", "谢谢", "thanks", "hello", "hi", "please", "麻烦", "一下", "说实话", "我想",
+               "反映", "希望", "尽快", "处理", "太", "失望", "给个", "说法", "客服", "the", "and", "my", "is", "was", "it"}  # fmt: skip
+
+FACET_WORDS = {"zh": {"category": "类别", "carrier": "快递公司", "product": "商品", "channel": "渠道", "region": "地区", "customer_tier": "客户等级"},
+               "en": {"category": "category", "carrier": "carrier", "product": "product", "channel": "channel", "region": "region",
+                      "customer_tier": "customer tier"}}  # fmt: skip
+
+
+class FacetConcentration(BaseModel):
+    """How one facet's top value concentrates the slice."""
+
+    facet: str
+    value: str
+    count: int
+    of: int = Field(description="Records of the slice that have a value for this facet.")
+    share: float
+    baseline_share: float | None = Field(description="The value's share of all feedback in the period.")
+    lift: float | None
+    concentrated: bool
+    example_ids: list[str]
+    runner_up: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class Cluster(BaseModel):
+    """A group of similar complaints."""
+
+    label: str
+    size: int
+    share: float
+    quote_id: str
+    quote: str
+    example_ids: list[str]
+
+
+class PastAction(BaseModel):
+    """What past resolutions of the slice's records did."""
+
+    action: str
+    count: int
+    resolved_share: float
+    resolution_ids: list[str]
+
+
+class RootCause(BaseModel):
+    """A root-cause summary; every number is computed, the summary text may be the LLM's."""
+
+    slice: dict[str, Any]
+    period: dict[str, str]
+    previous_period: dict[str, str]
+    volume: int
+    previous_volume: int
+    change: int
+    change_pct: float | None
+    share_of_all_feedback: float | None
+    facets: list[FacetConcentration]
+    clusters: list[Cluster]
+    quotes: list[dict[str, Any]]
+    past_actions: list[PastAction]
+    causes: list[str]
+    actions: list[str]
+    summary: str
+    citations: list[str]
+    path: Literal["rules", "llm"] = "rules"
+    fallback_reason: str | None = None
+    prompt_version: str | None = None
+    tool_calls: list[ToolTrace] = Field(default_factory=list)
+
+
+class _Summary(BaseModel):
+    """What the model may write: a summary citing ids."""
+
+    summary: str = Field(description="3-6 sentences, in the requested language, using only the given facts.")
+    cited_ids: list[str] = Field(description="Record ids from the facts that support the summary.")
+
+
+def root_cause(analytics: Analytics, taxonomy: Taxonomy, *, category: str | None = None, product: str | None = None,
+               window: Window | None = None, sentiment: str | None = "negative", lang: Lang = "zh",
+               model: ChatModel | None = None, extra: dict[str, str] | None = None) -> RootCause:  # fmt: skip
+    """Summarise the slice ``category`` x ``product`` (complaints by default) over ``window``."""
+    filters = Filters(category=category, product=product, sentiment=sentiment, **(extra or {}))
+    traces: list[ToolTrace] = []
+
+    def call(name: str, fn: Any, args: BaseModel) -> Any:
+        result = fn(args)
+        traces.append(ToolTrace(tool=name, args=args.model_dump(mode="json", exclude_none=True),
+                                result=result.model_dump(mode="json")))  # fmt: skip
+        return result
+
+    window = window or Window(days=30)
+    vol = call("compare_periods", analytics.compare_periods, CompareInput(window=window, field=None, filters=filters))
+    everything = analytics.compare_periods(CompareInput(window=window, field=None, filters=Filters()))
+    facets: list[FacetConcentration] = []
+    for facet in (("category",) if category is None else ()) + FACETS:
+        if getattr(filters, facet) is not None:
+            continue
+        res = call("top_facets", analytics.count_by, CountByInput(field=facet, window=window, filters=filters, top=3))  # type: ignore[arg-type]
+        if not res.groups:
+            continue
+        base = analytics.count_by(CountByInput(field=facet, window=window, filters=Filters(), top=None))  # type: ignore[arg-type]
+        base_share = {g.value: g.share for g in base.groups}
+        top = res.groups[0]
+        b = base_share.get(top.value)
+        lift = round(top.share / b, 2) if b else None
+        facets.append(FacetConcentration(
+            facet=facet, value=top.value, count=top.count, of=res.with_value, share=top.share, baseline_share=b,
+            lift=lift, concentrated=top.share >= CONCENTRATION_SHARE and (lift or 0) >= CONCENTRATION_LIFT
+            and res.with_value >= 5, example_ids=top.example_ids,
+            runner_up=[{"value": g.value, "count": g.count, "share": g.share} for g in res.groups[1:]]))  # fmt: skip
+    facets.sort(key=lambda f: (not f.concentrated, -(f.lift or 0) * f.share))
+    period = analytics.resolve(window)
+    clusters = _clusters(analytics, period, filters, vol.total_current)
+    quotes = _quotes(analytics, clusters)
+    past = _past_actions(analytics, period, filters)
+    words = _Words(lang, taxonomy)
+    causes, actions = words.causes(category, product, vol, facets, clusters, past)
+    result = RootCause(
+        slice={k: v for k, v in {"category": category, "product": product, "sentiment": sentiment, **(extra or {})}.items() if v},
+        period=vol.current_period, previous_period=vol.previous_period, volume=vol.total_current,
+        previous_volume=vol.total_previous, change=vol.total_change, change_pct=vol.total_change_pct,
+        share_of_all_feedback=round(vol.total_current / everything.total_current, 4) if everything.total_current else None,
+        facets=facets, clusters=clusters, quotes=quotes, past_actions=past, causes=causes, actions=actions,
+        summary="", citations=[], tool_calls=traces,
+    )  # fmt: skip
+    result.summary = words.summary(result)
+    result.citations = list(dict.fromkeys([c.quote_id for c in clusters] + evidence_ids([f.model_dump() for f in facets])))[:20]
+    if model is not None and result.volume:
+        _llm_summary(result, model, lang)
+    return result
+
+
+# --------------------------------------------------------------------------- clusters, quotes, past actions
+
+
+def _slice_ids(analytics: Analytics, period: Any, filters: Filters, limit: int) -> list[str]:
+    f = feedback_table.c
+    conds = analytics._where(period, filters)  # noqa: SLF001 - same module family, one where-builder
+    stmt = select(f.id).where(and_(*conds)).order_by(f.created_ts.desc(), f.id).limit(limit)
+    with analytics.store.engine.connect() as conn:
+        return [r[0] for r in conn.execute(stmt)]
+
+
+def _clusters(analytics: Analytics, period: Any, filters: Filters, total: int) -> list[Cluster]:
+    ids = _slice_ids(analytics, period, filters, MAX_CLUSTER_RECORDS)
+    if len(ids) < 2:
+        return []
+    from sklearn.cluster import AgglomerativeClustering
+
+    got_ids, tokens, mat = analytics.store.index_rows("feedback", ids)
+    order = {i: n for n, i in enumerate(ids)}
+    perm = sorted(range(len(got_ids)), key=lambda k: order[got_ids[k]])  # newest first, deterministic
+    got_ids = [got_ids[k] for k in perm]
+    tokens = [tokens[k] for k in perm]
+    mat = mat[perm]
+    labels = AgglomerativeClustering(n_clusters=None, distance_threshold=CLUSTER_DISTANCE, metric="cosine",
+                                     linkage="average").fit_predict(mat)  # fmt: skip
+    words = [{w for w in t.split() if not w.startswith("#") and len(w) > 1 and w.lower() not in _LABEL_STOP}
+             for t in tokens]  # fmt: skip
+    df = Counter(w for ws in words for w in ws)
+    texts = analytics.store.records("feedback", got_ids)
+    out: list[Cluster] = []
+    for lab in sorted(set(labels), key=lambda x: (-int((labels == x).sum()), int(x))):
+        members = np.flatnonzero(labels == lab)
+        if len(members) < 2:
+            continue
+        tf = Counter(w for m in members for w in words[m])
+        # distinctive words: frequent in the cluster, rare outside it
+        scored = sorted(tf, key=lambda w: (-(tf[w] / len(members)) * (tf[w] / df[w]), w))
+        centroid = mat[members].mean(axis=0)
+        best = members[int(np.argmax(mat[members] @ centroid))]
+        rid = got_ids[best]
+        out.append(Cluster(label=" / ".join(scored[:3]) or "-", size=len(members),
+                           share=round(len(members) / max(total, 1), 4), quote_id=rid,
+                           quote=" ".join(texts[rid]["text"].split())[:200],
+                           example_ids=[got_ids[m] for m in members[:5]]))  # fmt: skip
+        if len(out) >= 5:
+            break
+    return out
+
+
+def _quotes(analytics: Analytics, clusters: list[Cluster]) -> list[dict[str, Any]]:
+    recs = analytics.store.records("feedback", [c.quote_id for c in clusters])
+    keys = ("id", "text", "created_at", "product", "carrier", "channel", "region")
+    return [{k: recs[c.quote_id].get(k) for k in keys} for c in clusters if c.quote_id in recs]
+
+
+def _past_actions(analytics: Analytics, period: Any, filters: Filters) -> list[PastAction]:
+    ids = _slice_ids(analytics, period, filters, 5000)
+    links = analytics.store.resolutions_for(ids)
+    by_action: dict[str, list[dict[str, Any]]] = {}
+    for rows in links.values():
+        for r in rows:
+            by_action.setdefault(r["action"], []).append(r)
+    ranked = sorted(by_action.items(), key=lambda kv: (-len(kv[1]), kv[0]))[:5]
+    return [PastAction(action=a, count=len(rs), resolved_share=round(sum(r["outcome"] == "resolved" for r in rs) / len(rs), 4),
+                       resolution_ids=[r["id"] for r in rs[:3]]) for a, rs in ranked]  # fmt: skip
+
+
+# --------------------------------------------------------------------------- wording
+
+
+class _Words:
+    def __init__(self, lang: Lang, taxonomy: Taxonomy) -> None:
+        self.lang = lang
+        self.labels = {lab.id: lab for lab in taxonomy.labels_of("category")}
+
+    def label(self, cid: str | None) -> str:
+        if cid is None:
+            return "全部类别" if self.lang == "zh" else "all categories"
+        lab = self.labels.get(cid)
+        name = (lab.name_zh if self.lang == "zh" else lab.name_en) if lab else None
+        return f"{name} ({cid})" if name else cid
+
+    def pct(self, x: float | None) -> str:
+        return "-" if x is None else f"{x * 100:.1f}%"
+
+    def causes(self, category: str | None, product: str | None, vol: Any, facets: list[FacetConcentration],
+               clusters: list[Cluster], past: list[PastAction]) -> tuple[list[str], list[str]]:  # fmt: skip
+        zh = self.lang == "zh"
+        causes: list[str] = []
+        actions: list[str] = []
+        for f in facets:
+            if not f.concentrated:
+                continue
+            name = FACET_WORDS[self.lang][f.facet]
+            value = self.label(f.value) if f.facet == "category" else f.value
+            if zh:
+                causes.append(f"问题集中在{name} {value}：{f.of} 条中占 {f.count} 条（{self.pct(f.share)}），而它在同期全部反馈中只占 "
+                              f"{self.pct(f.baseline_share)}（{f.lift} 倍）。例：{', '.join(f.example_ids[:2])}。")
+            else:
+                causes.append(f"Concentrated in {name} {value}: {f.count} of {f.of} ({self.pct(f.share)}) against "
+                              f"{self.pct(f.baseline_share)} of all feedback in the period ({f.lift}x). E.g. {', '.join(f.example_ids[:2])}.")
+            if f.facet != "category":
+                actions.append(_facet_action(self.lang, f.facet, f.value, category))
+        if clusters:
+            c = clusters[0]
+            causes.append(f"最大的一组相似投诉是“{c.label}”：{c.size} 条（{self.pct(c.share)}），如 {c.quote_id}：{c.quote[:60]}" if zh
+                          else f"The largest group of similar complaints is '{c.label}': {c.size} ({self.pct(c.share)}), "
+                               f"e.g. {c.quote_id}: {c.quote[:60]}")  # fmt: skip
+        if vol.total_change_pct is not None and vol.total_change >= 5 and vol.total_change_pct >= 50:
+            causes.append(f"量比上一期增加 {vol.total_change} 条（+{vol.total_change_pct}%），是新出现或恶化的问题。" if zh
+                          else f"Volume rose by {vol.total_change} (+{vol.total_change_pct}%) on the previous period: a new or worsening problem.")  # fmt: skip
+            actions.insert(0, "把它列为本周优先事项，指定负责人并每天跟踪量的变化。" if zh
+                           else "Make it this week's priority: name an owner and track the daily volume.")  # fmt: skip
+        if past:
+            p = past[0]
+            actions.append(f"以往最常用的处理办法是“{p.action}”（{p.count} 次，{self.pct(p.resolved_share)} 已解决，如 {p.resolution_ids[0]}），可作为客服标准话术。" if zh
+                           else f"The most common past fix was '{p.action}' ({p.count} times, {self.pct(p.resolved_share)} resolved, "
+                                f"e.g. {p.resolution_ids[0]}); make it the agents' standard answer.")  # fmt: skip
+        if not causes:
+            causes.append("没有明显集中的快递、商品、渠道或地区，问题较分散。" if zh
+                          else "No carrier, product, channel or region stands out; the complaints are spread out.")  # fmt: skip
+        return causes, list(dict.fromkeys(actions))
+
+    def summary(self, r: RootCause) -> str:
+        zh = self.lang == "zh"
+        cat = r.slice.get("category")
+        scope = " · ".join(x for x in (r.slice.get("product"), self.label(cat) if cat or not r.slice.get("product") else None) if x)
+        what = "投诉" if r.slice.get("sentiment") == "negative" else "反馈"
+        if zh:
+            head = (f"{r.period['from']} 至 {r.period['to']}，{scope} {what} {r.volume} 条，上一期 {r.previous_volume} 条"
+                    f"（{'+' if r.change >= 0 else ''}{r.change}）。")  # fmt: skip
+        else:
+            what = "complaints" if what == "投诉" else "feedback records"
+            head = (f"From {r.period['from']} to {r.period['to']}: {r.volume} {scope} {what}, against {r.previous_volume} "
+                    f"in the previous period ({'+' if r.change >= 0 else ''}{r.change}).")  # fmt: skip
+        if not r.volume:
+            return head
+        return " ".join([head, *r.causes[:2]])
+
+
+def _facet_action(lang: Lang, facet: str, value: str, category: str | None) -> str:
+    zh = lang == "zh"
+    if facet == "carrier":
+        return (f"与{value}复盘时效和丢件，约定赔付与改进期限；改进前把受影响线路的订单分流到其他快递。" if zh
+                else f"Review delivery times and lost parcels with {value}, agree on remedies and a deadline; route affected lanes to another carrier meanwhile.")  # fmt: skip
+    if facet == "product":
+        if category == "packaging":
+            return (f"检查{value}的包装规格（缓冲材料、箱体强度），与仓库确认打包流程。" if zh
+                    else f"Check {value}'s packing spec (padding, box strength) and the warehouse packing process.")  # fmt: skip
+        return (f"对{value}做批次质检并联系供应商排查；问题确认前考虑暂停销售，并主动联系已购用户。" if zh
+                else f"Run a batch inspection of {value} with the supplier; consider pausing sales until it is fixed and contact buyers proactively.")  # fmt: skip
+    if facet == "channel":
+        return (f"检查{value}渠道的接待与话术，确认是否有该渠道特有的流程问题。" if zh
+                else f"Check the {value} channel's handling and scripts for a channel-specific process problem.")  # fmt: skip
+    if facet == "region":
+        return (f"排查{value}地区的仓库与配送网点。" if zh else f"Check the warehouse and delivery stations serving {value}.")
+    return (f"针对{value}客户群单独跟进。" if zh else f"Follow up with {value} customers specifically.")
+
+
+def _llm_summary(result: RootCause, model: ChatModel, lang: Lang) -> None:
+    from agent.errors import AgentError
+
+    prompt = load_prompt("rootcause")
+    facts = result.model_dump(mode="json", include={"slice", "period", "previous_period", "volume", "previous_volume",
+                                                   "change", "change_pct", "facets", "clusters", "past_actions",
+                                                   "causes", "actions"})  # fmt: skip
+    text = prompt.render(language="Chinese" if lang == "zh" else "English",
+                         facts=fence(json.dumps(facts, ensure_ascii=False), "facts"))  # fmt: skip
+    try:
+        got = complete_structured(model, [Message(role="user", content=text)], _Summary, prompt_version=prompt.ref)
+    except AgentError as exc:
+        result.fallback_reason = f"LLM call failed: {exc}"
+        return
+    known = set(evidence_ids(facts)) | {c.quote_id for c in result.clusters} | {
+        i for p in result.past_actions for i in p.resolution_ids}
+    cited = [i for i in got.value.cited_ids if i in known]
+    bad_numbers = unsupported_numbers(got.value.summary, [facts])
+    wrong_lang = (lang == "zh") != bool(re.search(r"[\u4e00-\u9fff]", got.value.summary))
+    if bad_numbers or not cited or wrong_lang:
+        result.fallback_reason = ("numbers not in the facts: " + ", ".join(bad_numbers[:5]) if bad_numbers
+                                  else "no valid record id cited" if not cited else "summary in the wrong language")  # fmt: skip
+        return
+    result.summary, result.path, result.prompt_version = got.value.summary.strip(), "llm", prompt.ref
+    result.citations = list(dict.fromkeys(cited + result.citations))
