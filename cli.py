@@ -8,6 +8,7 @@ and everything else (progress, notes) goes to stderr. Exit codes: 0 ok, 1 runtim
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 from collections.abc import Iterator
@@ -652,6 +653,58 @@ def _print_root_cause(r: Any) -> None:
         err.print(f"LLM summary not used: {r.fallback_reason}", style="dim", markup=False)
 
 
+@app.command()
+def report(
+    week: Annotated[str | None, typer.Option("--week", help="ISO week, e.g. 2026-W46 (default: the last full week before --as-of).")] = None,
+    as_of: AsOfOpt = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Output directory (default <home>/reports).")] = None,
+    formats: Annotated[str, typer.Option("--format", help="Comma-separated: md, html.")] = "md,html",
+    lang: Annotated[LangChoice, typer.Option("--lang", help="Report language.")] = LangChoice.zh,
+    json_: JsonOpt = False,
+    home: HomeOpt = None,
+    chroma_url: ChromaOpt = None,
+    db_url: DbOpt = None,
+    taxonomy: TaxOpt = None,
+    llm: LlmOpt = None,
+    llm_base_url: LlmUrlOpt = None,
+    llm_model: LlmModelOpt = None,
+) -> None:
+    """Write the weekly insight report (Markdown + self-contained HTML with charts) for one ISO week."""
+    from agent.report import build_report, week_of, write_report
+    from agent.runtime import make_chat_model
+
+    settings = _settings(home=home, chroma_url=chroma_url, db_url=db_url, taxonomy=taxonomy, llm=llm,
+                         llm_base_url=llm_base_url, llm_model=llm_model)  # fmt: skip
+    fmts = [f.strip().lower() for f in formats.split(",") if f.strip()]
+    if not fmts or any(f not in ("md", "html") for f in fmts):
+        raise typer.BadParameter("use md, html or md,html", param_hint="--format")
+    if week is not None and as_of is not None:
+        raise typer.BadParameter("use either --week or --as-of", param_hint="--week")
+    _, _, now = _window(settings, None, None, None, as_of)
+    target = week.strip().upper() if week else week_of(now.astimezone(zone_of(settings)))
+    if not re.fullmatch(r"\d{4}-W\d{2}", target):
+        raise typer.BadParameter(f"{week!r} is not an ISO week like 2026-W46", param_hint="--week")
+    with _user_errors(settings):
+        store = open_store(settings)
+        try:
+            with err.status("report", spinner="dots") as status:
+                try:
+                    result = build_report(store, taxonomy_of(settings), zone_of(settings), target, lang=lang.value,
+                                          model=make_chat_model(settings),
+                                          progress=lambda s: status.update(f"report {target}: {s}"))  # fmt: skip
+                except ValueError as exc:
+                    raise ConfigError(str(exc)) from None
+        finally:
+            store.close()
+        paths = write_report(result, out_dir or settings.home / "reports", fmts)
+    if json_:
+        _emit_json({**result.model_dump(mode="json", exclude={"charts"}), "files": [str(p) for p in paths]})
+        return
+    out.print(result.executive_summary, markup=False, highlight=False)
+    for p in paths:
+        err.print(f"wrote {p}", markup=False, highlight=False)
+
+
 @eval_app.command("classify")
 def eval_classify_cmd(
     dataset: Annotated[Path, typer.Option("--dataset", help="Labelled CSV/JSONL/XLSX: text + category/sentiment/urgency.")],
@@ -1114,6 +1167,15 @@ def _demo_agent(store: Any, settings: Settings, clf: Any, report: dict[str, Any]
         report["root_cause"].append(rc.model_dump(mode="json", exclude={"tool_calls"}))
         if not json_:
             _print_root_cause(rc)
+    from agent.report import build_report, week_of, write_report
+
+    weekly = build_report(store, tax, zone_of(settings), week_of(SAMPLE_AS_OF), lang="zh")
+    files = write_report(weekly, settings.home / "reports", ["md", "html"])
+    report["report"] = {"week": weekly.week, "files": [str(f) for f in files], "executive_summary": weekly.executive_summary}
+    if not json_:
+        out.print(f"[bold]weekly report {weekly.week}[/bold]")
+        out.print(f"  {weekly.executive_summary}", markup=False, highlight=False)
+        out.print(f"  open {files[-1]} (self-contained HTML, charts and font embedded) or {files[-2]}", markup=False)
     replier = Replier(store, tax, classifier=clf)
     report["reply"] = []
     if not json_:

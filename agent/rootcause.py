@@ -276,8 +276,9 @@ class _Words:
                           else f"Volume rose by {vol.total_change} (+{vol.total_change_pct}%) on the previous period: a new or worsening problem.")  # fmt: skip
             actions.insert(0, "把它列为本周优先事项，指定负责人并每天跟踪量的变化。" if zh
                            else "Make it this week's priority: name an owner and track the daily volume.")  # fmt: skip
-        if past:
-            p = past[0]
+        proven = [p for p in past if p.count >= 2 and p.resolved_share >= 0.5]
+        if proven:
+            p = proven[0]
             actions.append(f"以往最常用的处理办法是“{p.action}”（{p.count} 次，{self.pct(p.resolved_share)} 已解决，如 {p.resolution_ids[0]}），可作为客服标准话术。" if zh
                            else f"The most common past fix was '{p.action}' ({p.count} times, {self.pct(p.resolved_share)} resolved, "
                                 f"e.g. {p.resolution_ids[0]}); make it the agents' standard answer.")  # fmt: skip

@@ -100,6 +100,7 @@ def test_demo_runs_offline_and_reports(tmp_path: Path) -> None:
     assert "product_quality" in data["ask"][0]["answer"] and data["ask"][2]["answer"].startswith("Logistics")
     assert data["root_cause"][0]["facets"][0]["value"] == "云达快运"
     assert [r["needs_review"] for r in data["reply"]] == [False, False, True]
+    assert data["report"]["week"] == "2026-W47" and Path(data["report"]["files"][-1]).exists()
     assert invoke("demo").exit_code == 0  # runs again over its own fresh home
 
 

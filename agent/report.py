@@ -1,0 +1,509 @@
+"""The weekly insight report: computed by the analytics tools, written as Markdown and offline HTML.
+
+The report covers one ISO week (by default the last full week before as-of). All figures come from
+:mod:`agent.tools` and :mod:`agent.rootcause`, computed with as-of set to the end of that week, so
+data that arrives later for other weeks cannot change it, and the same data always gives the same
+files (no generation timestamp inside; charts and the embedded font subset are deterministic).
+
+Charts are PNGs drawn with matplotlib in Noto Sans CJK SC (shipped by the ``mplfonts`` package):
+the category trend over 8 weeks and the week-over-week bars. The Markdown links them; the HTML
+embeds them and a subset of the same font as data URIs, so it opens offline with no tofu boxes.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import re
+from collections.abc import Callable
+from datetime import date, datetime, time, timedelta, tzinfo
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from agent.llm import ChatModel, Message, complete_structured
+from agent.prompts import fence, load_prompt
+from agent.rootcause import RootCause, root_cause
+from agent.tools import (
+    Analytics,
+    CompareInput,
+    Filters,
+    SearchInput,
+    SeriesInput,
+    SpikesInput,
+    Window,
+)
+from retrieval.store import Store
+from retrieval.taxonomy import Taxonomy
+
+Lang = Literal["zh", "en"]
+TOP_ISSUES = 5
+DETAILED_ISSUES = 3
+TREND_WEEKS = 8
+TREND_LINES = 6
+
+
+class Figure(BaseModel):
+    """A headline figure and its change on the previous week."""
+
+    current: float
+    previous: float
+    change: float
+    change_pct: float | None = None
+
+
+class Issue(BaseModel):
+    """A complaint category in the report week."""
+
+    category: str
+    name: str
+    current: int
+    previous: int
+    change: int
+    change_pct: float | None
+    spike: bool
+    baseline_mean: float | None = None
+
+
+class Chart(BaseModel):
+    """A chart: file name, title, and the PNG (base64) for embedding."""
+
+    name: str
+    title: str
+    png_base64: str = Field(repr=False)
+
+
+class WeeklyReport(BaseModel):
+    """The report's structured content (what `report --json` prints)."""
+
+    week: str
+    period: dict[str, str]
+    previous_week: str
+    lang: Lang
+    headline: dict[str, Figure]
+    emerging: list[Issue]
+    top_issues: list[Issue]
+    details: list[RootCause]
+    highlights: list[dict[str, Any]]
+    suggestions: list[dict[str, Any]]
+    trend: dict[str, Any]
+    executive_summary: str
+    summary_path: Literal["rules", "llm"] = "rules"
+    fallback_reason: str | None = None
+    citations: list[str]
+    charts: list[Chart] = Field(default_factory=list)
+
+
+def week_of(as_of: datetime) -> str:
+    """The last full ISO week before ``as_of``."""
+    monday = as_of.date() - timedelta(days=as_of.weekday() + 7)
+    y, w, _ = monday.isocalendar()
+    return f"{y}-W{w:02d}"
+
+
+def week_end(week: str, zone: tzinfo) -> datetime:
+    """The first instant after an ISO week (its Sunday's end), in ``zone``."""
+    m = re.fullmatch(r"(\d{4})-W(\d{2})", week)
+    if not m:
+        raise ValueError(f"{week!r} is not an ISO week like 2026-W46")
+    try:
+        monday = date.fromisocalendar(int(m[1]), int(m[2]), 1)
+    except ValueError as exc:
+        raise ValueError(f"{week!r} is not an ISO week ({exc})") from None
+    return datetime.combine(monday + timedelta(days=7), time.min, tzinfo=zone)
+
+
+def build_report(store: Store, taxonomy: Taxonomy, zone: tzinfo, week: str, *, lang: Lang = "zh",
+                 model: ChatModel | None = None, charts: bool = True,
+                 progress: Callable[[str], None] | None = None) -> WeeklyReport:  # fmt: skip
+    """Compute the report for ``week``."""
+    step = progress or (lambda _s: None)
+    a = Analytics(store, week_end(week, zone), zone)
+    names = {lab.id: ((lab.name_zh if lang == "zh" else lab.name_en) or lab.id) for lab in taxonomy.labels_of("category")}
+    wk = Window(weeks_ago=1)
+    step("headline figures")
+    every = a.compare_periods(CompareInput(window=wk, field="sentiment", filters=Filters()))
+    critical = a.compare_periods(CompareInput(window=wk, field=None, filters=Filters(urgency="critical")))
+    by_sent = {r.value: r for r in every.rows}
+    neg = by_sent.get("negative")
+    neg_now, neg_prev = (neg.current, neg.previous) if neg else (0, 0)
+    share_now = neg_now / every.total_current if every.total_current else 0.0
+    share_prev = neg_prev / every.total_previous if every.total_previous else 0.0
+    headline = {
+        "volume": Figure(current=every.total_current, previous=every.total_previous, change=every.total_change,
+                         change_pct=every.total_change_pct),
+        "negative_share": Figure(current=round(share_now, 4), previous=round(share_prev, 4),
+                                 change=round(share_now - share_prev, 4)),
+        "critical": Figure(current=critical.total_current, previous=critical.total_previous,
+                           change=critical.total_change, change_pct=critical.total_change_pct),
+    }  # fmt: skip
+    step("complaint categories and spikes")
+    complaints = a.compare_periods(CompareInput(window=wk, field="category", filters=Filters(sentiment="negative"),
+                                                order="current"))  # fmt: skip
+    spikes = {s.value: s for s in a.spikes(SpikesInput(field="category", filters=Filters(sentiment="negative"))).spikes}
+    issues = [Issue(category=r.value, name=names.get(r.value, r.value), current=r.current, previous=r.previous,
+                    change=r.change, change_pct=r.change_pct, spike=r.value in spikes,
+                    baseline_mean=spikes[r.value].baseline_mean if r.value in spikes else None)
+              for r in complaints.rows if r.current > 0]  # fmt: skip
+    emerging = [i for i in issues if i.spike]
+    top = (emerging + [i for i in issues if not i.spike])[:TOP_ISSUES]
+    details: list[RootCause] = []
+    for issue in top[:DETAILED_ISSUES]:
+        step(f"root cause: {issue.category}")
+        details.append(root_cause(a, taxonomy, category=issue.category, window=wk, lang=lang))
+    step("highlights and suggestions")
+    praise = a.search_quotes(SearchInput(window=wk, filters=Filters(sentiment="positive"), k=3))
+    ideas = a.search_quotes(SearchInput(window=wk, filters=Filters(category="suggestion"), k=3)) if \
+        "suggestion" in names else None  # fmt: skip
+    step("trend")
+    trend = a.series(SeriesInput(interval="week", periods=TREND_WEEKS, skip_current=1, field="category",
+                                 filters=Filters(sentiment="negative"), top=TREND_LINES))  # fmt: skip
+    report = WeeklyReport(
+        week=week, period=complaints.current_period, previous_week=complaints.previous_period["label"], lang=lang,
+        headline=headline, emerging=emerging, top_issues=top, details=details,
+        highlights=[q.model_dump() for q in praise.quotes], suggestions=[q.model_dump() for q in ideas.quotes] if ideas else [],
+        trend=trend.model_dump(), executive_summary="", citations=[],
+    )  # fmt: skip
+    report.executive_summary = _summary(report, names)
+    report.citations = list(dict.fromkeys(
+        [i for d in details for i in d.citations] + [q["id"] for q in report.highlights + report.suggestions]))  # fmt: skip
+    if model is not None:
+        step("executive summary (LLM)")
+        _llm_summary(report, model)
+    if charts:
+        step("charts")
+        report.charts = draw_charts(report, names)
+    return report
+
+
+# --------------------------------------------------------------------------- wording
+
+
+def _pct(x: float | None, signed: bool = False) -> str:
+    if x is None:
+        return "-"
+    return f"{x:+.1f}%" if signed else f"{x:.1f}%"
+
+
+def _summary(r: WeeklyReport, names: dict[str, str]) -> str:
+    zh = r.lang == "zh"
+    v, n, c = r.headline["volume"], r.headline["negative_share"], r.headline["critical"]
+    if zh:
+        parts = [f"{r.week}（{r.period['from']} 至 {r.period['to']}）共收到反馈 {v.current:.0f} 条，比上周"
+                 f"{'增加' if v.change >= 0 else '减少'} {abs(v.change):.0f} 条；负面占比 {n.current * 100:.1f}%"
+                 f"（上周 {n.previous * 100:.1f}%），紧急个案 {c.current:.0f} 条（上周 {c.previous:.0f} 条）。"]
+    else:
+        parts = [f"{r.week} ({r.period['from']} to {r.period['to']}): {v.current:.0f} feedback records "
+                 f"({'+' if v.change >= 0 else ''}{v.change:.0f} on the week before); {n.current * 100:.1f}% negative "
+                 f"({n.previous * 100:.1f}% the week before); {c.current:.0f} critical cases ({c.previous:.0f})."]
+    for issue in r.emerging[:2]:
+        detail = next((d for d in r.details if d.slice.get("category") == issue.category), None)
+        conc = next((f for f in (detail.facets if detail else []) if f.concentrated), None)
+        if zh:
+            s = (f"新出现的问题：{issue.name}投诉 {issue.current} 条，前 4 周平均 {issue.baseline_mean:g} 条")
+            s += f"，其中 {conc.count} 条（{conc.share * 100:.1f}%）集中在 {conc.value}。" if conc else "。"
+        else:
+            s = f"Emerging: {issue.name} complaints at {issue.current} against a 4-week average of {issue.baseline_mean:g}"
+            s += f"; {conc.count} of them ({conc.share * 100:.1f}%) on {conc.value}." if conc else "."
+        parts.append(s)
+    others = [i for i in r.top_issues if not i.spike][:2]
+    if others:
+        if zh:
+            parts.append("其他主要投诉：" + "、".join(f"{i.name} {i.current} 条（上周 {i.previous}）" for i in others) + "。")
+        else:
+            parts.append("Other top complaints: " + ", ".join(f"{i.name} {i.current} ({i.previous} the week before)" for i in others) + ".")
+    for d in r.details:
+        for f in d.facets:
+            if f.concentrated and f.facet == "carrier":
+                parts.append(f"{names.get(d.slice.get('category', ''), '')}投诉的 {f.share * 100:.1f}% 来自 {f.value}（{f.count}/{f.of}）。"
+                             if zh else f"{f.share * 100:.1f}% of {names.get(d.slice.get('category', ''), '')} complaints "
+                                        f"name {f.value} ({f.count} of {f.of}).")  # fmt: skip
+    return " ".join(parts)
+
+
+class _LLMSummary(BaseModel):
+    summary: str = Field(description="3-5 sentences for a manager, from the facts only.")
+    cited_ids: list[str] = Field(default_factory=list)
+
+
+def _llm_summary(r: WeeklyReport, model: ChatModel) -> None:
+    from agent.ask import unsupported_numbers
+    from agent.errors import AgentError
+
+    facts = r.model_dump(mode="json", include={"week", "period", "headline", "emerging", "top_issues"})
+    facts["details"] = [{"category": d.slice.get("category"), "causes": d.causes, "actions": d.actions[:2]} for d in r.details]
+    prompt = load_prompt("report_summary")
+    text = prompt.render(language="Chinese" if r.lang == "zh" else "English",
+                         facts=fence(_json(facts), "facts"), fallback=fence(r.executive_summary, "draft"))  # fmt: skip
+    try:
+        got = complete_structured(model, [Message(role="user", content=text)], _LLMSummary, prompt_version=prompt.ref)
+    except AgentError as exc:
+        r.fallback_reason = f"LLM call failed: {exc}"
+        return
+    bad = unsupported_numbers(got.value.summary, [facts, r.executive_summary])
+    wrong_lang = (r.lang == "zh") != bool(re.search(r"[\u4e00-\u9fff]", got.value.summary))
+    if bad or wrong_lang or not got.value.summary.strip():
+        r.fallback_reason = ("numbers not in the facts: " + ", ".join(bad[:5])) if bad else "wrong language or empty"
+        return
+    r.executive_summary, r.summary_path = got.value.summary.strip(), "llm"
+
+
+def _json(data: Any) -> str:
+    import json
+
+    return json.dumps(data, ensure_ascii=False)
+
+
+# --------------------------------------------------------------------------- charts
+
+
+@cache
+def cjk_font_path() -> Path:
+    """Noto Sans CJK SC from the mplfonts package (no download)."""
+    import mplfonts
+
+    path = Path(mplfonts.__file__).parent / "fonts" / "NotoSansCJKsc-Regular.otf"
+    if not path.exists():
+        raise FileNotFoundError(f"CJK font missing: {path}")
+    return path
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import font_manager
+    from matplotlib import pyplot as plt
+
+    font_manager.fontManager.addfont(str(cjk_font_path()))
+    plt.rcParams.update({"font.family": "Noto Sans CJK SC", "axes.unicode_minus": False, "svg.hashsalt": "fa",
+                         "figure.dpi": 100})  # fmt: skip
+    return plt
+
+
+def _png(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight", metadata={"Software": None})
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def draw_charts(r: WeeklyReport, names: dict[str, str]) -> list[Chart]:
+    """The 8-week category trend and the week-over-week bars."""
+    plt = _plt()
+    zh = r.lang == "zh"
+    charts: list[Chart] = []
+    t = r.trend
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    for cat, counts in t["series"].items():
+        ax.plot(t["periods"], counts, marker="o", linewidth=2 if any(i.category == cat and i.spike for i in r.emerging) else 1.2,
+                label=names.get(cat, cat))  # fmt: skip
+    title = "近 8 周各类投诉趋势" if zh else "Complaints per category, last 8 weeks"
+    ax.set_title(title)
+    ax.set_ylabel("投诉数" if zh else "complaints")
+    ax.grid(alpha=0.3)
+    ax.tick_params(axis="x", labelrotation=30)
+    ax.legend(fontsize=8, ncols=2, frameon=False)
+    charts.append(Chart(name=f"report-{r.week}-trend.png", title=title, png_base64=_png(fig)))
+    plt.close(fig)
+
+    issues = r.top_issues[:8]
+    fig, ax = plt.subplots(figsize=(8, 3.4))
+    xs = range(len(issues))
+    ax.bar([x - 0.2 for x in xs], [i.previous for i in issues], width=0.4, label=r.previous_week, color="#9aa7b8")
+    bars = ax.bar([x + 0.2 for x in xs], [i.current for i in issues], width=0.4, label=r.week,
+                  color=["#d9534f" if i.spike else "#337ab7" for i in issues])  # fmt: skip
+    ax.bar_label(bars, fontsize=8)
+    ax.set_xticks(list(xs), [i.name for i in issues], fontsize=9)
+    title = "本周 vs 上周：主要投诉类别" if zh else "This week vs the week before: top complaint categories"
+    ax.set_title(title)
+    from matplotlib.patches import Patch
+
+    handles = [Patch(color="#9aa7b8", label=r.previous_week), Patch(color="#337ab7", label=r.week)]
+    if any(i.spike for i in issues):
+        handles.append(Patch(color="#d9534f", label=f"{r.week} ({'突增' if zh else 'spike'})"))
+    ax.legend(handles=handles, frameon=False)
+    ax.grid(axis="y", alpha=0.3)
+    charts.append(Chart(name=f"report-{r.week}-wow.png", title=title, png_base64=_png(fig)))
+    plt.close(fig)
+    return charts
+
+
+# --------------------------------------------------------------------------- rendering
+
+_TEXT = {
+    "zh": {"title": "客户反馈周报", "summary": "摘要", "headline": "核心数据", "metric": "指标", "volume": "反馈总量",
+           "negative_share": "负面占比", "critical": "紧急个案", "this": "本周", "prev": "上周", "change": "变化",
+           "emerging": "新出现的问题（突增）", "top": "主要投诉类别", "category": "类别", "spike": "突增",
+           "details": "重点问题分析", "causes": "可能原因", "actions": "建议行动", "quotes": "代表性原话",
+           "facets": "集中度", "highlights": "正面反馈", "suggestions": "用户建议", "charts": "图表", "none": "无",
+           "footer": "数字均由 feedback-agent 的分析工具从数据计算得出；括号中的编号为记录 id。",
+           "baseline": "前 4 周平均"},
+    "en": {"title": "Weekly customer feedback report", "summary": "Executive summary", "headline": "Headline numbers",
+           "metric": "Metric",
+           "volume": "Feedback volume", "negative_share": "Negative share", "critical": "Critical cases",
+           "this": "This week", "prev": "Week before", "change": "Change", "emerging": "Emerging issues (spikes)",
+           "top": "Top complaint categories", "category": "Category", "spike": "spike", "details": "Top issues in depth",
+           "causes": "Likely causes", "actions": "Suggested actions", "quotes": "Representative quotes",
+           "facets": "What concentrates it", "highlights": "Positive highlights", "suggestions": "Customer suggestions",
+           "charts": "Charts", "none": "none", "baseline": "4-week average",
+           "footer": "Every figure is computed from the data by feedback-agent's analytics tools; ids in brackets are record ids."},
+}  # fmt: skip
+
+
+def _fig(name: str, f: Figure) -> tuple[str, str, str]:
+    if name == "negative_share":
+        return f"{f.current * 100:.1f}%", f"{f.previous * 100:.1f}%", f"{f.change * 100:+.1f} pp"
+    change = f"{f.change:+.0f}" + (f" ({_pct(f.change_pct, signed=True)})" if f.change_pct is not None else "")
+    return f"{f.current:.0f}", f"{f.previous:.0f}", change
+
+
+def _sections(r: WeeklyReport) -> list[tuple[str, list[str], list[list[str]] | None]]:
+    """(heading, paragraphs/bullets, table) triples shared by the Markdown and HTML renderers."""
+    t = _TEXT[r.lang]
+    out: list[tuple[str, list[str], list[list[str]] | None]] = []
+    out.append((t["summary"], [r.executive_summary], None))
+    rows = [[t["metric"], t["this"], t["prev"], t["change"]]]
+    rows += [[t[k], *_fig(k, f)] for k, f in r.headline.items()]
+    out.append((t["headline"], [], rows))
+    if r.emerging:
+        out.append((t["emerging"], [f"**{i.name}** ({i.category}): {i.current} — {t['baseline']} {i.baseline_mean:g}, "
+                                    f"{t['prev']} {i.previous}" for i in r.emerging], None))  # fmt: skip
+    rows = [[t["category"], t["this"], t["prev"], t["change"]]]
+    rows += [[f"{i.name} ({i.category})" + (f" ⚠ {t['spike']}" if i.spike else ""), str(i.current), str(i.previous),
+              f"{i.change:+d}" + (f" ({_pct(i.change_pct, signed=True)})" if i.change_pct is not None else "")]
+             for i in r.top_issues]  # fmt: skip
+    out.append((t["top"], [], rows))
+    for d in r.details:
+        cat = d.slice.get("category", "")
+        issue = next((i for i in r.top_issues if i.category == cat), None)
+        head = f"{t['details']}: {issue.name if issue else cat} ({cat}) — {d.volume} ({d.change:+d})"
+        bullets = [f"{t['causes']}: {c}" for c in d.causes] + [f"{t['actions']}: {a}" for a in d.actions]
+        bullets += [f"{t['quotes']}: [{q['id']}] {_clip(q['text'])}" for q in d.quotes[:3]]
+        out.append((head, bullets, None))
+    out.append((t["highlights"], [f"[{q['id']}] {_clip(q['text'])}" for q in r.highlights] or [t["none"]], None))
+    out.append((t["suggestions"], [f"[{q['id']}] {_clip(q['text'])}" for q in r.suggestions] or [t["none"]], None))
+    return out
+
+
+def _clip(text: str, n: int = 140) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def render_markdown(r: WeeklyReport) -> str:
+    """The report as Markdown; charts are linked as PNG files beside it."""
+    t = _TEXT[r.lang]
+    lines = [f"# {t['title']} {r.week} ({r.period['from']} – {r.period['to']})", ""]
+    for heading, paras, table in _sections(r):
+        lines += [f"## {heading}", ""]
+        if table:
+            lines += ["| " + " | ".join(_md_cell(c) for c in table[0]) + " |", "|" + " --- |" * len(table[0])]
+            lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in table[1:]]
+            lines.append("")
+        bullet = len(paras) > 1 or heading not in (t["summary"],)
+        lines += [(f"- {p}" if bullet else p) for p in paras]
+        lines.append("")
+    if r.charts:
+        lines += [f"## {t['charts']}", ""] + [f"![{c.title}]({c.name})" for c in r.charts] + [""]
+    lines += [f"_{t['footer']}_", ""]
+    return "\n".join(lines)
+
+
+def _md_cell(s: str) -> str:
+    return s.replace("|", "\\|")
+
+
+def render_html(r: WeeklyReport) -> str:
+    """A self-contained HTML page: charts and a CJK font subset embedded, no external assets."""
+    t = _TEXT[r.lang]
+    body: list[str] = [f"<h1>{html.escape(t['title'])} {r.week}</h1>",
+                       f"<p class=sub>{r.period['from']} – {r.period['to']}</p>"]  # fmt: skip
+    for heading, paras, table in _sections(r):
+        body.append(f"<h2>{html.escape(heading)}</h2>")
+        if table:
+            body.append("<table><thead><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in table[0]) + "</tr></thead><tbody>")
+            body += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in table[1:]]
+            body.append("</tbody></table>")
+        if len(paras) == 1 and heading == t["summary"]:
+            body.append(f"<p class=summary>{_inline(paras[0])}</p>")
+        elif paras:
+            body.append("<ul>" + "".join(f"<li>{_inline(p)}</li>" for p in paras) + "</ul>")
+    if r.charts:
+        body.append(f"<h2>{html.escape(t['charts'])}</h2>")
+        body += [f'<figure><img alt="{html.escape(c.title)}" src="data:image/png;base64,{c.png_base64}">'
+                 f"<figcaption>{html.escape(c.title)}</figcaption></figure>" for c in r.charts]  # fmt: skip
+    body.append(f"<p class=foot>{html.escape(t['footer'])}</p>")
+    content = "\n".join(body)
+    font = _font_face(re.sub(r"<[^>]+>", "", content) + "".join(_TEXT[r.lang].values()))
+    lang_attr = "zh-CN" if r.lang == "zh" else "en"
+    return f"""<!doctype html>
+<html lang="{lang_attr}"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{html.escape(t['title'])} {r.week}</title>
+<style>
+{font}
+body {{ font-family: "FA CJK", "Noto Sans CJK SC", "PingFang SC", "Microsoft YaHei", sans-serif; max-width: 920px;
+       margin: 2rem auto; padding: 0 1rem; color: #1f2933; line-height: 1.6; }}
+h1 {{ margin-bottom: 0; }} .sub {{ color: #61707f; margin-top: .2rem; }}
+h2 {{ border-bottom: 1px solid #d8dee4; padding-bottom: .2rem; margin-top: 2rem; }}
+table {{ border-collapse: collapse; width: 100%; }} th, td {{ border: 1px solid #d8dee4; padding: .35rem .6rem; text-align: left; }}
+th {{ background: #f3f5f7; }} .summary {{ background: #f7fafc; border-left: 4px solid #337ab7; padding: .8rem 1rem; }}
+figure {{ margin: 1rem 0; }} figure img {{ max-width: 100%; }} figcaption {{ color: #61707f; font-size: .9rem; }}
+.foot {{ color: #61707f; font-size: .85rem; margin-top: 2rem; }}
+</style></head>
+<body>
+{content}
+</body></html>
+"""
+
+
+def _inline(text: str) -> str:
+    escaped = html.escape(text)
+    return re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", escaped)
+
+
+@cache
+def _font_bytes() -> bytes:
+    return cjk_font_path().read_bytes()
+
+
+def _font_face(text: str) -> str:
+    """@font-face with a subset of Noto Sans CJK SC holding exactly the characters on the page."""
+    from fontTools import subset
+
+    chars = sorted({c for c in text if ord(c) > 0x7F}) + [chr(c) for c in range(0x20, 0x7F)]
+    opts = subset.Options()
+    opts.name_IDs = ["*"]
+    opts.notdef_outline = True
+    opts.drop_tables += ["DSIG"]
+    font = subset.load_font(io.BytesIO(_font_bytes()), opts)  # from bytes: no file handle left open
+    sub = subset.Subsetter(opts)
+    sub.populate(text="".join(chars))
+    sub.subset(font)
+    buf = io.BytesIO()
+    subset.save_font(font, buf, opts)
+    data = base64.b64encode(buf.getvalue()).decode()
+    return f'@font-face {{ font-family: "FA CJK"; src: url(data:font/otf;base64,{data}) format("opentype"); }}'
+
+
+def write_report(r: WeeklyReport, out_dir: Path, formats: list[str]) -> list[Path]:
+    """Write the report files (and chart PNGs for Markdown); returns the paths written."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    if "md" in formats:
+        for c in r.charts:
+            p = out_dir / c.name
+            p.write_bytes(base64.b64decode(c.png_base64))
+            written.append(p)
+        p = out_dir / f"report-{r.week}.md"
+        p.write_text(render_markdown(r), encoding="utf-8")
+        written.append(p)
+    if "html" in formats:
+        p = out_dir / f"report-{r.week}.html"
+        p.write_text(render_html(r), encoding="utf-8")
+        written.append(p)
+    return written
+
