@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench install clean local-llm record
+.PHONY: demo test bench loadtest install clean local-llm record
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "feedback-agent needs Python 3.11+; set PYTHON=/path/to/python3.11")'
@@ -23,6 +23,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m evals.bench
+
+# 50 concurrent clients for 60 s against serve on loopback (classify + ask), ingesting meanwhile.
+loadtest: $(STAMP)
+	$(BIN)/python -m evals.loadtest --clients 50 --seconds 60
 
 # Optional: the local keyless LLM server (compiles llama.cpp once; pip caches the wheel).
 local-llm: $(STAMP)

@@ -705,6 +705,40 @@ def report(
         err.print(f"wrote {p}", markup=False, highlight=False)
 
 
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Interface to bind (non-loopback needs API keys).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8000,
+    home: HomeOpt = None,
+    chroma_url: ChromaOpt = None,
+    db_url: DbOpt = None,
+    taxonomy: TaxOpt = None,
+    llm: LlmOpt = None,
+    llm_base_url: LlmUrlOpt = None,
+    llm_model: LlmModelOpt = None,
+) -> None:
+    """Serve the JSON API (OpenAPI docs at /docs); keys from FEEDBACK_AGENT_API_KEYS."""
+    import uvicorn
+
+    from agent.config import is_loopback
+    from agent.service import create_app
+
+    settings = _settings(home=home, chroma_url=chroma_url, db_url=db_url, taxonomy=taxonomy, llm=llm,
+                         llm_base_url=llm_base_url, llm_model=llm_model)  # fmt: skip
+    with _user_errors(settings):
+        if not settings.api_key_list() and not is_loopback(f"http://{host if ':' not in host else f'[{host}]'}"):
+            raise ConfigError(f"refusing to bind {host} without API keys: set FEEDBACK_AGENT_API_KEYS (comma-separated) "
+                              "or api_keys in config.toml, or bind 127.0.0.1")  # fmt: skip
+        probe = open_store(settings)  # an unreachable Chroma server or bad database URL: one line, before binding
+        try:
+            probe.chroma_count("feedback")
+        finally:
+            probe.close()
+        err.print(f"feedback-agent API on http://{host}:{port} (docs: /docs; "
+                  f"{'API key required' if settings.api_key_list() else 'no API key: loopback only'})", markup=False)
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", access_log=False)
+
+
 @eval_app.command("classify")
 def eval_classify_cmd(
     dataset: Annotated[Path, typer.Option("--dataset", help="Labelled CSV/JSONL/XLSX: text + category/sentiment/urgency.")],

@@ -121,6 +121,12 @@ class Classifier:
         self._trained: _Trained | None = None
         self._ids = {field: taxonomy.label_ids(field) for field in FIELDS}
 
+    def with_model(self, model: ChatModel | None) -> Classifier:
+        """A classifier sharing this one's fitted model, with another chat model (one per request)."""
+        other = Classifier(self.store, self.taxonomy, model)
+        other._trained = self._trained
+        return other
+
     # ------------------------------------------------------------------ training
     def _fingerprint(self) -> str:
         tax = json.dumps(self.taxonomy.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)

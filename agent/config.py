@@ -47,6 +47,19 @@ class Settings(BaseSettings):
     llm_max_tokens: int = Field(512, ge=16, le=32768, description="Cap on generated tokens per call.")
     llm_cache: bool = Field(False, description="Cache responses on disk (evals turn it on).")
     ask_max_steps: int = Field(6, ge=1, le=20, description="Model calls one `ask` may make in its tool loop.")
+    redact_pii: Literal["auto", "on", "off"] = Field(
+        "auto", description="Replace personal data before text goes to an LLM or embeddings endpoint; auto = on unless it is on loopback.")
+    api_keys: str | None = Field(None, description="Comma-separated API keys for `serve` (Authorization: Bearer ...).")
+    max_request_bytes: int = Field(1_000_000, ge=1_000, le=100_000_000, description="Largest HTTP request body `serve` accepts.")
+    request_timeout: float = Field(60.0, gt=0, description="Seconds one HTTP request may take before 504.")
+
+    def api_key_list(self) -> list[str]:
+        """The configured HTTP API keys."""
+        return [k.strip() for k in (self.api_keys or "").split(",") if k.strip()]
+
+    def redacts_for(self, base_url: str | None) -> bool:
+        """Whether text sent to ``base_url`` (None: the public OpenAI endpoint) is redacted first."""
+        return self.redact_pii == "on" or (self.redact_pii == "auto" and not is_loopback(base_url))
 
     @property
     def llm_provider(self) -> str:
@@ -115,6 +128,17 @@ def load_settings(**flags: Any) -> Settings:
         raise ConfigError(f"invalid setting {name} ({ENV_PREFIX}{name.upper()}): {err['msg']}") from None
 
 
+SECRET_SETTINGS = {"api_keys"}
+
+
+def is_loopback(url: str | None) -> bool:
+    """True for http(s) URLs on 127.0.0.0/8, ::1 or localhost."""
+    from urllib.parse import urlparse
+
+    host = (urlparse(url).hostname or "") if url else ""
+    return host == "localhost" or host == "::1" or host.startswith("127.")
+
+
 def describe_settings(settings: Settings, flags: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Each setting's value and where it came from (flag, env, file or default)."""
     file_values = read_config_file(settings.home)
@@ -129,5 +153,7 @@ def describe_settings(settings: Settings, flags: dict[str, Any]) -> dict[str, di
         else:
             source = "default"
         value = getattr(settings, name)
+        if name in SECRET_SETTINGS and value:
+            value = f"<{len(str(value).split(','))} key(s) set>"
         out[name] = {"value": str(value) if isinstance(value, Path) else value, "source": source}
     return out

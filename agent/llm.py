@@ -40,6 +40,7 @@ from agent.errors import (
     UnconsumedModelSteps,
     UnexpectedModelCall,
 )
+from retrieval.pii import Redactor
 
 T = TypeVar("T", bound=BaseModel)
 Mode = Literal["json_schema", "function_calling", "json_mode"]
@@ -238,6 +239,16 @@ class ResponseCache:
 # --------------------------------------------------------------------------- OpenAI-compatible
 
 
+def _restore_args(value: Any, redactor: Redactor) -> Any:
+    if isinstance(value, str):
+        return redactor.restore(value)
+    if isinstance(value, dict):
+        return {k: _restore_args(v, redactor) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_restore_args(v, redactor) for v in value]
+    return value
+
+
 class OpenAIChatModel:
     """An OpenAI-compatible chat endpoint through langchain-openai's ``ChatOpenAI``.
 
@@ -250,6 +261,8 @@ class OpenAIChatModel:
         cache: optional response cache.
         merge_system: put system text into the first user turn (chat formats that drop system
             messages, such as the local Gemma server's).
+        redact_pii: replace phone numbers, e-mails, ID and card numbers and addresses with
+            placeholders before sending, and put them back into the answer (retrieval/pii.py).
     """
 
     def __init__(
@@ -267,9 +280,11 @@ class OpenAIChatModel:
         merge_system: bool = False,
         provider: str = "openai",
         sleep: Callable[[float], None] = time.sleep,
+        redact_pii: bool = False,
     ) -> None:
         """Configure the model; the HTTP client is created lazily on first use."""
         self.name = model
+        self.redact_pii = redact_pii
         self.provider = provider
         self.base_url = base_url
         self.endpoint = base_url or "https://api.openai.com/v1"
@@ -334,6 +349,17 @@ class OpenAIChatModel:
 
     def complete(self, req: ChatRequest) -> ChatResult:
         """Answer one request, with cache, breaker, deadline and transport retries."""
+        if not self.redact_pii:
+            return self._complete(req)
+        redactor = Redactor()
+        msgs = [m.model_copy(update={"content": redactor.redact(m.content)}) for m in req.messages]
+        result = self._complete(req.model_copy(update={"messages": msgs}))
+        return result.model_copy(update={
+            "content": redactor.restore(result.content),
+            "tool_calls": [c.model_copy(update={"args": _restore_args(c.args, redactor)}) for c in result.tool_calls],
+        })  # fmt: skip
+
+    def _complete(self, req: ChatRequest) -> ChatResult:
         key = None
         if self.cache is not None:
             key = ResponseCache.key(self.name, self.endpoint, req, self.temperature)

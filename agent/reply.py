@@ -191,6 +191,8 @@ class Replier:
             for res in h.resolutions:
                 if res["outcome"] != "resolved" or sim < MIN_SIMILARITY:
                     continue
+                if strip_instructions(f"{res['reply']}\n{res['action']}\n{res.get('compensation') or ''}")[1]:
+                    continue  # a resolution record carrying instructions is not evidence to copy from
                 ev = Evidence(resolution_id=res["id"], feedback_id=h.id, similarity=round(sim, 4), outcome=res["outcome"],
                               action=res["action"], reply=res["reply"], compensation=res.get("compensation"),
                               feedback_text=h.text, language=language_of(res["reply"]))  # fmt: skip

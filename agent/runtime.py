@@ -17,7 +17,8 @@ from retrieval.text import Embedder, HashEmbedding, OpenAIEndpointEmbedding
 def make_embedder(settings: Settings) -> Embedder:
     """The configured embedding function (local hash by default)."""
     if settings.embedding == "openai":
-        return OpenAIEndpointEmbedding(model=settings.embedding_model, base_url=settings.embedding_base_url)
+        return OpenAIEndpointEmbedding(model=settings.embedding_model, base_url=settings.embedding_base_url,
+                                       redact_pii=settings.redacts_for(settings.embedding_base_url))
     return HashEmbedding(dim=settings.embedding_dim)
 
 
@@ -63,6 +64,7 @@ def make_chat_model(settings: Settings) -> ChatModel | None:
         base_url = settings.llm_base_url or LocalServer(settings.home).ensure()
         # The Gemma chat format drops system messages: instructions go into the user turn.
         return OpenAIChatModel(settings.llm_model or MODEL_ALIAS, base_url=base_url, merge_system=True,
-                               provider="local", **common)  # fmt: skip
+                               provider="local", redact_pii=settings.redacts_for(base_url), **common)  # fmt: skip
     base_url = settings.llm_base_url or os.environ.get("OPENAI_BASE_URL")
-    return OpenAIChatModel(settings.llm_model or "gpt-4o-mini", base_url=base_url, provider="openai", **common)
+    return OpenAIChatModel(settings.llm_model or "gpt-4o-mini", base_url=base_url, provider="openai",
+                           redact_pii=settings.redacts_for(base_url), **common)  # fmt: skip

@@ -178,9 +178,11 @@ class OpenAIEndpointEmbedding(EmbeddingFunction[Documents]):
     The API key is read from ``OPENAI_API_KEY`` at call time and never stored in the config.
     """
 
-    def __init__(self, model: str, base_url: str | None = None, batch_size: int = 256) -> None:
-        """Configure the endpoint; the client is created lazily on first use."""
+    def __init__(self, model: str, base_url: str | None = None, batch_size: int = 256, redact_pii: bool = False) -> None:
+        """Configure the endpoint; the client is created lazily on first use. With ``redact_pii``
+        personal data is replaced by placeholders before texts are sent."""
         self.model = model
+        self.redact_pii = redact_pii
         self.base_url = base_url
         self.batch_size = batch_size
         self._client: Any = None
@@ -195,6 +197,10 @@ class OpenAIEndpointEmbedding(EmbeddingFunction[Documents]):
     def __call__(self, input: Documents) -> Embeddings:  # noqa: A002
         """Embed documents through the endpoint, in batches."""
         vectors: list[np.ndarray] = []
+        if self.redact_pii:
+            from retrieval.pii import redact
+
+            input = [redact(t) for t in input]  # noqa: A001
         for i in range(0, len(input), self.batch_size):
             resp = self._get_client().embeddings.create(
                 model=self.model, input=list(input[i : i + self.batch_size])

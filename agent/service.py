@@ -1,0 +1,428 @@
+"""The HTTP service: the CLI's capabilities as a JSON API (FastAPI, OpenAPI docs at /docs).
+
+One store is opened for the process. Every request gets its own chat model (its own deadline);
+work runs in worker threads and is cut off after ``request_timeout`` seconds (504). Requests
+carry an API key (``Authorization: Bearer``) when keys are configured; with none configured the
+``serve`` command binds loopback only. Bodies above ``max_request_bytes`` get 413, invalid input
+422 with the fields named, user errors 400, an unreachable store 503. Each request is logged as
+one JSON line on stderr (time, request id, method, path, status, milliseconds, which path served).
+
+Ingest through ``POST /v1/feedback`` takes the same writer lock as the ``ingest`` command, so
+concurrent ingests (HTTP or CLI) into one home queue and lose nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import sys
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import anyio
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from agent.ask import Answer, Asker, Conversation
+from agent.classify import Classification, Classifier
+from agent.config import Settings
+from agent.errors import USER_ERRORS
+from agent.reply import Replier, ReplyDraft
+from agent.runtime import make_chat_model, open_store, taxonomy_of, zone_of
+from agent.tools import Analytics
+from retrieval.errors import RowError, StoreError
+from retrieval.ingest import home_lock
+from retrieval.records import Feedback, parse_datetime, parse_feedback
+from retrieval.search import Hit, Searcher, SearchFilters
+
+MAX_TEXT = 10_000
+MAX_BATCH = 500
+MAX_RECORDS = 1_000
+MAX_CONVERSATIONS = 1_000
+
+log = logging.getLogger("feedback_agent.http")
+
+
+# --------------------------------------------------------------------------- request bodies
+
+
+class ClassifyRequest(BaseModel):
+    """One text or a batch."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str | None = Field(None, min_length=1, max_length=MAX_TEXT)
+    texts: list[str] | None = Field(None, min_length=1, max_length=MAX_BATCH)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> ClassifyRequest:
+        if (self.text is None) == (self.texts is None):
+            raise ValueError("give either 'text' or 'texts'")
+        for t in [self.text] if self.text is not None else self.texts or []:
+            if not t.strip():
+                raise ValueError("a text is empty")
+            if len(t) > MAX_TEXT:
+                raise ValueError(f"a text is longer than {MAX_TEXT} characters")
+        return self
+
+
+class ReplyRequest(BaseModel):
+    """A customer message to answer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, max_length=MAX_TEXT)
+    customer: str | None = Field(None, max_length=100)
+    order_id: str | None = Field(None, max_length=200)
+
+
+class AskRequest(BaseModel):
+    """A question, optionally in a conversation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    question: str = Field(min_length=1, max_length=2000)
+    as_of: str | None = Field(None, description="Reference time (date or timestamp); default now.")
+    conversation_id: str | None = Field(None, max_length=100, description="Continue a conversation.")
+
+
+class AskResponse(Answer):
+    """An answer and the conversation it belongs to."""
+
+    conversation_id: str
+
+
+class FeedbackBatch(BaseModel):
+    """Feedback records to ingest (the same fields as a CSV row)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    records: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_RECORDS)
+
+
+class IngestResult(BaseModel):
+    """What an ingest request did."""
+
+    added: list[str]
+    updated: list[str]
+    unchanged: list[str]
+    rejected: list[dict[str, Any]]
+
+
+# --------------------------------------------------------------------------- state
+
+
+class _ClassifierHolder:
+    """One fitted classifier for the process, refitted in the background when labels change."""
+
+    def __init__(self, store: Any, taxonomy: Any) -> None:
+        self.store, self.taxonomy = store, taxonomy
+        self.current = Classifier(store, taxonomy)
+        self.current.trained()
+        self.version = store.labels_version()
+        self._lock = threading.Lock()
+        self._refitting = False
+
+    def get(self) -> Classifier:
+        version = self.store.labels_version()
+        if version != self.version:
+            with self._lock:
+                if not self._refitting and version != self.version:
+                    self._refitting = True
+                    threading.Thread(target=self._refit, args=(version,), daemon=True).start()
+        return self.current
+
+    def _refit(self, version: int) -> None:
+        try:
+            fresh = Classifier(self.store, self.taxonomy)
+            fresh.trained()
+            self.current, self.version = fresh, version
+        finally:
+            self._refitting = False
+
+
+class _Conversations:
+    """Conversations by id, least recently used dropped beyond a bound."""
+
+    def __init__(self) -> None:
+        self._items: OrderedDict[str, Conversation] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, cid: str | None) -> tuple[str, Conversation]:
+        with self._lock:
+            if cid and cid in self._items:
+                self._items.move_to_end(cid)
+                return cid, self._items[cid]
+            cid = cid or uuid.uuid4().hex
+            convo = self._items[cid] = Conversation()
+            while len(self._items) > MAX_CONVERSATIONS:
+                self._items.popitem(last=False)
+            return cid, convo
+
+
+# --------------------------------------------------------------------------- app
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The FastAPI application for one home."""
+    state: dict[str, Any] = {}
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> Any:
+        store = open_store(settings)
+        tax = taxonomy_of(settings)
+        state.update(store=store, taxonomy=tax, zone=zone_of(settings), conversations=_Conversations(),
+                     classifier=_ClassifierHolder(store, tax))  # fmt: skip
+        try:
+            yield
+        finally:
+            store.close()
+
+    app = FastAPI(title="feedback-agent", version="0.1.0", lifespan=lifespan,
+                  description="Customer-feedback agent: ingest, classify, reply, ask, search and weekly reports. "
+                              "Send `Authorization: Bearer <key>` when the server has API keys.")  # fmt: skip
+    app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
+    keys = settings.api_key_list()
+
+    def auth(request: Request) -> None:
+        if not keys:
+            return
+        header = request.headers.get("authorization", "")
+        token = header[7:].strip() if header.lower().startswith("bearer ") else ""
+        if not token or not any(hmac.compare_digest(token, k) for k in keys):
+            raise HTTPException(401, "missing or invalid API key (Authorization: Bearer <key>)",
+                                headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+
+    async def run(request: Request, fn: Callable[[], Any]) -> Any:
+        """Run blocking work in a worker thread, bounded by the request timeout."""
+        try:
+            return await asyncio.wait_for(anyio.to_thread.run_sync(fn), timeout=settings.request_timeout)
+        except TimeoutError:
+            raise HTTPException(504, f"the request took longer than {settings.request_timeout:g} s") from None
+
+    # ------------------------------------------------------------------ middleware
+    @app.middleware("http")
+    async def limits_and_logs(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        rid = request.headers.get("x-request-id") or uuid.uuid4().hex[:12]
+        request.state.rid = rid
+        request.state.served_by = None
+        started = time.perf_counter()
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > settings.max_request_bytes):
+            response: Response = _error(413, f"request body larger than {settings.max_request_bytes} bytes")
+        else:
+            response = await call_next(request)
+        response.headers["x-request-id"] = rid
+        if request.state.served_by:
+            response.headers["x-served-by"] = request.state.served_by
+        _log({"request_id": rid, "method": request.method, "path": request.url.path, "status": response.status_code,
+              "ms": round((time.perf_counter() - started) * 1000, 1), "served_by": request.state.served_by,
+              "client": request.client.host if request.client else None})  # fmt: skip
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        details = [{"field": "body" if e.get("type") == "json_invalid" else
+                    ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body",
+                    "message": "not valid JSON" if e.get("type") == "json_invalid" else
+                    str(e.get("msg", "")).removeprefix("Value error, ")} for e in exc.errors()]  # fmt: skip
+        summary = "; ".join(f"{d['field']}: {d['message']}" for d in details[:5])
+        return JSONResponse({"error": f"invalid request: {summary}", "details": details}, status_code=422)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(StoreError)
+    async def store_error(_request: Request, exc: StoreError) -> JSONResponse:
+        return _error(503, f"store unavailable: {exc}")
+
+    @app.exception_handler(Exception)
+    async def user_or_internal(_request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, USER_ERRORS):
+            return _error(400, str(exc).splitlines()[0])
+        log.exception("internal error")
+        return _error(500, "internal error (logged)")
+
+    # ------------------------------------------------------------------ routes
+    @app.get("/healthz", tags=["service"])
+    async def healthz() -> dict[str, Any]:
+        """Liveness and record counts (no key needed)."""
+        store = state["store"]
+        return {"status": "ok", "feedback": store.count("feedback"), "resolutions": store.count("resolution"),
+                "llm": settings.llm_provider}  # fmt: skip
+
+    @app.post("/v1/classify", dependencies=[Depends(auth)], tags=["agent"],
+              response_model=Classification | list[Classification])  # fmt: skip
+    async def classify(body: ClassifyRequest, request: Request) -> Any:
+        """The same object as `classify --json` for `{"text"}`, a list for `{"texts"}`."""
+        def work() -> Any:
+            clf = state["classifier"].get().with_model(make_chat_model(settings))
+            results = clf.classify([body.text] if body.text is not None else list(body.texts or []))
+            request.state.served_by = ",".join(sorted({r.path for r in results}))
+            return results[0] if body.text is not None else results
+
+        return await run(request, work)
+
+    @app.post("/v1/reply", dependencies=[Depends(auth)], tags=["agent"], response_model=ReplyDraft)
+    async def reply(body: ReplyRequest, request: Request) -> Any:
+        """A reply draft grounded in cited past resolutions."""
+        def work() -> ReplyDraft:
+            model = make_chat_model(settings)
+            clf = state["classifier"].get().with_model(None)
+            draft = Replier(state["store"], state["taxonomy"], model, classifier=clf).draft(
+                body.text, customer=body.customer, order_id=body.order_id)
+            request.state.served_by = draft.path
+            return draft
+
+        return await run(request, work)
+
+    @app.post("/v1/ask", dependencies=[Depends(auth)], tags=["agent"], response_model=AskResponse)
+    async def ask(body: AskRequest, request: Request) -> Any:
+        """Answer a question; pass the returned conversation_id to continue ("and the week before?")."""
+        as_of = _as_of(body.as_of, state["zone"])
+        cid, convo = state["conversations"].get(body.conversation_id)
+
+        def work() -> AskResponse:
+            asker = Asker(Analytics(state["store"], as_of, state["zone"]), state["taxonomy"], make_chat_model(settings),
+                          max_steps=settings.ask_max_steps)  # fmt: skip
+            answer = asker.ask(body.question, convo)
+            request.state.served_by = answer.path
+            return AskResponse(**answer.model_dump(), conversation_id=cid)
+
+        return await run(request, work)
+
+    @app.get("/v1/similar", dependencies=[Depends(auth)], tags=["search"], response_model=list[Hit])
+    async def similar(
+        request: Request,
+        q: str = Query(min_length=1, max_length=MAX_TEXT, description="Text to find similar cases for."),
+        k: int = Query(5, ge=1, le=200),
+        kind: Literal["feedback", "resolution"] = "feedback",
+        days: int | None = Query(None, ge=1, le=3660),
+        as_of: str | None = None,
+        category: str | None = None,
+        channel: str | None = None,
+        product: str | None = None,
+        carrier: str | None = None,
+    ) -> Any:
+        """Hybrid similar-case search with filters."""
+        now = _as_of(as_of, state["zone"])
+        if category is not None:
+            norm = state["taxonomy"].normalize("categories", category)
+            if norm is None:
+                raise HTTPException(422, f"category {category!r} is not in the taxonomy")
+            category = norm
+        from datetime import timedelta
+
+        filters = SearchFilters(since=now - timedelta(days=days) if days else None, until=now if days else None,
+                                category=category, channel=channel, product=product, carrier=carrier)  # fmt: skip
+        return await run(request, lambda: Searcher(state["store"]).search(q, k=k, kind=kind, filters=filters))
+
+    @app.post("/v1/feedback", dependencies=[Depends(auth)], tags=["ingest"], response_model=IngestResult)
+    async def feedback(body: FeedbackBatch, request: Request) -> Any:
+        """Ingest feedback records (batch); bad rows come back in `rejected` with the reason."""
+        def work() -> IngestResult:
+            now = datetime.now(UTC)
+            good: list[Feedback] = []
+            rejected: list[dict[str, Any]] = []
+            seen: set[str] = set()
+            for i, raw in enumerate(body.records):
+                try:
+                    rec = parse_feedback({str(k): v for k, v in raw.items()}, zone=state["zone"], imported_at=now,
+                                         taxonomy=state["taxonomy"])  # fmt: skip
+                except RowError as exc:
+                    rejected.append({"index": i, "id": raw.get("id"), "reason": str(exc)})
+                    continue
+                if rec.id in seen:
+                    rejected.append({"index": i, "id": rec.id, "reason": "duplicate id in this request"})
+                    continue
+                seen.add(rec.id)
+                good.append(rec)
+            store = state["store"]
+            result = None
+            if good:
+                with home_lock(store.home):
+                    result = store.upsert("feedback", good, now, label=state["classifier"].get().labeler)
+            return IngestResult(added=result.added if result else [], updated=result.updated if result else [],
+                                unchanged=result.unchanged if result else [], rejected=rejected)  # fmt: skip
+
+        return await run(request, work)
+
+    @app.get("/v1/reports/{week}", dependencies=[Depends(auth)], tags=["reports"])
+    async def weekly_report(request: Request, week: str, lang: Literal["zh", "en"] = "zh",
+                            format: Literal["json", "md", "html"] = "json") -> Any:  # noqa: A002
+        """The weekly report for an ISO week (e.g. 2026-W47) as JSON, Markdown or self-contained HTML."""
+        from agent.report import build_report, render_html, render_markdown
+
+        def work() -> Any:
+            try:
+                r = build_report(state["store"], state["taxonomy"], state["zone"], week.upper(), lang=lang,
+                                 model=make_chat_model(settings), charts=format != "json")  # fmt: skip
+            except ValueError as exc:
+                raise HTTPException(422, str(exc)) from None
+            request.state.served_by = r.summary_path
+            if format == "html":
+                return HTMLResponse(render_html(r))
+            if format == "md":
+                return PlainTextResponse(render_markdown(r), media_type="text/markdown; charset=utf-8")
+            return JSONResponse(r.model_dump(mode="json", exclude={"charts"}))
+
+        return await run(request, work)
+
+    return app
+
+
+class BodyLimit:
+    """ASGI middleware: a body streamed without Content-Length is counted as it arrives (413)."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        received = 0
+
+        async def limited() -> Any:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise HTTPException(413, f"request body larger than {self.limit} bytes")
+            return message
+
+        await self.app(scope, limited, send)
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _as_of(value: str | None, zone: Any) -> datetime:
+    if not value:
+        return datetime.now(UTC)
+    try:
+        if len(value.strip()) == 10:
+            from datetime import date, time
+
+            return datetime.combine(date.fromisoformat(value.strip()), time.max, tzinfo=zone)
+        return parse_datetime(value, zone)
+    except ValueError as exc:
+        raise HTTPException(422, f"as_of {value!r} is not a date ({exc})") from None
+
+
+def _log(fields: dict[str, Any]) -> None:
+    record = {"ts": datetime.now(UTC).isoformat(timespec="milliseconds"), "level": "info", "event": "request", **fields}
+    sys.stderr.write(json.dumps(record, ensure_ascii=False) + "\n")
