@@ -95,3 +95,31 @@ def test_reply_stays_above_its_thresholds(sample_store: Store) -> None:
     assert below_thresholds(result, load_thresholds(THRESHOLDS, dataset)) == [], result["failures"]
     # a maximum is a maximum
     assert below_thresholds({"metrics": {"reply": {"policy_violations": 1}}}, {"reply": {"policy_violations": 0}})
+
+
+def test_reply_eval_adds_an_llm_judge_score_when_a_model_is_configured(sample_store: Store, tmp_path: Path) -> None:
+    """Scripted model (logic test): drafts fail validation and fall back; the judge's scores average."""
+    from agent.llm import FakeChatModel
+    from evals.harness import eval_reply
+
+    rows = tmp_path / "two.jsonl"
+    rows.write_text("\n".join(json.dumps({"text": t}, ensure_ascii=False) for t in ("快递一个星期了还没到", "包装破了")) + "\n",
+                    encoding="utf-8")  # fmt: skip
+    from agent.llm import ChatRequest, ChatResult
+
+    class Scripted(FakeChatModel):
+        """Drafts come back invalid; the judge scores 4, then 2."""
+
+        scores = [4, 2]
+
+        def complete(self, req: ChatRequest) -> ChatResult:
+            if "grade a customer-service reply" in req.messages[-1].content:
+                return ChatResult(content=json.dumps({"score": self.scores.pop(0), "reason": "-"}))
+            return ChatResult(content="not json")
+
+    model = Scripted()
+    result = eval_reply(dataset=rows, store=sample_store, taxonomy=load_taxonomy(), model=model)
+    m = result["metrics"]["reply"]
+    assert result["paths"] == {"template": 2} and m["policy_violations"] == 0
+    assert "judge_reply@v1" in result["prompt_versions"]
+    assert m["llm_judge_1_5"] == 3.0, result

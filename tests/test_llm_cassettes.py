@@ -108,3 +108,24 @@ def test_ask_with_a_real_model_keeps_the_figures_right(local_model: OpenAIChatMo
     else:
         assert answer.fallback_reason and "26" in answer.answer
         assert answer.tool_calls[0].result["total_current"] == 26
+
+
+@pytest.mark.vcr
+def test_reply_with_a_real_model_is_post_checked(local_model: OpenAIChatModel, sample_store) -> None:
+    """The reply prompt against the real server: whatever the small model drafts is checked, and
+    a draft that promises what no cited resolution holds (or cites nothing) is never returned.
+    Recorded: json_schema is refused (HTTP 500), function calling answers; Gemma 270M copies the
+    evidence's coupon promise but cites the id "1", so the draft is rejected, re-asked once,
+    rejected again, and the template draft is returned with the reason."""
+    from agent.reply import Replier, check_draft
+    from retrieval.taxonomy import load_taxonomy
+
+    draft = Replier(sample_store, load_taxonomy(), local_model).draft(
+        "快递一个星期了还没到，物流信息一直不更新", customer="陈女士", order_id="2611230001")
+    assert local_model.usage.calls >= 1 and draft.evidence
+    promises, problems = check_draft(draft.reply, draft.evidence, draft.citations, draft.language)
+    assert problems == [] and all(p.supported_by for p in promises)
+    if draft.path == "llm":
+        assert draft.citations and draft.prompt_version == "reply@v1"
+    else:
+        assert draft.fallback_reason and draft.reply.startswith("陈女士您好")
