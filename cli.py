@@ -799,7 +799,8 @@ def _finish_eval(settings: Settings, task: str, dataset: Path, result: dict[str,
         table.add_column("field")
         table.add_column("metrics")
         for field, m in record["metrics"].items():
-            scalars = "  ".join(f"{k} {v:.3f}" for k, v in m.items() if isinstance(v, float))
+            scalars = "  ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in m.items()
+                                if isinstance(v, int | float) and not isinstance(v, bool))  # fmt: skip
             worst = (m.get("top_confusions") or [None])[0]
             if worst:
                 scalars += f"  worst: {worst['gold']} -> {worst['pred']} x{worst['count']}"
@@ -860,11 +861,23 @@ def eval_ask_cmd(
     llm_model: LlmModelOpt = None,
 ) -> None:
     """Ask each question and check that the expected figures are in the tool results and the answer."""
-    from agent.runtime import make_chat_model, make_embedder
-    from evals.harness import eval_ask, store_for
+    from evals.harness import eval_ask
 
     settings = _settings(home=home, chroma_url=chroma_url, db_url=db_url, taxonomy=taxonomy, llm=llm,
                          llm_base_url=llm_base_url, llm_model=llm_model, llm_cache=True)  # fmt: skip
+    result = _eval_on_store(settings, "ask", dataset, history_from, None, eval_ask, limit, history, thresholds, json_)
+    if not json_:
+        for f in result["failures"][:10]:
+            out.print(f"  failed {f['id']}: {_short(f['question'], 60)}  expected {f['expected']}"
+                      f"  (in tools: {f['in_tools']}, in answer: {f['in_answer']})", markup=False)  # fmt: skip
+
+
+def _eval_on_store(settings: Settings, task: str, dataset: Path, history_from: Path | None, resolutions_from: Path | None,
+                   run: Any, limit: int | None, history: Path | None, thresholds: Path | None, json_: bool) -> dict[str, Any]:  # fmt: skip
+    """Run an eval task on the configured store, or on a temporary one holding ``history_from``."""
+    from agent.runtime import make_chat_model, make_embedder
+    from evals.harness import store_for
+
     with _user_errors(settings):
         if not dataset.exists():
             raise ConfigError(f"dataset not found: {dataset}")
@@ -874,22 +887,23 @@ def eval_ask_cmd(
         try:
             with store_for(store, history_from, embedder=make_embedder(settings), taxonomy=tax,
                            zone=zone_of(settings)) as used:  # fmt: skip
+                if resolutions_from is not None:
+                    ingest_file(used, resolutions_from, kind="resolution", zone=zone_of(settings), now=datetime.now(UTC))
                 bar = _progress(not json_, unit_bytes=False)
-                task = bar.add_task(f"eval ask {dataset.name}", total=None)
+                progress_task = bar.add_task(f"eval {task} {dataset.name}", total=None)
                 with bar:
                     try:
-                        result = eval_ask(dataset=dataset, store=used, taxonomy=tax, zone=zone_of(settings), model=model,
-                                          limit=limit, progress=lambda d, t: bar.update(task, completed=d, total=t))  # fmt: skip
+                        result: dict[str, Any] = run(
+                            dataset=dataset, store=used, taxonomy=tax, model=model, limit=limit,
+                            progress=lambda d, t: bar.update(progress_task, completed=d, total=t),
+                            **({"zone": zone_of(settings)} if task == "ask" else {}))  # fmt: skip
                     except (ValueError, json.JSONDecodeError) as exc:
                         raise ConfigError(f"{dataset.name}: {exc}") from None
         finally:
             if store is not None:
                 store.close()
-        _finish_eval(settings, "ask", dataset, result, model, history, thresholds, json_)
-        if not json_:
-            for f in result["failures"][:10]:
-                out.print(f"  failed {f['id']}: {_short(f['question'], 60)}  expected {f['expected']}"
-                          f"  (in tools: {f['in_tools']}, in answer: {f['in_answer']})", markup=False)  # fmt: skip
+        _finish_eval(settings, task, dataset, result, model, history, thresholds, json_)
+    return result
 
 
 @eval_app.command("reply")
@@ -910,36 +924,13 @@ def eval_reply_cmd(
     llm_model: LlmModelOpt = None,
 ) -> None:
     """Draft replies and score language match, citations, groundedness, policy and review flags."""
-    from agent.runtime import make_chat_model, make_embedder
-    from evals.harness import eval_reply, store_for
+    from evals.harness import eval_reply
 
     settings = _settings(home=home, chroma_url=chroma_url, db_url=db_url, taxonomy=taxonomy, llm=llm,
                          llm_base_url=llm_base_url, llm_model=llm_model, llm_cache=True)  # fmt: skip
     if resolutions_from is not None and history_from is None:
         raise typer.BadParameter("--resolutions-from needs --history-from", param_hint="--resolutions-from")
-    with _user_errors(settings):
-        if not dataset.exists():
-            raise ConfigError(f"dataset not found: {dataset}")
-        tax = taxonomy_of(settings)
-        model = make_chat_model(settings)
-        store = None if history_from else open_store(settings)
-        try:
-            with store_for(store, history_from, embedder=make_embedder(settings), taxonomy=tax,
-                           zone=zone_of(settings)) as used:  # fmt: skip
-                if resolutions_from is not None:
-                    ingest_file(used, resolutions_from, kind="resolution", zone=zone_of(settings), now=datetime.now(UTC))
-                bar = _progress(not json_, unit_bytes=False)
-                task = bar.add_task(f"eval reply {dataset.name}", total=None)
-                with bar:
-                    try:
-                        result = eval_reply(dataset=dataset, store=used, taxonomy=tax, model=model, limit=limit,
-                                            progress=lambda d, t: bar.update(task, completed=d, total=t))  # fmt: skip
-                    except (ValueError, json.JSONDecodeError) as exc:
-                        raise ConfigError(f"{dataset.name}: {exc}") from None
-        finally:
-            if store is not None:
-                store.close()
-        _finish_eval(settings, "reply", dataset, result, model, history, thresholds, json_)
+    _eval_on_store(settings, "reply", dataset, history_from, resolutions_from, eval_reply, limit, history, thresholds, json_)
 
 
 @eval_app.command("compare")

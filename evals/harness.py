@@ -348,6 +348,10 @@ def load_thresholds(path: Path, dataset: Path) -> dict[str, Any]:
     return dict(data.get(dataset.name, {}))
 
 
+TABLE_METRICS = {"accuracy", "macro_f1", "mrr", "exact_in_tools", "exact_in_answer", "language_match",
+                 "citation_validity", "groundedness", "policy_violations", "review_recall", "llm_judge_1_5"}
+
+
 def markdown_table(runs: list[dict[str, Any]]) -> str:
     """The latest run per (task, dataset) as a Markdown table, for the README."""
     latest: dict[tuple[str, str], dict[str, Any]] = {}
@@ -357,8 +361,9 @@ def markdown_table(runs: list[dict[str, Any]]) -> str:
     for (task, dataset), r in sorted(latest.items()):
         parts = []
         for field, m in r.get("metrics", {}).items():
-            scalars = ", ".join(f"{k} {v:.3f}" for k, v in m.items()
-                                if isinstance(v, float) and (k in ("accuracy", "macro_f1", "mrr") or k.startswith("hit@")))  # fmt: skip
+            scalars = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in m.items()
+                                if isinstance(v, int | float) and not isinstance(v, bool) and k in TABLE_METRICS
+                                or k.startswith("hit@"))  # fmt: skip
             parts.append(f"{field}: {scalars}")
         if "invalid_labels" in r:
             parts.append(f"invalid labels {r['invalid_labels']}")

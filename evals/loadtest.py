@@ -24,6 +24,7 @@ import time
 from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -39,10 +40,27 @@ ROOT = Path(__file__).resolve().parent.parent
 KEY = "load-test-key"
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port nothing listens on, on loopback."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def start_server(env: dict[str, str], stderr: Any = subprocess.DEVNULL) -> tuple[subprocess.Popen[Any], str]:
+    """Start `feedback-agent serve` on a free loopback port and wait until /healthz answers."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-c", "from cli import main; main()", "serve", "--port", str(port)],
+                            cwd=ROOT, env={**os.environ, **env}, stderr=stderr, text=True)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            time.sleep(0.2)
+    proc.terminate()
+    raise RuntimeError("the server did not come up within 60 s")
 
 
 def _pcts(ms: list[float]) -> dict[str, float]:
@@ -69,19 +87,10 @@ def main() -> None:
         ingest_file(store, SAMPLE_DIR / "feedback.csv", taxonomy=load_taxonomy(), zone=zone, now=datetime.now(UTC))
         ingest_file(store, SAMPLE_DIR / "resolutions.csv", kind="resolution", zone=zone, now=datetime.now(UTC))
         store.close()
-        port = _free_port()
-        env = {**os.environ, "FEEDBACK_AGENT_HOME": str(home), "FEEDBACK_AGENT_API_KEYS": KEY, "FEEDBACK_AGENT_LLM": "none"}
-        server = subprocess.Popen([sys.executable, "-c", "from cli import main; main()", "serve", "--port", str(port)],
-                                  cwd=ROOT, env=env, stderr=subprocess.DEVNULL)  # fmt: skip
-        url = f"http://127.0.0.1:{port}"
+        server, url = start_server({"FEEDBACK_AGENT_HOME": str(home), "FEEDBACK_AGENT_API_KEYS": KEY,
+                                    "FEEDBACK_AGENT_LLM": "none"})  # fmt: skip
         headers = {"Authorization": f"Bearer {KEY}"}
         try:
-            for _ in range(300):
-                try:
-                    if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.2)
             before = httpx.get(f"{url}/healthz").json()["feedback"]
             lat: dict[str, list[float]] = defaultdict(list)
             errors: dict[str, list[str]] = defaultdict(list)

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -19,6 +15,7 @@ from typer.testing import CliRunner
 from agent.config import load_settings
 from agent.service import create_app
 from cli import app as cli_app
+from evals.loadtest import free_port, start_server
 from retrieval.ingest import ingest_file
 from retrieval.sample_data import SAMPLE_DIR
 from retrieval.store import Store
@@ -165,25 +162,10 @@ def test_injection_set_changes_no_label_no_promise_no_answer(client: TestClient,
             assert all(p["supported_by"] for p in draft["promises"])
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_serve_on_loopback_for_real(home: Path, tmp_path: Path) -> None:
-    port = _free_port()
-    env = {**os.environ, "FEEDBACK_AGENT_API_KEYS": "k-real", "FEEDBACK_AGENT_HOME": str(home)}
-    proc = subprocess.Popen([sys.executable, "-c", "from cli import main; main()", "serve", "--port", str(port)],
-                            cwd=Path(__file__).resolve().parent.parent, env=env, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc, url = start_server({"FEEDBACK_AGENT_API_KEYS": "k-real", "FEEDBACK_AGENT_HOME": str(home)},
+                             stderr=subprocess.PIPE)  # fmt: skip
     try:
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(100):
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
         res = httpx.post(f"{url}/v1/classify", json={"text": "包装破了"}, headers={"Authorization": "Bearer k-real"}, timeout=30)
         assert res.status_code == 200 and res.json()["category"] == "packaging" and res.headers["x-request-id"]
         assert httpx.post(f"{url}/v1/classify", json={"text": "x"}, timeout=10).status_code == 401
@@ -198,12 +180,12 @@ def test_serve_on_loopback_for_real(home: Path, tmp_path: Path) -> None:
 def test_serve_refuses_public_bind_without_keys_and_a_dead_chroma(tmp_path: Path) -> None:
     res = CliRunner().invoke(cli_app, ["serve", "--host", "0.0.0.0"])
     assert res.exit_code == 1 and "refusing to bind 0.0.0.0 without API keys" in res.stderr
-    dead = CliRunner().invoke(cli_app, ["serve", "--chroma-url", f"http://127.0.0.1:{_free_port()}"])
+    dead = CliRunner().invoke(cli_app, ["serve", "--chroma-url", f"http://127.0.0.1:{free_port()}"])
     assert dead.exit_code == 1 and "error:" in dead.stderr and "Traceback" not in dead.stderr
 
 
 def test_llm_down_or_malformed_falls_back_and_says_so(home: Path) -> None:
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     settings = load_settings(home=home, llm="openai", llm_base_url=f"http://127.0.0.1:{port}/v1", llm_max_retries=1,
                              llm_timeout=2, api_keys="k")  # fmt: skip
     with TestClient(create_app(settings)) as c:
