@@ -13,7 +13,7 @@ import shutil
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -29,7 +29,7 @@ from agent.errors import USER_ERRORS, ConfigError
 from agent.runtime import open_store, taxonomy_of, zone_of
 from retrieval.ingest import IngestSummary, ingest_file
 from retrieval.readers import parse_map_options
-from retrieval.records import parse_datetime
+from retrieval.records import parse_when
 from retrieval.sample_data import SAMPLE_AS_OF, SAMPLE_DIR
 from retrieval.search import Hit, Searcher, SearchFilters
 from retrieval.store import Kind
@@ -96,12 +96,8 @@ def _emit_json(data: Any) -> None:
 
 
 def _parse_when(value: str, settings: Settings, *, end_of_day: bool, option: str) -> datetime:
-    zone = zone_of(settings)
     try:
-        if len(value.strip()) == 10:  # a date: the whole day
-            day = date.fromisoformat(value.strip())
-            return datetime.combine(day, time.max if end_of_day else time.min, tzinfo=zone)
-        return parse_datetime(value, zone)
+        return parse_when(value, zone_of(settings), end_of_day=end_of_day)
     except ValueError as exc:
         raise typer.BadParameter(f"{value!r} is not a date ({exc})", param_hint=option) from None
 

@@ -42,7 +42,7 @@ from agent.runtime import make_chat_model, open_store, taxonomy_of, zone_of
 from agent.tools import Analytics
 from retrieval.errors import RowError, StoreError
 from retrieval.ingest import home_lock
-from retrieval.records import Feedback, parse_datetime, parse_feedback
+from retrieval.records import Feedback, parse_feedback, parse_when
 from retrieval.search import Hit, Searcher, SearchFilters
 
 MAX_TEXT = 10_000
@@ -414,11 +414,7 @@ def _as_of(value: str | None, zone: Any) -> datetime:
     if not value:
         return datetime.now(UTC)
     try:
-        if len(value.strip()) == 10:
-            from datetime import date, time
-
-            return datetime.combine(date.fromisoformat(value.strip()), time.max, tzinfo=zone)
-        return parse_datetime(value, zone)
+        return parse_when(value, zone)
     except ValueError as exc:
         raise HTTPException(422, f"as_of {value!r} is not a date ({exc})") from None
 

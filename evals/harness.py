@@ -417,7 +417,7 @@ def eval_ask(*, dataset: Path, store: Store, taxonomy: Taxonomy, zone: tzinfo, m
     """
     from agent.ask import Asker
     from agent.tools import Analytics
-    from retrieval.records import parse_datetime
+    from retrieval.records import parse_when
 
     rows = [json.loads(line) for line in dataset.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
     rows = [r for r in rows if r.get("question") and isinstance(r.get("expected"), list)][:limit]
@@ -431,8 +431,7 @@ def eval_ask(*, dataset: Path, store: Store, taxonomy: Taxonomy, zone: tzinfo, m
     started = time.perf_counter()
     for i, row in enumerate(rows, start=1):
         as_of_s = str(row.get("as_of") or "")
-        when = (datetime.combine(datetime.fromisoformat(as_of_s).date(), datetime.max.time(), tzinfo=zone)
-                if len(as_of_s) == 10 else parse_datetime(as_of_s, zone) if as_of_s else datetime.now(UTC))  # fmt: skip
+        when = parse_when(as_of_s, zone) if as_of_s else datetime.now(UTC)
         answer = Asker(Analytics(store, when, zone), taxonomy, model).ask(str(row["question"]))
         results = [c.result for c in answer.tool_calls if c.error is None]
         t_ok = all(figure_in_results(v, results) for v in row["expected"])

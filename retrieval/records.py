@@ -203,6 +203,19 @@ def parse_datetime(value: Any, zone: tzinfo) -> datetime:
     return parsed
 
 
+def parse_when(value: str, zone: tzinfo, *, end_of_day: bool = True) -> datetime:
+    """A user-given reference time: a bare date (YYYY-MM-DD) means that whole day, its end (as-of,
+    until) or its start (since); anything else is read by :func:`parse_datetime`.
+
+    Raises:
+        ValueError: not a date.
+    """
+    s = value.strip()
+    if len(s) == 10:
+        return datetime.combine(date.fromisoformat(s), time.max if end_of_day else time.min, tzinfo=zone)
+    return parse_datetime(s, zone)
+
+
 def _from_epoch(number: float) -> datetime:
     if number > 1e11:  # milliseconds
         number /= 1000.0
