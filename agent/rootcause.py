@@ -18,13 +18,11 @@ from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
-from sqlalchemy import and_, select
 
 from agent.ask import unsupported_numbers
 from agent.llm import ChatModel, Message, ToolTrace, complete_structured
 from agent.prompts import fence, load_prompt
 from agent.tools import Analytics, CompareInput, CountByInput, Filters, Window, evidence_ids
-from retrieval.store import feedback_table
 from retrieval.taxonomy import Taxonomy
 
 Lang = Literal["zh", "en"]
@@ -32,6 +30,7 @@ FACETS = ("carrier", "product", "channel", "region", "customer_tier")
 CONCENTRATION_SHARE = 0.4  # a value holding at least this share of the slice ...
 CONCENTRATION_LIFT = 1.3  # ... and this many times its share of all feedback concentrates it
 MAX_CLUSTER_RECORDS = 3000
+MAX_PAST_ACTION_RECORDS = 5000
 CLUSTER_DISTANCE = 0.55  # cosine distance, average linkage
 _LABEL_STOP = {"你好", "您好", "亲", "请", "谢谢", "thanks", "hello", "hi", "please", "麻烦", "一下", "说实话", "我想",
                "反映", "希望", "尽快", "处理", "太", "失望", "给个", "说法", "客服", "the", "and", "my", "is", "was", "it"}  # fmt: skip
@@ -142,10 +141,10 @@ def root_cause(analytics: Analytics, taxonomy: Taxonomy, *, category: str | None
             and res.with_value >= 5, example_ids=top.example_ids,
             runner_up=[{"value": g.value, "count": g.count, "share": g.share} for g in res.groups[1:]]))  # fmt: skip
     facets.sort(key=lambda f: (not f.concentrated, -(f.lift or 0) * f.share))
-    period = analytics.resolve(window)
-    clusters = _clusters(analytics, period, filters, vol.total_current)
+    ids = analytics.newest_ids(analytics.resolve(window), filters, MAX_PAST_ACTION_RECORDS)  # one query, newest first
+    clusters = _clusters(analytics, ids[:MAX_CLUSTER_RECORDS], vol.total_current)
     quotes = _quotes(analytics, clusters)
-    past = _past_actions(analytics, period, filters)
+    past = _past_actions(analytics, ids)
     words = _Words(lang, taxonomy)
     causes, actions = words.causes(category, product, vol, facets, clusters, past)
     result = RootCause(
@@ -166,16 +165,8 @@ def root_cause(analytics: Analytics, taxonomy: Taxonomy, *, category: str | None
 # --------------------------------------------------------------------------- clusters, quotes, past actions
 
 
-def _slice_ids(analytics: Analytics, period: Any, filters: Filters, limit: int) -> list[str]:
-    f = feedback_table.c
-    conds = analytics._where(period, filters)  # noqa: SLF001 - same module family, one where-builder
-    stmt = select(f.id).where(and_(*conds)).order_by(f.created_ts.desc(), f.id).limit(limit)
-    with analytics.store.engine.connect() as conn:
-        return [r[0] for r in conn.execute(stmt)]
-
-
-def _clusters(analytics: Analytics, period: Any, filters: Filters, total: int) -> list[Cluster]:
-    ids = _slice_ids(analytics, period, filters, MAX_CLUSTER_RECORDS)
+def _clusters(analytics: Analytics, ids: list[str], total: int) -> list[Cluster]:
+    """Clusters of the given records' stored embeddings (ids newest first)."""
     if len(ids) < 2:
         return []
     from sklearn.cluster import AgglomerativeClustering
@@ -218,8 +209,7 @@ def _quotes(analytics: Analytics, clusters: list[Cluster]) -> list[dict[str, Any
     return [{k: recs[c.quote_id].get(k) for k in keys} for c in clusters if c.quote_id in recs]
 
 
-def _past_actions(analytics: Analytics, period: Any, filters: Filters) -> list[PastAction]:
-    ids = _slice_ids(analytics, period, filters, 5000)
+def _past_actions(analytics: Analytics, ids: list[str]) -> list[PastAction]:
     links = analytics.store.resolutions_for(ids)
     by_action: dict[str, list[dict[str, Any]]] = {}
     for rows in links.values():

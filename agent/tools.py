@@ -208,6 +208,10 @@ class Analytics:
                              with_value=known, without_value=unknown, groups=groups,
                              other_groups=len(ordered) - len(shown))  # fmt: skip
 
+    def newest_ids(self, period: Period, filters: Filters, limit: int) -> list[str]:
+        """Ids of a slice's records, newest first (ties by id)."""
+        return self._examples(self._where(period, filters), limit)
+
     def _examples(self, conds: list[Any], n: int = EXAMPLES_PER_GROUP) -> list[str]:
         f = feedback_table.c
         stmt = select(f.id).where(and_(*conds)).order_by(f.created_ts.desc(), f.id).limit(n)
@@ -342,10 +346,7 @@ class Analytics:
                 if all(h.record.get(k) == v for k, v in extra.items()):
                     quotes.append(_quote(h.record))
         else:
-            f = feedback_table.c
-            stmt = select(f.id).where(and_(*self._where(period, args.filters))).order_by(f.created_ts.desc(), f.id).limit(args.k)
-            with self.store.engine.connect() as conn:
-                ids = [r[0] for r in conn.execute(stmt)]
+            ids = self.newest_ids(period, args.filters, args.k)
             recs = self.store.records("feedback", ids)
             quotes = [_quote(recs[i]) for i in ids if i in recs]
         return SearchOutput(query=args.query, period=period.describe(), filters=filt, quotes=quotes[: args.k])
