@@ -177,6 +177,7 @@ class Replier:
         self.taxonomy = taxonomy
         self.model = model
         self.classifier = classifier or Classifier(store, taxonomy)
+        self._facet_values: dict[str, list[str]] = {}
 
     def evidence(self, text: str, category: str | None, lang: Lang, k: int = MAX_EVIDENCE,
                  critical: bool = False) -> list[Evidence]:  # fmt: skip
@@ -261,9 +262,15 @@ class Replier:
             old = src.get(facet)
             if not old or old not in body:
                 continue
-            mentioned = next((v for v in _known_values(self.store, facet) if v and v in text), None)
+            mentioned = next((v for v in self._values(facet) if v in text), None)
             body = body.replace(old, mentioned or neutral[lang])
         return body
+
+    def _values(self, facet: str) -> list[str]:
+        """The store's values of a facet, longest first (so "智能保温杯 Pro" wins over "保温杯")."""
+        if facet not in self._facet_values:
+            self._facet_values[facet] = sorted(self.store.facet_values(facet), key=len, reverse=True)
+        return self._facet_values[facet]
 
     def _llm(self, result: ReplyDraft, text: str, customer: str | None, order_id: str | None) -> None:
         from agent.errors import AgentError
@@ -305,22 +312,6 @@ class Replier:
                                    Message(role="user", content="The draft was rejected: " + reason +
                                            ". Write it again following every rule.")]  # fmt: skip
         result.fallback_reason = reason
-
-
-_VALUES_CACHE: dict[tuple[int, str], list[str]] = {}
-
-
-def _known_values(store: Store, facet: str) -> list[str]:
-    from sqlalchemy import select
-
-    from retrieval.store import feedback_table
-
-    key = (id(store), facet)
-    if key not in _VALUES_CACHE:
-        col = feedback_table.c[facet]
-        with store.engine.connect() as conn:
-            _VALUES_CACHE[key] = sorted({r[0] for r in conn.execute(select(col).distinct()) if r[0]}, key=len, reverse=True)
-    return _VALUES_CACHE[key]
 
 
 def _issue(text: str, lang: Lang) -> str:

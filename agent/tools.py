@@ -177,10 +177,7 @@ class Analytics:
     def values(self, facet: str) -> list[str]:
         """Distinct values of a facet in the store, most frequent first (cached)."""
         if facet not in self._values:
-            col = feedback_table.c[facet]
-            stmt = select(col, func.count()).where(col.is_not(None)).group_by(col).order_by(func.count().desc())
-            with self.store.engine.connect() as conn:
-                self._values[facet] = [r[0] for r in conn.execute(stmt) if r[0]]
+            self._values[facet] = self.store.facet_values(facet)
         return self._values[facet]
 
     # ------------------------------------------------------------------ tools

@@ -642,6 +642,13 @@ class Store:
                 out.setdefault(row["feedback_id"], []).append(_row_dict(row))
         return out
 
+    def facet_values(self, facet: str) -> list[str]:
+        """Distinct non-empty values of a feedback field, most frequent first (ties by value)."""
+        col = feedback_table.c[facet]
+        stmt = select(col, func.count()).where(col.is_not(None)).group_by(col).order_by(func.count().desc(), col)
+        with self.engine.connect() as conn:
+            return [r[0] for r in conn.execute(stmt) if r[0]]
+
     def chroma_count(self, kind: Kind) -> int:
         """Vectors held by Chroma for ``kind`` (for consistency checks)."""
         return int(self.collection(kind).count())
