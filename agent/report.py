@@ -230,7 +230,7 @@ class _LLMSummary(BaseModel):
 
 
 def _llm_summary(r: WeeklyReport, model: ChatModel) -> None:
-    from agent.ask import unsupported_numbers
+    from agent.ask import question_language, unsupported_numbers
     from agent.errors import AgentError
 
     facts = r.model_dump(mode="json", include={"week", "period", "headline", "emerging", "top_issues"})
@@ -244,7 +244,7 @@ def _llm_summary(r: WeeklyReport, model: ChatModel) -> None:
         r.fallback_reason = f"LLM call failed: {exc}"
         return
     bad = unsupported_numbers(got.value.summary, [facts, r.executive_summary])
-    wrong_lang = (r.lang == "zh") != bool(re.search(r"[\u4e00-\u9fff]", got.value.summary))
+    wrong_lang = question_language(got.value.summary) != r.lang
     if bad or wrong_lang or not got.value.summary.strip():
         r.fallback_reason = ("numbers not in the facts: " + ", ".join(bad[:5])) if bad else "wrong language or empty"
         return

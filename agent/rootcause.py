@@ -12,14 +12,13 @@ computed facts and must cite record ids; a summary with a number no fact holds i
 from __future__ import annotations
 
 import json
-import re
 from collections import Counter
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
 
-from agent.ask import unsupported_numbers
+from agent.ask import question_language, unsupported_numbers
 from agent.llm import ChatModel, Message, ToolTrace, complete_structured
 from agent.prompts import fence, load_prompt
 from agent.tools import Analytics, CompareInput, CountByInput, Filters, Window, evidence_ids
@@ -331,7 +330,7 @@ def _llm_summary(result: RootCause, model: ChatModel, lang: Lang) -> None:
         i for p in result.past_actions for i in p.resolution_ids}
     cited = [i for i in got.value.cited_ids if i in known]
     bad_numbers = unsupported_numbers(got.value.summary, [facts])
-    wrong_lang = (lang == "zh") != bool(re.search(r"[\u4e00-\u9fff]", got.value.summary))
+    wrong_lang = question_language(got.value.summary) != lang
     if bad_numbers or not cited or wrong_lang:
         result.fallback_reason = ("numbers not in the facts: " + ", ".join(bad_numbers[:5]) if bad_numbers
                                   else "no valid record id cited" if not cited else "summary in the wrong language")  # fmt: skip
