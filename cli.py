@@ -26,7 +26,7 @@ from rich.table import Table
 
 from agent.config import Settings, describe_settings, load_settings
 from agent.errors import USER_ERRORS, ConfigError
-from agent.runtime import open_store, taxonomy_of, zone_of
+from agent.runtime import make_encoder, open_store, taxonomy_of, zone_of
 from retrieval.ingest import IngestSummary, ingest_file
 from retrieval.readers import parse_map_options
 from retrieval.records import parse_when
@@ -137,7 +137,7 @@ def _run_ingest(settings: Settings, path: Path, kind: Kind, maps: list[str], sho
             from agent.classify import Classifier
 
             # no LLM on ingest: bulk loads must not pay per row; `classify` uses it on demand
-            labeler = Classifier(store, taxonomy).labeler
+            labeler = Classifier(store, taxonomy, encoder=make_encoder(settings)).labeler
         is_xlsx = path.suffix.lower() in (".xlsx", ".xlsm")
         bar = _progress(show_progress, unit_bytes=not is_xlsx)
         task = bar.add_task(f"ingest {path.name}", total=None)
@@ -307,7 +307,7 @@ def classify(
     with _user_errors(settings):
         store = open_store(settings)
         try:
-            clf = Classifier(store, taxonomy_of(settings), make_chat_model(settings))
+            clf = Classifier(store, taxonomy_of(settings), make_chat_model(settings), make_encoder(settings))
             if texts:
                 if any(not t.strip() for t in texts):
                     raise typer.BadParameter("a text is empty", param_hint="TEXT")
@@ -528,6 +528,7 @@ def reply(
     llm_model: LlmModelOpt = None,
 ) -> None:
     """Draft a reply grounded in similar past resolutions (cited), flagged for review when needed."""
+    from agent.classify import Classifier
     from agent.reply import Replier
     from agent.runtime import make_chat_model
 
@@ -538,7 +539,9 @@ def reply(
     with _user_errors(settings):
         store = open_store(settings)
         try:
-            draft = Replier(store, taxonomy_of(settings), make_chat_model(settings)).draft(text, customer=customer, order_id=order)
+            tax = taxonomy_of(settings)
+            clf = Classifier(store, tax, encoder=make_encoder(settings))
+            draft = Replier(store, tax, make_chat_model(settings), classifier=clf).draft(text, customer=customer, order_id=order)
         finally:
             store.close()
     if json_:
@@ -766,7 +769,7 @@ def eval_classify_cmd(
             with bar:
                 result = eval_classify(
                     dataset=dataset, taxonomy=tax, store=store, embedder=make_embedder(settings), zone=zone_of(settings),
-                    model=model, history_from=history_from, limit=limit,
+                    model=model, history_from=history_from, limit=limit, encoder=make_encoder(settings),
                     mapping=parse_map_options(map_ or [], "feedback"),
                     progress=lambda done, total: bar.update(task, completed=done, total=total),
                 )  # fmt: skip
@@ -991,6 +994,14 @@ def eval_history_cmd(
 FIELD_NAMES = ("category", "sentiment", "urgency")
 
 
+def _encoder_status(settings: Settings) -> str:
+    from retrieval.encoder import INSTALL_HINT, NAME, model_dir
+
+    if settings.encoder == "off":
+        return "off (FEEDBACK_AGENT_ENCODER=off)"
+    return f"{NAME} (English text)" if model_dir() else f"not installed, TF-IDF only ({INSTALL_HINT})"
+
+
 @app.command()
 def status(json_: JsonOpt = False, home: HomeOpt = None, chroma_url: ChromaOpt = None, db_url: DbOpt = None) -> None:
     """Record counts in the SQL mirror and in Chroma."""
@@ -1001,6 +1012,7 @@ def status(json_: JsonOpt = False, home: HomeOpt = None, chroma_url: ChromaOpt =
             data = {
                 "home": str(settings.home),
                 "embedding": store.embedder.label,
+                "classifier_encoder": _encoder_status(settings),
                 "feedback": store.count("feedback"),
                 "resolutions": store.count("resolution"),
                 "chroma_feedback": store.chroma_count("feedback"),
@@ -1127,7 +1139,7 @@ def demo(json_: JsonOpt = False, home: HomeOpt = None) -> None:
                     _print_hits(f"similar 订单 {order_id} 怎么样了  (exact order number)", hits)
             from agent.classify import Classifier
 
-            clf = Classifier(store, taxonomy_of(dsettings))
+            clf = Classifier(store, taxonomy_of(dsettings), encoder=make_encoder(dsettings))
             results = clf.classify(DEMO_CLASSIFY)
             report["classify"] = [r.model_dump(mode="json") for r in results]
             if not json_:

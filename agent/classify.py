@@ -6,7 +6,10 @@ No-LLM path (always available):
   bigrams, identifiers) and character 1-4-grams, trained on the store's imported and human labels,
   the shipped seed bank (where its labels are in the taxonomy) and each label's own name and
   description (so a new taxonomy works before anything is labelled);
-* the neighbours (labelled records most similar in the same feature space) are returned as the
+* with a sentence encoder (``retrieval.encoder``, on by default when installed), English texts
+  also get its 384 meaning features, so wording the labelled records never used still lands (bitext
+  intents with 10 examples each: 0.902 -> 0.964); Chinese texts keep the TF-IDF features alone;
+* the neighbours (labelled records most similar in the TF-IDF space) are returned as the
   evidence, and decide by vote when the linear model has no opinion;
 * urgency rules from the taxonomy's keywords (safety, legal/regulator, public exposure, money
   taken, repeated contact) raise urgency; sarcasm markers flip praise-like sentiment.
@@ -37,6 +40,7 @@ from agent.errors import AgentError, OutputValidationError
 from agent.llm import ChatModel, Message, complete_structured
 from agent.prompts import fence, load_prompt
 from agent.safety import strip_instructions
+from retrieval.encoder import SentenceEncoder, VectorCache
 from retrieval.records import Feedback, LabelSource, LabelValue, detect_language
 from retrieval.sample_data import load_seed_examples, template_examples
 from retrieval.store import Store, feedback_table
@@ -44,11 +48,15 @@ from retrieval.taxonomy import Taxonomy
 from retrieval.text import embed, normalize_text, tokenize
 
 FIELDS = ("category", "sentiment", "urgency")
-MODEL_VERSION = 3
+MODEL_VERSION = 4
 N_NEIGHBORS = 5
 # Up to this many training rows, neighbours are exact (sparse TF-IDF cosine); beyond it the
 # product grows dense and slow (150 texts/s at 50k), so the store's ANN index finds them.
 EXACT_NEIGHBOR_ROWS = 5000
+# Scale of the sentence-encoder block against the TF-IDF blocks (each row of each block has unit
+# norm). Bitext intents, 10 examples each: TF-IDF alone 0.899; with the encoder at 1 -> 0.939,
+# 1.5 -> 0.954, 2 -> 0.957, 3 -> 0.960; with 40 each: 0.985 alone, 0.995 at 1.5, 0.991 at 3.
+ENCODER_WEIGHT = 1.5
 _SARCASM = re.compile(r"呵呵|真是好|真棒啊|太好了吧|oh great|just great|amazing quality|thanks a lot for nothing", re.I)
 
 
@@ -84,6 +92,7 @@ class _Trained:
     texts: list[str]
     labels: dict[str, list[str | None]]
     models: dict[str, Any]  # field -> LinearSVC (None when fewer than 2 classes)
+    encoder: str | None = None  # the sentence encoder whose vectors the models also read
 
 
 def _features() -> Any:
@@ -113,24 +122,31 @@ class Classifier:
         model: a chat model, or None for the no-LLM path.
     """
 
-    def __init__(self, store: Store, taxonomy: Taxonomy, model: ChatModel | None = None) -> None:
-        """Bind to a store, a taxonomy and an optional chat model; training happens on first use."""
+    def __init__(self, store: Store, taxonomy: Taxonomy, model: ChatModel | None = None,
+                 encoder: SentenceEncoder | None = None) -> None:  # fmt: skip
+        """Bind to a store, a taxonomy, an optional chat model and an optional sentence encoder.
+
+        Training happens on first use. With an encoder, English texts also get its vectors as
+        features (``agent.runtime.make_encoder`` gives the configured one).
+        """
         self.store = store
         self.taxonomy = taxonomy
         self.model = model
+        self.encoder = encoder
         self._trained: _Trained | None = None
         self._ids = {field: taxonomy.label_ids(field) for field in FIELDS}
 
     def with_model(self, model: ChatModel | None) -> Classifier:
         """A classifier sharing this one's fitted model, with another chat model (one per request)."""
-        other = Classifier(self.store, self.taxonomy, model)
+        other = Classifier(self.store, self.taxonomy, model, self.encoder)
         other._trained = self._trained
         return other
 
     # ------------------------------------------------------------------ training
     def _fingerprint(self) -> str:
         tax = json.dumps(self.taxonomy.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
-        key = f"{MODEL_VERSION}|{tax}|{self.store.labels_version()}|{self.store.embedder.label}"
+        encoder = self.encoder.name if self.encoder else "-"
+        key = f"{MODEL_VERSION}|{tax}|{self.store.labels_version()}|{self.store.embedder.label}|{encoder}"
         return hashlib.sha1(key.encode()).hexdigest()[:16]
 
     def _training_rows(self) -> tuple[list[str], list[str], dict[str, list[str | None]]]:
@@ -196,6 +212,7 @@ class Classifier:
         ids, texts, labels = self._training_rows()
         vec = _features()
         matrix = vec.fit_transform(texts)
+        full = self._with_encoder(matrix, texts)
         models: dict[str, Any] = {}
         for name in FIELDS:
             rows = [i for i, v in enumerate(labels[name]) if v is not None]
@@ -203,8 +220,24 @@ class Classifier:
             if len(set(y)) < 2:
                 models[name] = None
                 continue
-            models[name] = LinearSVC(C=0.5).fit(matrix[rows], y)
-        return _Trained(vec, matrix, ids, texts, labels, models)
+            models[name] = LinearSVC(C=0.5).fit(full[rows], y)
+        return _Trained(vec, matrix, ids, texts, labels, models, self.encoder.name if self.encoder else None)
+
+    def _with_encoder(self, matrix: Any, texts: list[str]) -> Any:
+        """``matrix`` with the encoder's vectors of the English texts appended (zeros elsewhere)."""
+        if self.encoder is None:
+            return matrix
+        from scipy import sparse
+
+        english = [i for i, text in enumerate(texts) if detect_language(text) == "en"]
+        block = sparse.csr_matrix((len(texts), self.encoder.dim), dtype=np.float32)
+        if english:
+            cache = VectorCache(self.store.home / "models" / "vectors.sqlite3")
+            vectors = cache.encode(self.encoder, [texts[i] for i in english]) * ENCODER_WEIGHT
+            rows = np.repeat(np.asarray(english), self.encoder.dim)
+            cols = np.tile(np.arange(self.encoder.dim), len(english))
+            block = sparse.csr_matrix((vectors.ravel(), (rows, cols)), shape=block.shape, dtype=np.float32)
+        return sparse.hstack([matrix, block], format="csr", dtype=np.float32)
 
     # ------------------------------------------------------------------ classify
     def classify(self, texts: list[str], ids: list[str | None] | None = None) -> list[Classification]:
@@ -216,12 +249,13 @@ class Classifier:
         cleaned = [strip_instructions(text) for text in texts]
         x = t.vectorizer.transform([c for c, _ in cleaned])
         neighbours = self._neighbours(t, x, [c for c, _ in cleaned])
+        full = self._with_encoder(x, [c for c, _ in cleaned]) if t.encoder else x
         per_field: dict[str, tuple[list[str], np.ndarray]] = {}
         for name in FIELDS:
             clf = t.models[name]
             if clf is not None:
-                probs = _softmax(np.atleast_2d(clf.decision_function(x)) if len(clf.classes_) > 2
-                                 else _binary(clf.decision_function(x)))  # fmt: skip
+                probs = _softmax(np.atleast_2d(clf.decision_function(full)) if len(clf.classes_) > 2
+                                 else _binary(clf.decision_function(full)))  # fmt: skip
                 per_field[name] = ([str(c) for c in clf.classes_], probs)
         results = [self._one(i, text, rid, t, neighbours[i], per_field)
                    for i, (text, rid) in enumerate(zip(texts, ids, strict=True))]  # fmt: skip

@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     llm_deadline: float = Field(120.0, gt=0, description="Seconds of LLM time one command may spend in total.")
     llm_max_tokens: int = Field(512, ge=16, le=32768, description="Cap on generated tokens per call.")
     llm_cache: bool = Field(False, description="Cache responses on disk (evals turn it on).")
+    encoder: Literal["auto", "off"] = Field(
+        "auto", description="auto = the classifier also reads English text through the bundled sentence encoder (all-MiniLM-L6-v2) when it is installed; off = TF-IDF only.")
     ask_max_steps: int = Field(6, ge=1, le=20, description="Model calls one `ask` may make in its tool loop.")
     redact_pii: Literal["auto", "on", "off"] = Field(
         "auto", description="Replace personal data before text goes to an LLM or embeddings endpoint; auto = on unless it is on loopback.")

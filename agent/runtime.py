@@ -8,6 +8,7 @@ from agent.config import Settings
 from agent.errors import ConfigError
 from agent.llm import ChatModel, FakeChatModel, OpenAIChatModel, ResponseCache
 from agent.local_llm import MODEL_ALIAS, LocalServer
+from retrieval.encoder import SentenceEncoder, bundled_encoder
 from retrieval.records import get_zone
 from retrieval.store import Store
 from retrieval.taxonomy import Taxonomy, load_taxonomy
@@ -35,6 +36,11 @@ def open_store(settings: Settings) -> Store:
 def taxonomy_of(settings: Settings) -> Taxonomy:
     """The configured taxonomy (the shipped default when none is set)."""
     return load_taxonomy(settings.taxonomy)
+
+
+def make_encoder(settings: Settings) -> SentenceEncoder | None:
+    """The classifier's sentence encoder: the bundled one unless turned off or not installed."""
+    return bundled_encoder() if settings.encoder == "auto" else None
 
 
 def zone_of(settings: Settings) -> tzinfo:

@@ -38,7 +38,7 @@ from agent.classify import Classification, Classifier
 from agent.config import Settings
 from agent.errors import USER_ERRORS
 from agent.reply import Replier, ReplyDraft
-from agent.runtime import make_chat_model, open_store, taxonomy_of, zone_of
+from agent.runtime import make_chat_model, make_encoder, open_store, taxonomy_of, zone_of
 from agent.tools import Analytics
 from retrieval.errors import RowError, StoreError
 from retrieval.ingest import home_lock
@@ -125,9 +125,9 @@ class IngestResult(BaseModel):
 class _ClassifierHolder:
     """One fitted classifier for the process, refitted in the background when labels change."""
 
-    def __init__(self, store: Any, taxonomy: Any) -> None:
-        self.store, self.taxonomy = store, taxonomy
-        self.current = Classifier(store, taxonomy)
+    def __init__(self, store: Any, taxonomy: Any, encoder: Any) -> None:
+        self.store, self.taxonomy, self.encoder = store, taxonomy, encoder
+        self.current = Classifier(store, taxonomy, encoder=encoder)
         self.current.trained()
         self.version = store.labels_version()
         self._lock = threading.Lock()
@@ -144,7 +144,7 @@ class _ClassifierHolder:
 
     def _refit(self, version: int) -> None:
         try:
-            fresh = Classifier(self.store, self.taxonomy)
+            fresh = Classifier(self.store, self.taxonomy, encoder=self.encoder)
             fresh.trained()
             self.current, self.version = fresh, version
         finally:
@@ -182,7 +182,7 @@ def create_app(settings: Settings) -> FastAPI:
         store = open_store(settings)
         tax = taxonomy_of(settings)
         state.update(store=store, taxonomy=tax, zone=zone_of(settings), conversations=_Conversations(),
-                     classifier=_ClassifierHolder(store, tax))  # fmt: skip
+                     classifier=_ClassifierHolder(store, tax, make_encoder(settings)))  # fmt: skip
         try:
             yield
         finally:

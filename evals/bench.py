@@ -106,8 +106,11 @@ def main() -> None:
         narrow = SearchFilters(since=as_of - timedelta(days=30), until=as_of, category="packaging", channel="weibo")
         results["ours_search_30d_category_channel"] = timed(lambda q: searcher.search(q, k=10, filters=narrow), queries)
         from agent.classify import Classifier
+        from retrieval.encoder import bundled_encoder
+        from retrieval.records import detect_language
 
-        clf = Classifier(store, load_taxonomy())
+        encoder = bundled_encoder()
+        clf = Classifier(store, load_taxonomy(), encoder=encoder)
         t = time.perf_counter()
         clf.trained()
         results["classify_train_s"] = round(time.perf_counter() - t, 2)
@@ -117,6 +120,13 @@ def main() -> None:
             clf.classify(batch[i : i + 500])
         results["classify_texts_per_s"] = round(len(batch) / (time.perf_counter() - t))
         results["classify_texts"] = len(batch)
+        results["classify_english_share"] = round(sum(detect_language(x) == "en" for x in batch) / len(batch), 3)
+        results["encoder"] = encoder.name if encoder else None
+        if encoder is not None:  # the encoder alone, uncached: distinct English texts
+            english = sorted({x for x in batch if detect_language(x) == "en"})[:1000]
+            t = time.perf_counter()
+            encoder.encode(english)
+            results["encoder_texts_per_s"] = round(len(english) / (time.perf_counter() - t))
         results["ask"] = _bench_ask(store, as_of)
         store.close()
 
@@ -186,7 +196,10 @@ def _print(r: dict[str, Any]) -> None:
     n = r["ours_search_30d_category_channel"]
     print(f"{'similar p50/p95 ms, 30d+category+channel':38}{n['p50_ms']:>6} / {n['p95_ms']:<6}")
     print(f"batch classify (no LLM): {r['classify_texts_per_s']:,} texts/s over {r['classify_texts']:,} texts "
-          f"(model trained on {r['records']:,} labelled records in {r['classify_train_s']} s)")
+          f"(model trained on {r['records']:,} labelled records in {r['classify_train_s']} s; "
+          f"{r['classify_english_share']:.0%} English; encoder {r['encoder'] or 'off'})")
+    if r.get("encoder_texts_per_s"):
+        print(f"sentence encoder alone (uncached, distinct English texts): {r['encoder_texts_per_s']:,} texts/s")
     a = r["ask"]
     print(f"ask (no LLM), {a['questions']} questions: p50 {a['p50_ms']} ms, p95 {a['p95_ms']} ms, max {a['max_ms']} ms")
     print(f"peak RSS: {r['peak_rss_mb']} MB   (ours = hybrid vector+keyword with exact-code lookup and linked"

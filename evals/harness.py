@@ -27,6 +27,7 @@ from typing import Any
 
 from agent.classify import FIELDS, Classifier
 from agent.llm import ChatModel
+from retrieval.encoder import SentenceEncoder
 from retrieval.ingest import ingest_file
 from retrieval.readers import InputFile, text_rows
 from retrieval.store import Store
@@ -149,6 +150,7 @@ def eval_classify(
     limit: int | None = None,
     mapping: dict[str, str] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    encoder: SentenceEncoder | None = None,
 ) -> dict[str, Any]:
     """Classify a labelled dataset and score it.
 
@@ -163,12 +165,13 @@ def eval_classify(
         limit: evaluate at most this many rows.
         mapping: {field: header} for the dataset's columns.
         progress: called with (done, total).
+        encoder: the classifier's sentence encoder (None: TF-IDF features only).
     """
     texts, ids, gold, skipped = load_gold(dataset, taxonomy, mapping, limit)
     train_info: dict[str, Any] = {}
     with store_for(store, history_from, embedder=embedder, taxonomy=taxonomy, zone=zone, mapping=mapping,
                    info=train_info) as store:  # fmt: skip
-        clf = Classifier(store, taxonomy, model)
+        clf = Classifier(store, taxonomy, model, encoder)
         started = time.perf_counter()
         clf.trained()
         train_s = time.perf_counter() - started
@@ -198,6 +201,7 @@ def eval_classify(
         "items_per_s": round(len(texts) / elapsed, 1) if elapsed else None,
         "train_s": round(train_s, 2),
         "train": train_info or None,
+        "encoder": encoder.name if encoder else None,
         "prompt_versions": sorted({r.prompt_version for r in results if r.prompt_version}),
     }
 

@@ -5,6 +5,8 @@ CDLA-Sharing-1.0 and is used here for evaluation only). ``python -m evals.shared
 writes, with a fixed shuffle:
 
 * ``bitext-train.csv`` / ``bitext-test.csv`` (500 test rows) and ``bitext-taxonomy.json`` (27 intents)
+* ``bitext-train-10.csv``: 10 rows per intent from the train split (the few-shot case, where
+  wording the training rows do not share matters most)
 * ``waimai-train.csv`` / ``waimai-test.csv`` (1,000 test rows), sentiment positive/negative
 * ``chnsenticorp-train.csv`` / ``chnsenticorp-test.csv`` (1,000 test rows)
 """
@@ -35,6 +37,10 @@ def main(out: Path, shared: Path = SHARED) -> None:
     random.Random(7).shuffle(rows)
     _write(out / "bitext-test.csv", rows[:500], ["text", "category"])
     _write(out / "bitext-train.csv", rows[500:], ["text", "category"])
+    per_intent: dict[str, list[dict[str, str]]] = {}
+    for r in rows[500:]:
+        per_intent.setdefault(r["category"], []).append(r)
+    _write(out / "bitext-train-10.csv", [r for group in per_intent.values() for r in group[:10]], ["text", "category"])
     intents = sorted({r["category"] for r in rows})
     (out / "bitext-taxonomy.json").write_text(json.dumps(
         {"name": "bitext-intents", "categories": [{"id": i, "description": i.replace("_", " ")} for i in intents]}))
