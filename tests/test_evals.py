@@ -86,3 +86,10 @@ def test_markdown_table_keeps_the_latest_run_per_dataset() -> None:
 
     table = markdown_table([run("r1", 0.5), run("r2", 0.75)]).splitlines()
     assert len(table) == 3 and "r2" in table[2] and "accuracy 0.750" in table[2] and "abc1234" in table[2]
+    # the same test set trained on other data, or without the encoder, is another row
+    few = run("r3", 0.9) | {"train": {"path": "/x/train-10.csv"}, "encoder": "all-MiniLM-L6-v2"}
+    few_off = run("r4", 0.8) | {"train": {"path": "/x/train-10.csv"}, "encoder": None}
+    table = markdown_table([run("r2", 0.75), few, few_off]).splitlines()
+    assert len(table) == 5
+    assert any("train-10.csv, encoder |" in line and "r3" in line for line in table)
+    assert any("train-10.csv, no encoder |" in line and "r4" in line for line in table)
