@@ -27,7 +27,7 @@ from rich.table import Table
 from agent.config import Settings, describe_settings, load_settings
 from agent.errors import USER_ERRORS, ConfigError
 from agent.runtime import make_encoder, open_store, taxonomy_of, zone_of
-from retrieval.encoder import SentenceEncoder
+from retrieval.encoder import INSTALL_HINT, NAME, SentenceEncoder, model_dir
 from retrieval.ingest import IngestSummary, ingest_file
 from retrieval.readers import parse_map_options
 from retrieval.records import parse_when
@@ -999,16 +999,12 @@ def _encoder(settings: Settings) -> SentenceEncoder | None:
     """The classifier's encoder; says on stderr when ``auto`` finds it not installed."""
     encoder = make_encoder(settings)
     if encoder is None and settings.encoder == "auto":
-        from retrieval.encoder import INSTALL_HINT
-
         err.print(f"note: the English sentence encoder is not installed; classifying with TF-IDF only ({INSTALL_HINT})",
                   markup=False, highlight=False)  # fmt: skip
     return encoder
 
 
 def _encoder_status(settings: Settings) -> str:
-    from retrieval.encoder import INSTALL_HINT, NAME, model_dir
-
     if settings.encoder == "off":
         return "off (FEEDBACK_AGENT_ENCODER=off)"
     return f"{NAME} (English text)" if model_dir() else f"not installed, TF-IDF only ({INSTALL_HINT})"
