@@ -259,8 +259,9 @@ def create_app(settings: Settings) -> FastAPI:
     async def healthz() -> dict[str, Any]:
         """Liveness and record counts (no key needed)."""
         store = state["store"]
+        encoder = state["classifier"].encoder
         return {"status": "ok", "feedback": store.count("feedback"), "resolutions": store.count("resolution"),
-                "llm": settings.llm_provider}  # fmt: skip
+                "llm": settings.llm_provider, "classifier_encoder": encoder.name if encoder else None}  # fmt: skip
 
     @app.post("/v1/classify", dependencies=[Depends(auth)], tags=["agent"],
               response_model=Classification | list[Classification])  # fmt: skip

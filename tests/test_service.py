@@ -45,7 +45,8 @@ def client(home: Path):
 
 
 def test_auth(client: TestClient) -> None:
-    assert client.get("/healthz").json()["feedback"] >= 1513
+    health = client.get("/healthz").json()
+    assert health["feedback"] >= 1513 and health["classifier_encoder"] == "all-MiniLM-L6-v2"
     body = {"text": "快递太慢了"}
     assert client.post("/v1/classify", json=body).status_code == 401
     bad = client.post("/v1/classify", json=body, headers={"Authorization": "Bearer nope"})
