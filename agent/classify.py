@@ -9,7 +9,7 @@ No-LLM path (always available):
 * with a sentence encoder (``retrieval.encoder``, on by default when installed), English texts
   also get its 384 meaning features, so wording the labelled records never used still lands (bitext
   intents with 10 examples each: 0.902 -> 0.964); Chinese texts keep the TF-IDF features alone;
-* the neighbours (labelled records most similar in the TF-IDF space) are returned as the
+* the neighbours (labelled records most similar in that same feature space) are returned as the
   evidence, and decide by vote when the linear model has no opinion;
 * urgency rules from the taxonomy's keywords (safety, legal/regulator, public exposure, money
   taken, repeated contact) raise urgency; sarcasm markers flip praise-like sentiment.
@@ -48,9 +48,9 @@ from retrieval.taxonomy import Taxonomy
 from retrieval.text import embed, normalize_text, tokenize
 
 FIELDS = ("category", "sentiment", "urgency")
-MODEL_VERSION = 4
+MODEL_VERSION = 5
 N_NEIGHBORS = 5
-# Up to this many training rows, neighbours are exact (sparse TF-IDF cosine); beyond it the
+# Up to this many training rows, neighbours are exact (dot products of the models' features); beyond it the
 # product grows dense and slow (150 texts/s at 50k), so the store's ANN index finds them.
 EXACT_NEIGHBOR_ROWS = 5000
 # Scale of the sentence-encoder block against the TF-IDF blocks (each row of each block has unit
@@ -88,7 +88,7 @@ class _Trained:
     """The fitted model for one taxonomy and labels version."""
 
     vectorizer: Any
-    matrix: Any  # training texts, vectorized (for neighbours)
+    matrix: Any  # training texts' features, encoder block included (the models' input; neighbours)
     ids: list[str]
     texts: list[str]
     labels: dict[str, list[str | None]]
@@ -222,7 +222,7 @@ class Classifier:
                 models[name] = None
                 continue
             models[name] = LinearSVC(C=0.5).fit(full[rows], y)
-        return _Trained(vec, matrix, ids, texts, labels, models, self.encoder.name if self.encoder else None)
+        return _Trained(vec, full, ids, texts, labels, models, self.encoder.name if self.encoder else None)
 
     def _with_encoder(self, matrix: Any, texts: list[str]) -> Any:
         """``matrix`` with the encoder's vectors of the English texts appended (zeros elsewhere)."""
@@ -249,8 +249,8 @@ class Classifier:
         t = self.trained()
         cleaned = [strip_instructions(text) for text in texts]
         x = t.vectorizer.transform([c for c, _ in cleaned])
-        neighbours = self._neighbours(t, x, [c for c, _ in cleaned])
         full = self._with_encoder(x, [c for c, _ in cleaned]) if t.encoder else x
+        neighbours = self._neighbours(t, full, [c for c, _ in cleaned])
         per_field: dict[str, tuple[list[str], np.ndarray]] = {}
         for name in FIELDS:
             clf = t.models[name]
