@@ -213,7 +213,7 @@ class Classifier:
         ids, texts, labels = self._training_rows()
         vec = _features()
         matrix = vec.fit_transform(texts)
-        full = self._with_encoder(matrix, texts)
+        full = self._with_encoder(matrix, texts, remember=True)
         models: dict[str, Any] = {}
         for name in FIELDS:
             rows = [i for i, v in enumerate(labels[name]) if v is not None]
@@ -224,8 +224,11 @@ class Classifier:
             models[name] = LinearSVC(C=0.5).fit(full[rows], y)
         return _Trained(vec, full, ids, texts, labels, models, self.encoder.name if self.encoder else None)
 
-    def _with_encoder(self, matrix: Any, texts: list[str]) -> Any:
-        """``matrix`` with the encoder's vectors of the English texts appended (zeros elsewhere)."""
+    def _with_encoder(self, matrix: Any, texts: list[str], remember: bool = False) -> Any:
+        """``matrix`` with the encoder's vectors of the English texts appended (zeros elsewhere).
+
+        ``remember``: store new vectors in the cache (training texts; classified ones are only looked up).
+        """
         if self.encoder is None:
             return matrix
         from scipy import sparse
@@ -234,7 +237,7 @@ class Classifier:
         block = sparse.csr_matrix((len(texts), self.encoder.dim), dtype=np.float32)
         if english:
             cache = VectorCache(self.store.home / "models" / "vectors.sqlite3")
-            vectors = cache.encode(self.encoder, [texts[i] for i in english]) * ENCODER_WEIGHT
+            vectors = cache.encode(self.encoder, [texts[i] for i in english], remember) * ENCODER_WEIGHT
             rows = np.repeat(np.asarray(english), self.encoder.dim)
             cols = np.tile(np.arange(self.encoder.dim), len(english))
             block = sparse.csr_matrix((vectors.ravel(), (rows, cols)), shape=block.shape, dtype=np.float32)

@@ -13,8 +13,9 @@ would pull PyTorch, and all we need are the files. The forward pass is plain Num
 Nothing is downloaded at run time. The model reads English only, so callers embed English text and
 leave Chinese to the TF-IDF features.
 
-Vectors are cached on disk by text (:class:`VectorCache`), so retraining after a label correction
-re-embeds nothing it has seen.
+Vectors of training texts are cached on disk (:class:`VectorCache`), so retraining after a label
+correction re-encodes nothing it has seen. Texts only being classified are looked up, not stored,
+so a long-running service's cache grows with its labelled records, not with its traffic.
 """
 
 from __future__ import annotations
@@ -157,8 +158,8 @@ class VectorCache:
         conn.execute("PRAGMA journal_mode=WAL")
         return conn
 
-    def encode(self, encoder: SentenceEncoder, texts: Sequence[str]) -> np.ndarray:
-        """Vectors of ``texts``: cached ones read back, the rest encoded and stored."""
+    def encode(self, encoder: SentenceEncoder, texts: Sequence[str], remember: bool = True) -> np.ndarray:
+        """Vectors of ``texts``: cached ones read back, the rest encoded (and stored if ``remember``)."""
         keys = [hashlib.sha1(f"{encoder.name}\0{_valid(t)}".encode()).hexdigest() for t in texts]
         out = np.zeros((len(texts), encoder.dim), dtype=np.float32)
         found: dict[str, np.ndarray] = {}
@@ -178,9 +179,10 @@ class VectorCache:
                 vectors = encoder.encode([texts[i] for i in first.values()])
                 for key, vec in zip(first, vectors, strict=True):
                     found[key] = vec.astype(np.float16).astype(np.float32)  # as a cache hit reads it
-                with conn:
-                    conn.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?)",
-                                     [(k, found[k].astype(np.float16).tobytes()) for k in first])  # fmt: skip
+                if remember:
+                    with conn:
+                        conn.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?)",
+                                         [(k, found[k].astype(np.float16).tobytes()) for k in first])  # fmt: skip
         finally:
             conn.close()
         for i, key in enumerate(keys):

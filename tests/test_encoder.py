@@ -137,3 +137,25 @@ def test_classify_without_the_package_says_so_and_still_answers(tmp_path: Path, 
     off = CliRunner().invoke(app, ["classify", "where is my parcel", "--json", "--home", str(tmp_path / "h")],
                              env={"FEEDBACK_AGENT_ENCODER": "off"})  # fmt: skip
     assert off.exit_code == 0 and "not installed" not in off.stderr
+
+
+def test_cache_keeps_training_texts_not_traffic(tmp_path: Path, encoder: SentenceEncoder) -> None:
+    import sqlite3
+
+    store, tax = _intent_store(tmp_path, "h")
+    clf = Classifier(store, tax, encoder=encoder)
+    clf.trained()
+    db = store.home / "models" / "vectors.sqlite3"
+
+    def rows() -> int:
+        conn = sqlite3.connect(db)
+        try:
+            return int(conn.execute("SELECT count(*) FROM vectors").fetchone()[0])
+        finally:
+            conn.close()
+
+    trained = rows()
+    assert trained >= 8  # the eight labelled English rows (and English taxonomy descriptions)
+    clf.classify(["a question nobody asked before", "another new one"])
+    assert rows() == trained  # a service's traffic does not grow the file
+    store.close()
