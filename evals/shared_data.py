@@ -9,14 +9,19 @@ writes, with a fixed shuffle:
   wording the training rows do not share matters most)
 * ``waimai-train.csv`` / ``waimai-test.csv`` (1,000 test rows), sentiment positive/negative
 * ``chnsenticorp-train.csv`` / ``chnsenticorp-test.csv`` (1,000 test rows)
+
+BANKING77 (PolyAI, CC BY 4.0; the issue's 77-intent benchmark) is not in ../shared/data. Given its
+public ``test.csv`` (``text,category`` in category blocks), ``--banking77-test PATH`` also writes a
+10-shot split: per intent, the first 10 rows train (``banking77-shot10-train.csv``), the next 10
+test (``banking77-shot10-test.csv``), and ``banking77-taxonomy.json`` (77 bare ids).
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import random
-import sys
 from pathlib import Path
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
@@ -54,5 +59,27 @@ def main(out: Path, shared: Path = SHARED) -> None:
     print(f"splits written to {out}")
 
 
+def banking77_shots(test_csv: Path, out: Path, shots: int = 10) -> dict[str, int]:
+    """Write the BANKING77 few-shot split (see the module docstring); returns rows per file."""
+    per_intent: dict[str, list[dict[str, str]]] = {}
+    with open(test_csv, encoding="utf-8", newline="") as fh:
+        for r in csv.DictReader(fh):
+            per_intent.setdefault(r["category"], []).append({"text": r["text"], "category": r["category"]})
+    train = [r for rows in per_intent.values() for r in rows[:shots]]
+    test = [r for rows in per_intent.values() for r in rows[shots : 2 * shots]]
+    out.mkdir(parents=True, exist_ok=True)
+    _write(out / f"banking77-shot{shots}-train.csv", train, ["text", "category"])
+    _write(out / f"banking77-shot{shots}-test.csv", test, ["text", "category"])
+    (out / "banking77-taxonomy.json").write_text(json.dumps(
+        {"name": "banking77", "categories": [{"id": i} for i in sorted(per_intent)]}))  # fmt: skip
+    return {"intents": len(per_intent), "train": len(train), "test": len(test)}
+
+
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "eval-data"))
+    ap = argparse.ArgumentParser(description="Write eval splits of ../shared/data (and of BANKING77 if given).")
+    ap.add_argument("out", nargs="?", default="eval-data", type=Path)
+    ap.add_argument("--banking77-test", type=Path, help="BANKING77's public test.csv, for the 10-shot split")
+    args = ap.parse_args()
+    main(args.out)
+    if args.banking77_test:
+        print(f"banking77 10-shot split: {banking77_shots(args.banking77_test, args.out)}")

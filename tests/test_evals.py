@@ -93,3 +93,30 @@ def test_markdown_table_keeps_the_latest_run_per_dataset() -> None:
     assert len(table) == 5
     assert any("train-10.csv, encoder |" in line and "r3" in line for line in table)
     assert any("train-10.csv, no encoder |" in line and "r4" in line for line in table)
+
+
+def test_banking77_few_shot_split(tmp_path: Path) -> None:
+    import csv
+
+    from evals.shared_data import banking77_shots
+    from retrieval.taxonomy import load_taxonomy
+
+    src = tmp_path / "test.csv"
+    with open(src, "w", encoding="utf-8", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["text", "category"])
+        for intent in ("card_arrival", "exchange_rate", "age_limit"):
+            for i in range(25):
+                w.writerow([f"{intent} question {i}, with a comma", intent])
+    counts = banking77_shots(src, tmp_path / "out")
+    assert counts == {"intents": 3, "train": 30, "test": 30}
+    def rows(name: str) -> list[dict[str, str]]:
+        with open(tmp_path / "out" / name, encoding="utf-8", newline="") as fh:
+            return list(csv.DictReader(fh))
+
+    train, test = rows("banking77-shot10-train.csv"), rows("banking77-shot10-test.csv")
+    assert train[0]["text"] == "card_arrival question 0, with a comma" and train[9]["text"].endswith("question 9, with a comma")
+    assert test[0]["text"] == "card_arrival question 10, with a comma"
+    assert not {r["text"] for r in train} & {r["text"] for r in test}
+    tax = load_taxonomy(tmp_path / "out" / "banking77-taxonomy.json")
+    assert tax.category_ids() == ["age_limit", "card_arrival", "exchange_rate"]
