@@ -42,13 +42,13 @@ from agent.prompts import fence, load_prompt
 from agent.safety import strip_instructions
 from retrieval.encoder import SentenceEncoder, VectorCache
 from retrieval.records import Feedback, LabelSource, LabelValue, detect_language
-from retrieval.sample_data import load_seed_examples, template_examples
+from retrieval.sample_data import load_seed_examples, load_sentiment_lexicon, shipped_data_version, template_examples
 from retrieval.store import Store, feedback_table
 from retrieval.taxonomy import Taxonomy
 from retrieval.text import embed, normalize_text, tokenize
 
 FIELDS = ("category", "sentiment", "urgency")
-MODEL_VERSION = 5
+MODEL_VERSION = 6
 N_NEIGHBORS = 5
 # Up to this many training rows, neighbours are exact (dot products of the models' features); beyond it the
 # product grows dense and slow (150 texts/s at 50k), so the store's ANN index finds them.
@@ -147,7 +147,8 @@ class Classifier:
     def _fingerprint(self) -> str:
         tax = json.dumps(self.taxonomy.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
         encoder = self.encoder.name if self.encoder else "-"
-        key = f"{MODEL_VERSION}|{tax}|{self.store.labels_version()}|{self.store.embedder.label}|{encoder}"
+        key = (f"{MODEL_VERSION}|{tax}|{self.store.labels_version()}|{self.store.embedder.label}|{encoder}"
+               f"|{shipped_data_version()}")  # fmt: skip
         return hashlib.sha1(key.encode()).hexdigest()[:16]
 
     def _training_rows(self) -> tuple[list[str], list[str], dict[str, list[str | None]]]:
@@ -175,6 +176,13 @@ class Classifier:
             texts.append(seed["text"])
             for name in FIELDS:
                 labels[name].append(seed[name] if seed[name] in self._ids[name] else None)
+        # Polar words teach sentiment what praise sounds like: labelled records are mostly complaints.
+        if {"positive", "negative"} <= set(self._ids["sentiment"]):
+            for i, (word, sentiment) in enumerate(load_sentiment_lexicon()):
+                ids.append(f"lexicon:{sentiment}:{i}")
+                texts.append(word)
+                for name in FIELDS:
+                    labels[name].append(sentiment if name == "sentiment" else None)
         for name in FIELDS:
             for lab in self.taxonomy.labels_of(name):
                 desc = " ".join(x for x in (lab.id.replace("_", " "), lab.name_zh, lab.name_en, lab.description) if x)
@@ -271,8 +279,8 @@ class Classifier:
         return results
 
     def _neighbours(self, t: _Trained, x: Any, texts: list[str]) -> list[list[int]]:
-        """Training-row indexes of each text's nearest labelled records (label descriptions excluded)."""
-        usable = [i for i, rid in enumerate(t.ids) if not rid.startswith("taxonomy:")]
+        """Training-row indexes of each text's nearest labelled records (label descriptions and lexicon excluded)."""
+        usable = [i for i, rid in enumerate(t.ids) if not rid.startswith(("taxonomy:", "lexicon:"))]
         if len(usable) <= EXACT_NEIGHBOR_ROWS:
             sims = (x @ t.matrix[usable].T).toarray() if usable else np.zeros((len(texts), 0))
             out = []

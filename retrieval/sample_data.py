@@ -20,10 +20,12 @@ Planted trends (the known right answers later features are checked against), as 
 from __future__ import annotations
 
 import csv
+import hashlib
 import random
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -538,6 +540,7 @@ if __name__ == "__main__":
 
 
 SEED_PATH = Path(__file__).parent / "data" / "seed_examples.jsonl"
+LEXICON_PATH = SEED_PATH.parent / "sentiment_lexicon.yaml"
 
 
 def load_seed_examples() -> list[dict[str, str]]:
@@ -550,6 +553,25 @@ def load_seed_examples() -> list[dict[str, str]]:
 
     with open(SEED_PATH, encoding="utf-8") as fh:
         return [json.loads(line) for line in fh if line.strip()]
+
+
+@cache
+def shipped_data_version() -> str:
+    """A hash of the shipped training data (seed bank and lexicon): a model trained on older data is stale."""
+    digest = hashlib.sha1()
+    for path in (SEED_PATH, LEXICON_PATH):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def load_sentiment_lexicon() -> list[tuple[str, str]]:
+    """The shipped polar words and phrases as (text, sentiment) pairs, Chinese and English."""
+    import yaml
+
+    with open(LEXICON_PATH, encoding="utf-8") as fh:
+        data = yaml.safe_load(fh)
+    return [(str(word), sentiment) for sentiment in ("positive", "negative")
+            for lang in ("zh", "en") for word in data[sentiment][lang]]  # fmt: skip
 
 
 def template_examples() -> list[dict[str, str]]:

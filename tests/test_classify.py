@@ -187,3 +187,43 @@ def test_plain_feedback_is_not_mistaken_for_an_injection() -> None:
 
     for text in ("系统老是闪退，分类页面打不开", "I want to rate this 5 stars", "The system crashed at checkout"):
         assert strip_instructions(text)[1] == [], text
+
+
+def test_sentiment_lexicon_is_bilingual_and_unambiguous() -> None:
+    from retrieval.sample_data import load_sentiment_lexicon
+
+    pairs = load_sentiment_lexicon()
+    words = {s: {w for w, sent in pairs if sent == s} for s in ("positive", "negative")}
+    assert all(w.strip() for w, _ in pairs)
+    assert not words["positive"] & words["negative"]
+    for s in words:  # both languages on both sides
+        assert any(c >= "\u4e00" for w in words[s] for c in w) and any(w.isascii() for w in words[s])
+
+
+# Written for this test; a store with no labelled records of its own (seeds, templates, lexicon only).
+PRAISE = ["酒店位置好，服务周到，性价比高", "味道正宗，分量足，送得也快", "环境安静，床很舒服，隔音也不错",
+          "屏幕清晰，运行流畅，电池耐用", "Delicious and fresh, arrived early", "Comfortable shoes, great value"]
+
+
+def test_a_cold_store_recognises_praise_thanks_to_the_lexicon(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import agent.classify
+
+    store = Store(tmp_path / "h")
+    got = [r.sentiment for r in Classifier(store, TAX).classify(PRAISE + ["菜凉了，送餐太慢，再也不点了"])]
+    assert got == ["positive"] * len(PRAISE) + ["negative"]
+    store.close()
+    monkeypatch.setattr(agent.classify, "load_sentiment_lexicon", lambda: [])
+    store = Store(tmp_path / "h2")  # a fresh home: no cached model
+    without = [r.sentiment for r in Classifier(store, TAX).classify(PRAISE)]
+    assert without.count("positive") <= len(PRAISE) - 3  # the complaint-heavy seeds alone miss most praise
+    store.close()
+
+
+def test_model_cache_key_follows_the_shipped_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import agent.classify
+
+    store = Store(tmp_path / "h")
+    before = Classifier(store, TAX)._fingerprint()
+    monkeypatch.setattr(agent.classify, "shipped_data_version", lambda: "edited-lexicon")
+    assert Classifier(store, TAX)._fingerprint() != before
+    store.close()
