@@ -34,6 +34,14 @@ def _write(path: Path, rows: list[dict[str, str]], cols: list[str]) -> None:
         w.writerows(rows)
 
 
+def _first_per_label(rows: list[dict[str, str]], start: int, stop: int) -> list[dict[str, str]]:
+    """Rows ``start:stop`` of each category, categories in order of first appearance."""
+    per_label: dict[str, list[dict[str, str]]] = {}
+    for r in rows:
+        per_label.setdefault(r["category"], []).append(r)
+    return [r for group in per_label.values() for r in group[start:stop]]
+
+
 def main(out: Path, shared: Path = SHARED) -> None:
     """Write the splits into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
@@ -42,10 +50,7 @@ def main(out: Path, shared: Path = SHARED) -> None:
     random.Random(7).shuffle(rows)
     _write(out / "bitext-test.csv", rows[:500], ["text", "category"])
     _write(out / "bitext-train.csv", rows[500:], ["text", "category"])
-    per_intent: dict[str, list[dict[str, str]]] = {}
-    for r in rows[500:]:
-        per_intent.setdefault(r["category"], []).append(r)
-    _write(out / "bitext-train-10.csv", [r for group in per_intent.values() for r in group[:10]], ["text", "category"])
+    _write(out / "bitext-train-10.csv", _first_per_label(rows[500:], 0, 10), ["text", "category"])
     intents = sorted({r["category"] for r in rows})
     (out / "bitext-taxonomy.json").write_text(json.dumps(
         {"name": "bitext-intents", "categories": [{"id": i, "description": i.replace("_", " ")} for i in intents]}))
@@ -61,18 +66,16 @@ def main(out: Path, shared: Path = SHARED) -> None:
 
 def banking77_shots(test_csv: Path, out: Path, shots: int = 10) -> dict[str, int]:
     """Write the BANKING77 few-shot split (see the module docstring); returns rows per file."""
-    per_intent: dict[str, list[dict[str, str]]] = {}
     with open(test_csv, encoding="utf-8", newline="") as fh:
-        for r in csv.DictReader(fh):
-            per_intent.setdefault(r["category"], []).append({"text": r["text"], "category": r["category"]})
-    train = [r for rows in per_intent.values() for r in rows[:shots]]
-    test = [r for rows in per_intent.values() for r in rows[shots : 2 * shots]]
+        rows = [{"text": r["text"], "category": r["category"]} for r in csv.DictReader(fh)]
+    train, test = _first_per_label(rows, 0, shots), _first_per_label(rows, shots, 2 * shots)
+    intents = sorted({r["category"] for r in rows})
     out.mkdir(parents=True, exist_ok=True)
     _write(out / f"banking77-shot{shots}-train.csv", train, ["text", "category"])
     _write(out / f"banking77-shot{shots}-test.csv", test, ["text", "category"])
     (out / "banking77-taxonomy.json").write_text(json.dumps(
-        {"name": "banking77", "categories": [{"id": i} for i in sorted(per_intent)]}))  # fmt: skip
-    return {"intents": len(per_intent), "train": len(train), "test": len(test)}
+        {"name": "banking77", "categories": [{"id": i} for i in intents]}))  # fmt: skip
+    return {"intents": len(intents), "train": len(train), "test": len(test)}
 
 
 if __name__ == "__main__":
