@@ -259,9 +259,10 @@ class Classifier:
             return []
         t = self.trained()
         cleaned = [strip_instructions(text) for text in texts]
-        x = t.vectorizer.transform([c for c, _ in cleaned])
-        full = self._with_encoder(x, [c for c, _ in cleaned]) if t.encoder else x
-        neighbours = self._neighbours(t, full, [c for c, _ in cleaned])
+        clean_texts = [c for c, _ in cleaned]
+        x = t.vectorizer.transform(clean_texts)
+        full = self._with_encoder(x, clean_texts) if t.encoder else x
+        neighbours = self._neighbours(t, full, clean_texts)
         per_field: dict[str, tuple[list[str], np.ndarray]] = {}
         for name in FIELDS:
             clf = t.models[name]

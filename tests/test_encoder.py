@@ -14,7 +14,7 @@ from agent.runtime import make_encoder
 from retrieval.encoder import SentenceEncoder, VectorCache, bundled_encoder, model_dir
 from retrieval.ingest import ingest_file
 from retrieval.store import Store
-from retrieval.taxonomy import load_taxonomy
+from retrieval.taxonomy import Taxonomy, load_taxonomy
 from tests.conftest import NOW, ZONE
 
 
@@ -39,32 +39,37 @@ def test_vectors_are_unit_length_and_rank_paraphrases_first(encoder: SentenceEnc
     assert np.allclose(again, v, atol=1e-5)
 
 
+@pytest.fixture
+def encoded(encoder: SentenceEncoder, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every text the encoder is asked to encode during the test, in order."""
+    seen: list[str] = []
+    real = encoder.encode
+
+    def recording(texts: list[str], batch: int = 32) -> np.ndarray:
+        seen.extend(texts)
+        return real(texts, batch)
+
+    monkeypatch.setattr(encoder, "encode", recording)
+    return seen
+
+
 def test_undecodable_bytes_from_argv_do_not_crash(tmp_path: Path, encoder: SentenceEncoder) -> None:
     text = "my card \udcff never arrived"  # what Python makes of a stray 0xff byte in argv
     v = VectorCache(tmp_path / "v.sqlite3").encode(encoder, [text])
     assert np.allclose(v, encoder.encode(["my card ? never arrived"]), atol=1e-3)
 
 
-def test_cache_encodes_each_distinct_text_once(tmp_path: Path, encoder: SentenceEncoder,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
-    seen: list[str] = []
-    real = encoder.encode
-
-    def counting(texts: list[str], batch: int = 32) -> np.ndarray:
-        seen.extend(texts)
-        return real(texts, batch)
-
-    monkeypatch.setattr(encoder, "encode", counting)
+def test_cache_encodes_each_distinct_text_once(tmp_path: Path, encoder: SentenceEncoder, encoded: list[str]) -> None:
     cache = VectorCache(tmp_path / "v.sqlite3")
     first = cache.encode(encoder, ["refund please", "where is my parcel", "refund please"])
-    assert seen == ["refund please", "where is my parcel"]
+    assert encoded == ["refund please", "where is my parcel"]
     assert np.array_equal(first[0], first[2])
     second = VectorCache(tmp_path / "v.sqlite3").encode(encoder, ["where is my parcel", "refund please"])
-    assert seen == ["refund please", "where is my parcel"]  # nothing re-encoded, even by a new instance
+    assert encoded == ["refund please", "where is my parcel"]  # nothing re-encoded, even by a new instance
     assert np.array_equal(second, first[[1, 0]])
 
 
-def _intent_store(tmp_path: Path, name: str) -> tuple[Store, object]:
+def _intent_store(tmp_path: Path, name: str) -> tuple[Store, Taxonomy]:
     tax_file = tmp_path / "tax.json"
     tax_file.write_text(json.dumps({"categories": [{"id": "card_arrival"}, {"id": "exchange_rate"},
                                                    {"id": "lost_or_stolen_card"}, {"id": "refund"}]}))  # fmt: skip
@@ -100,17 +105,13 @@ def test_encoder_features_classify_wording_the_labels_never_used(tmp_path: Path,
     assert hits(with_encoder) > hits(tfidf_only)
 
 
-def test_chinese_text_never_reaches_the_encoder(tmp_path: Path, encoder: SentenceEncoder,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
-    seen: list[str] = []
-    real = encoder.encode
-    monkeypatch.setattr(encoder, "encode", lambda texts, batch=32: (seen.extend(texts), real(texts, batch))[1])
+def test_chinese_text_never_reaches_the_encoder(tmp_path: Path, encoder: SentenceEncoder, encoded: list[str]) -> None:
     store, tax = _intent_store(tmp_path, "h")
     clf = Classifier(store, tax, encoder=encoder)
     clf.trained()
-    seen.clear()
+    encoded.clear()
     clf.classify(["我的卡还没到", "汇率是多少", "where is my card"])
-    assert seen == ["where is my card"]
+    assert encoded == ["where is my card"]
     store.close()
 
 
