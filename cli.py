@@ -50,8 +50,34 @@ app.add_typer(llm_app, name="llm")
 eval_app = typer.Typer(help="Measure accuracy on labelled data; every run is kept in a history.", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+# Terminal control sequences (ANSI escapes, C0/C1 codes) that stored feedback may carry: printed raw
+# they could recolour, move or clear the user's terminal. Tabs and newlines stay.
+_CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\\\)?|[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def strip_controls(text: str) -> str:
+    """``text`` without terminal control sequences."""
+    return _CONTROL.sub("", text)
+
+
+class _SafeConsole(Console):
+    """A console that strips control sequences from every string it is given (record text
+    reaches the terminal through many commands; one place cleans it)."""
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:  # noqa: D102 (Console.print)
+        clean: list[Any] = []
+        for obj in objects:
+            if isinstance(obj, str):
+                obj = strip_controls(obj)
+            elif isinstance(obj, Table):
+                for column in obj.columns:
+                    column._cells = [strip_controls(c) if isinstance(c, str) else c for c in column._cells]
+            clean.append(obj)
+        super().print(*clean, **kwargs)
+
+
+out = _SafeConsole(soft_wrap=True)
+err = _SafeConsole(stderr=True, soft_wrap=True)
 
 HomeOpt = Annotated[Path | None, typer.Option("--home", help="Data directory [env FEEDBACK_AGENT_HOME].")]
 ChromaOpt = Annotated[str | None, typer.Option("--chroma-url", help="Chroma server URL [env FEEDBACK_AGENT_CHROMA_URL].")]
@@ -166,6 +192,8 @@ def _print_summary(summary: IngestSummary) -> None:
         table.add_column(name, justify="right")
     table.add_row(*(str(getattr(summary, n)) for n in ("read", "added", "updated", "unchanged", "rejected")))
     out.print(table)
+    for note in summary.notes:
+        out.print(f"note: {escape(note)}", highlight=False)
     if summary.rejects_path:
         out.print(f"rejected rows and reasons: {escape(summary.rejects_path)}", highlight=False)
 
@@ -189,7 +217,7 @@ def ingest(
         summary = _run_ingest(settings, path, kind.value, map_ or [], not json_, batch_size, classify)  # type: ignore[arg-type]
     if json_:
         _emit_json(summary.model_dump(include={"read", "added", "updated", "unchanged", "rejected",
-                                               "rejects_path", "path", "kind", "format", "encoding", "seconds"}))  # fmt: skip
+                                               "rejects_path", "path", "kind", "format", "encoding", "notes", "seconds"}))  # fmt: skip
     else:
         _print_summary(summary)
 

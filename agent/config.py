@@ -54,6 +54,7 @@ class Settings(BaseSettings):
     api_keys: str | None = Field(None, description="Comma-separated API keys for `serve` (Authorization: Bearer ...).")
     max_request_bytes: int = Field(1_000_000, ge=1_000, le=100_000_000, description="Largest HTTP request body `serve` accepts.")
     request_timeout: float = Field(60.0, gt=0, description="Seconds one HTTP request may take before 504.")
+    body_timeout: float = Field(20.0, gt=0, le=600, description="Seconds an HTTP request body may take to arrive before 408.")
 
     def api_key_list(self) -> list[str]:
         """The configured HTTP API keys."""
@@ -134,11 +135,21 @@ SECRET_SETTINGS = {"api_keys"}
 
 
 def is_loopback(url: str | None) -> bool:
-    """True for http(s) URLs on 127.0.0.0/8, ::1 or localhost."""
+    """True for http(s) URLs on 127.0.0.0/8, ::1 or localhost (an address, not a name that
+    merely starts with "127.")."""
+    import ipaddress
     from urllib.parse import urlparse
 
-    host = (urlparse(url).hostname or "") if url else ""
-    return host == "localhost" or host == "::1" or host.startswith("127.")
+    try:
+        host = (urlparse(url).hostname or "") if url else ""
+    except ValueError:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def describe_settings(settings: Settings, flags: dict[str, Any]) -> dict[str, dict[str, Any]]:

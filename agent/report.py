@@ -36,6 +36,7 @@ from agent.tools import (
     SpikesInput,
     Window,
 )
+from retrieval.records import check_reference_year
 from retrieval.store import Store
 from retrieval.taxonomy import Taxonomy
 
@@ -110,6 +111,7 @@ def week_end(week: str, zone: tzinfo) -> datetime:
     if not m:
         raise ValueError(f"{week!r} is not an ISO week like 2026-W46")
     try:
+        check_reference_year(int(m[1]), repr(week))
         monday = date.fromisocalendar(int(m[1]), int(m[2]), 1)
     except ValueError as exc:
         raise ValueError(f"{week!r} is not an ISO week ({exc})") from None

@@ -4,8 +4,14 @@ One store is opened for the process. Every request gets its own chat model (its 
 work runs in worker threads and is cut off after ``request_timeout`` seconds (504). Requests
 carry an API key (``Authorization: Bearer``) when keys are configured; with none configured the
 ``serve`` command binds loopback only. Bodies above ``max_request_bytes`` get 413, invalid input
-422 with the fields named, user errors 400, an unreachable store 503. Each request is logged as
-one JSON line on stderr (time, request id, method, path, status, milliseconds, which path served).
+422 with the fields named, user errors 400, an unreachable store 503, and every error body is
+``{"error": ...}``. The key is checked before the body is read or parsed; a body that trickles in
+slower than the ``body_timeout`` setting gets 408. Without keys only loopback Host names are served (a page
+on another site cannot rebind a name to 127.0.0.1 and read the API). Each request is logged
+once as one JSON line on stderr (time, request id, method, path, status, milliseconds, which
+path served); an unexpected error is logged by type and code location only, never with the
+record content its message may hold, and answered 500 on a connection that stays usable.
+The docs pages (/docs, /redoc) are served from files inside the installed package, no CDN.
 
 Ingest through ``POST /v1/feedback`` takes the same writer lock as the ``ingest`` command, so
 concurrent ingests (HTTP or CLI) into one home queue and lose nothing.
@@ -16,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
-import logging
 import sys
 import threading
 import time
@@ -25,32 +30,34 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
 
 import anyio
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agent.ask import Answer, Asker, Conversation
 from agent.classify import Classification, Classifier
-from agent.config import Settings
+from agent.config import Settings, is_loopback
 from agent.errors import USER_ERRORS
 from agent.reply import Replier, ReplyDraft
 from agent.runtime import make_chat_model, make_encoder, open_store, taxonomy_of, zone_of
 from agent.tools import Analytics
-from retrieval.errors import RowError, StoreError
-from retrieval.ingest import home_lock
-from retrieval.records import Feedback, parse_feedback, parse_when
+from retrieval.errors import StoreError
+from retrieval.ingest import home_lock, ingest_rows, printable
+from retrieval.readers import RawRow
+from retrieval.records import parse_when
 from retrieval.search import Hit, Searcher, SearchFilters
 
 MAX_TEXT = 10_000
 MAX_BATCH = 500
 MAX_RECORDS = 1_000
 MAX_CONVERSATIONS = 1_000
-
-log = logging.getLogger("feedback_agent.http")
 
 
 # --------------------------------------------------------------------------- request bodies
@@ -81,7 +88,7 @@ class ReplyRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    text: str = Field(min_length=1, max_length=MAX_TEXT)
+    text: str = Field(min_length=1, max_length=MAX_TEXT, pattern=r"\S")
     customer: str | None = Field(None, max_length=100)
     order_id: str | None = Field(None, max_length=200)
 
@@ -91,7 +98,7 @@ class AskRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    question: str = Field(min_length=1, max_length=2000)
+    question: str = Field(min_length=1, max_length=2000, pattern=r"\S")
     as_of: str | None = Field(None, description="Reference time (date or timestamp); default now.")
     conversation_id: str | None = Field(None, max_length=100, description="Continue a conversation.")
 
@@ -188,18 +195,21 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             store.close()
 
-    app = FastAPI(title="feedback-agent", version="0.1.0", lifespan=lifespan,
+    app = FastAPIOffline(title="feedback-agent", version="0.1.0", lifespan=lifespan,
                   description="Customer-feedback agent: ingest, classify, reply, ask, search and weekly reports. "
                               "Send `Authorization: Bearer <key>` when the server has API keys.")  # fmt: skip
-    app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
+    app.add_middleware(BodyLimit, limit=settings.max_request_bytes, timeout=settings.body_timeout)
     keys = settings.api_key_list()
 
-    def auth(request: Request) -> None:
-        if not keys:
-            return
+    def key_ok(request: Request) -> bool:
         header = request.headers.get("authorization", "")
         token = header[7:].strip() if header.lower().startswith("bearer ") else ""
-        if not token or not any(hmac.compare_digest(token, k) for k in keys):
+        return bool(token) and any(hmac.compare_digest(token, k) for k in keys)
+
+    def auth(request: Request) -> None:
+        """The key check, declared on each route for the OpenAPI document; the middleware has
+        already applied it before the body was read."""
+        if keys and not key_ok(request):
             raise HTTPException(401, "missing or invalid API key (Authorization: Bearer <key>)",
                                 headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
 
@@ -211,23 +221,40 @@ def create_app(settings: Settings) -> FastAPI:
             raise HTTPException(504, f"the request took longer than {settings.request_timeout:g} s") from None
 
     # ------------------------------------------------------------------ middleware
+    def gate(request: Request) -> Response | None:
+        """What is refused before any body is read: a wrong Host, a missing key, a body too large."""
+        if not keys and not is_loopback(f"http://{request.headers.get('host', '')}"):
+            return _error(421, "without API keys this server answers only loopback host names (localhost, 127.0.0.1)")
+        if keys and request.url.path.startswith("/v1/") and not key_ok(request):
+            response = _error(401, "missing or invalid API key (Authorization: Bearer <key>)")
+            response.headers["WWW-Authenticate"] = "Bearer"
+            return response
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > settings.max_request_bytes):
+            return _error(413, f"request body larger than {settings.max_request_bytes} bytes")
+        return None
+
     @app.middleware("http")
     async def limits_and_logs(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         rid = request.headers.get("x-request-id") or uuid.uuid4().hex[:12]
         request.state.rid = rid
         request.state.served_by = None
         started = time.perf_counter()
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > settings.max_request_bytes):
-            response: Response = _error(413, f"request body larger than {settings.max_request_bytes} bytes")
-        else:
-            response = await call_next(request)
+        failure = None
+        response = gate(request)
+        if response is None:
+            try:
+                response = await call_next(request)
+            except Exception as exc:  # anything no handler answered: one 500, logged once, connection kept
+                failure = _where(exc)
+                response = _error(500, f"internal error (request id {rid})")
         response.headers["x-request-id"] = rid
         if request.state.served_by:
             response.headers["x-served-by"] = request.state.served_by
         _log({"request_id": rid, "method": request.method, "path": request.url.path, "status": response.status_code,
               "ms": round((time.perf_counter() - started) * 1000, 1), "served_by": request.state.served_by,
-              "client": request.client.host if request.client else None})  # fmt: skip
+              "client": request.client.host if request.client else None}
+             | ({"level": "error", "error": failure} if failure else {}))  # fmt: skip
         return response
 
     @app.exception_handler(RequestValidationError)
@@ -239,20 +266,19 @@ def create_app(settings: Settings) -> FastAPI:
         summary = "; ".join(f"{d['field']}: {d['message']}" for d in details[:5])
         return JSONResponse({"error": f"invalid request: {summary}", "details": details}, status_code=422)
 
-    @app.exception_handler(HTTPException)
-    async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(StoreError)
     async def store_error(_request: Request, exc: StoreError) -> JSONResponse:
         return _error(503, f"store unavailable: {exc}")
 
-    @app.exception_handler(Exception)
-    async def user_or_internal(_request: Request, exc: Exception) -> JSONResponse:
-        if isinstance(exc, USER_ERRORS):
-            return _error(400, str(exc).splitlines()[0])
-        log.exception("internal error")
-        return _error(500, "internal error (logged)")
+    async def user_error(_request: Request, exc: Exception) -> JSONResponse:
+        return _error(400, str(exc).splitlines()[0])
+
+    for error_class in USER_ERRORS:
+        app.add_exception_handler(error_class, user_error)
 
     # ------------------------------------------------------------------ routes
     @app.get("/healthz", tags=["service"])
@@ -331,31 +357,24 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.post("/v1/feedback", dependencies=[Depends(auth)], tags=["ingest"], response_model=IngestResult)
     async def feedback(body: FeedbackBatch, request: Request) -> Any:
-        """Ingest feedback records (batch); bad rows come back in `rejected` with the reason."""
+        """Ingest feedback records (batch); bad records come back in `rejected` with the reason, the
+        rest are stored (the same row checks as the `ingest` command)."""
         def work() -> IngestResult:
-            now = datetime.now(UTC)
-            good: list[Feedback] = []
             rejected: list[dict[str, Any]] = []
-            seen: set[str] = set()
-            for i, raw in enumerate(body.records):
-                try:
-                    rec = parse_feedback({str(k): v for k, v in raw.items()}, zone=state["zone"], imported_at=now,
-                                         taxonomy=state["taxonomy"])  # fmt: skip
-                except RowError as exc:
-                    rejected.append({"index": i, "id": raw.get("id"), "reason": str(exc)})
-                    continue
-                if rec.id in seen:
-                    rejected.append({"index": i, "id": rec.id, "reason": "duplicate id in this request"})
-                    continue
-                seen.add(rec.id)
-                good.append(rec)
+
+            def reject(raw: RawRow, reason: str) -> None:
+                rid = (raw.values or {}).get("id")
+                rejected.append({"index": raw.number - 1, "id": printable(rid) if isinstance(rid, str | int) else None,
+                                 "reason": reason})  # fmt: skip
+
+            rows = (RawRow(number=i + 1, line=None, values={str(k): v for k, v in raw.items()})
+                    for i, raw in enumerate(body.records))  # fmt: skip
             store = state["store"]
-            result = None
-            if good:
-                with home_lock(store.home):
-                    result = store.upsert("feedback", good, now, label=state["classifier"].get().labeler)
-            return IngestResult(added=result.added if result else [], updated=result.updated if result else [],
-                                unchanged=result.unchanged if result else [], rejected=rejected)  # fmt: skip
+            with home_lock(store.home):
+                result = ingest_rows(store, rows, kind="feedback", taxonomy=state["taxonomy"], zone=state["zone"],
+                                     now=datetime.now(UTC), reject=reject, labeler=state["classifier"].get().labeler)
+            return IngestResult(added=result.added, updated=result.updated, unchanged=result.unchanged,
+                                rejected=rejected)  # fmt: skip
 
         return await run(request, work)
 
@@ -384,24 +403,34 @@ def create_app(settings: Settings) -> FastAPI:
 
 
 class BodyLimit:
-    """ASGI middleware: a body streamed without Content-Length is counted as it arrives (413)."""
+    """ASGI middleware: a body streamed without Content-Length is counted as it arrives (413), and
+    a body that has not arrived in full within ``timeout`` seconds is cut off (408), so slow
+    partial bodies cannot hold connections open."""
 
-    def __init__(self, app: Any, limit: int) -> None:
-        self.app, self.limit = app, limit
+    def __init__(self, app: Any, limit: int, timeout: float) -> None:
+        self.app, self.limit, self.timeout = app, limit, timeout
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         received = 0
+        deadline: float | None = None
 
         async def limited() -> Any:
-            nonlocal received
-            message = await receive()
+            nonlocal received, deadline
+            loop = asyncio.get_running_loop()
+            deadline = deadline or loop.time() + self.timeout
+            try:
+                message = await asyncio.wait_for(receive(), timeout=max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                raise HTTPException(408, f"the request body did not arrive within {self.timeout:g} s") from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.limit:
                     raise HTTPException(413, f"request body larger than {self.limit} bytes")
+                if not message.get("more_body", False):
+                    deadline = float("inf")  # the body is complete; later receives wait for disconnects
             return message
 
         await self.app(scope, limited, send)
@@ -418,6 +447,16 @@ def _as_of(value: str | None, zone: Any) -> datetime:
         return parse_when(value, zone)
     except ValueError as exc:
         raise HTTPException(422, f"as_of {value!r} is not a date ({exc})") from None
+
+
+def _where(exc: BaseException) -> str:
+    """An exception's type and innermost code location: what to log of an unexpected error. Its
+    message is left out, since messages quote input (a record's text, a customer's phone)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    where = f" at {Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno}" if tb is not None else ""
+    return type(exc).__name__ + where
 
 
 def _log(fields: dict[str, Any]) -> None:

@@ -15,10 +15,11 @@ Guarantees:
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from datetime import datetime, tzinfo
 from pathlib import Path
@@ -27,12 +28,14 @@ from typing import IO, Any
 from pydantic import BaseModel, Field, ValidationError
 
 from retrieval.errors import RowError
-from retrieval.readers import InputFile
+from retrieval.readers import InputFile, RawRow
 from retrieval.records import Feedback, Resolution, parse_feedback, parse_resolution
-from retrieval.store import Kind, Store, file_lock
+from retrieval.store import Kind, Store, UpsertResult, file_lock
 from retrieval.taxonomy import Taxonomy
 
 ProgressFn = Callable[[int, int], None]
+RejectFn = Callable[[RawRow, str], None]
+Labeler = Callable[[list[Feedback]], list[Feedback]]
 
 
 class IngestSummary(BaseModel):
@@ -48,6 +51,7 @@ class IngestSummary(BaseModel):
     unchanged: int = 0
     rejected: int = 0
     rejects_path: str | None = None
+    notes: list[str] = Field(default_factory=list, description="What the reader chose or passed over (sheets).")
     seconds: float = 0.0
 
 
@@ -56,32 +60,44 @@ def home_lock(home: Path) -> AbstractContextManager[None]:
     return file_lock(home / ".ingest.lock")
 
 
-def _printable(value: Any) -> Any:
-    """Cells for the rejects file: undecodable bytes shown as U+FFFD."""
+def printable(value: Any) -> Any:
+    """Cells for the rejects file's readable part: undecodable bytes shown as U+FFFD."""
     if isinstance(value, str):
-        return "".join("\ufffd" if "\udc80" <= ch <= "\udcff" else ch for ch in value)
+        return "".join("\ufffd" if "\ud800" <= ch <= "\udfff" else ch for ch in value)
     if isinstance(value, dict):
-        return {str(k): _printable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_printable(v) for v in value]
+        return {str(printable(k)): printable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [printable(v) for v in value]
     if isinstance(value, int | float | bool) or value is None:
         return value
     return str(value)
 
 
 class _Rejects:
-    """The rejects file, created on the first reject."""
+    """The rejects file, created on the first reject.
+
+    Each entry holds the row number, its line (or line range), the reason, the cells in readable
+    form and, where the reader has them, the row's original bytes in base64 (``raw_b64``): a
+    rejected row can always be recovered exactly, whatever its encoding.
+    """
 
     def __init__(self, home: Path, source: Path, now: datetime) -> None:
         self.path = home / "rejects" / f"{source.stem}-{now.strftime('%Y%m%dT%H%M%S%f')}.jsonl"
         self.count = 0
         self._fh: IO[str] | None = None
 
-    def add(self, row: int, line: int | None, reason: str, data: dict[str, Any]) -> None:
+    def add(self, raw: RawRow, reason: str) -> None:
         if self._fh is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
-        entry = {"row": row, "line": line, "reason": reason, "data": _printable(data)}
+        entry: dict[str, Any] = {"row": raw.number, "line": raw.line, "reason": reason,
+                                 "data": printable(raw.source or raw.values or {})}  # fmt: skip
+        if raw.last_line is not None and raw.last_line != raw.line:
+            entry["lines"] = [raw.line, raw.last_line]
+        if raw.sheet is not None:
+            entry["sheet"] = raw.sheet
+        if raw.raw is not None:
+            entry["raw_b64"] = base64.b64encode(raw.raw).decode("ascii")
         self._fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
         self.count += 1
 
@@ -92,6 +108,72 @@ class _Rejects:
 
 def _id_key(record_id: str) -> int:
     return int.from_bytes(hashlib.blake2b(record_id.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "big")
+
+
+def ingest_rows(
+    store: Store,
+    rows: Iterable[RawRow],
+    *,
+    kind: Kind,
+    taxonomy: Taxonomy | None,
+    zone: tzinfo,
+    now: datetime,
+    reject: RejectFn,
+    batch_size: int = 1000,
+    labeler: Labeler | None = None,
+    after_batch: Callable[[], None] | None = None,
+) -> UpsertResult:
+    """Validate rows and upsert them in batches; the one row loop of every ingest (file or HTTP).
+
+    The caller holds the home's writer lock. Each bad row goes to ``reject`` with its reason and
+    never stops the run; in-input duplicate ids are rejected after the first.
+
+    Returns:
+        The ids added, updated and left unchanged.
+    """
+    total = UpsertResult([], [], [])
+    seen: dict[int, int] = {}
+    batch: list[Feedback | Resolution] = []
+
+    def flush() -> None:
+        if not batch:
+            return
+        result = store.upsert(kind, batch, now, label=labeler if kind == "feedback" else None)
+        total.added += result.added
+        total.updated += result.updated
+        total.unchanged += result.unchanged
+        batch.clear()
+        if after_batch is not None:
+            after_batch()
+
+    for raw in rows:
+        if raw.error is not None or raw.values is None:
+            reject(raw, raw.error or "unreadable row")
+            continue
+        try:
+            record: Feedback | Resolution
+            if kind == "feedback":
+                record = parse_feedback(raw.values, zone=zone, imported_at=now, taxonomy=taxonomy)
+            else:
+                record = parse_resolution(raw.values, zone=zone, imported_at=now)
+        except RowError as exc:
+            reject(raw, str(exc))
+            continue
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            reject(raw, f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}")
+            continue
+        key = _id_key(record.id)
+        first = seen.get(key)
+        if first is not None:
+            reject(raw, f"duplicate id {record.id!r} (first seen at row {first})")
+            continue
+        seen[key] = raw.number
+        batch.append(record)
+        if len(batch) >= batch_size:
+            flush()
+    flush()
+    return total
 
 
 def ingest_file(
@@ -105,7 +187,7 @@ def ingest_file(
     now: datetime,
     batch_size: int = 1000,
     progress: ProgressFn | None = None,
-    labeler: Callable[[list[Feedback]], list[Feedback]] | None = None,
+    labeler: Labeler | None = None,
 ) -> IngestSummary:
     """Ingest one file of feedback or resolution records into ``store``.
 
@@ -129,54 +211,29 @@ def ingest_file(
     source = InputFile(path, kind, mapping)
     summary = IngestSummary(path=str(path), kind=kind, format=source.format or "", encoding=source.encoding)
     rejects = _Rejects(store.home, Path(path), now)
-    seen: dict[int, int] = {}
-    batch: list[Feedback | Resolution] = []
 
-    def flush() -> None:
-        if not batch:
-            return
-        result = store.upsert(kind, batch, now, label=labeler if kind == "feedback" else None)
-        summary.added += len(result.added)
-        summary.updated += len(result.updated)
-        summary.unchanged += len(result.unchanged)
-        batch.clear()
+    def counted(rows: Iterable[RawRow]) -> Iterable[RawRow]:
+        for raw in rows:
+            summary.read += 1
+            yield raw
+
+    def after_batch() -> None:
         if progress is not None:
             progress(source.position, source.total)
 
     with home_lock(store.home):
         try:
-            for raw in source:
-                summary.read += 1
-                if raw.error is not None or raw.values is None:
-                    rejects.add(raw.number, raw.line, raw.error or "unreadable row", raw.source)
-                    continue
-                try:
-                    record: Feedback | Resolution
-                    if kind == "feedback":
-                        record = parse_feedback(raw.values, zone=zone, imported_at=now, taxonomy=taxonomy)
-                    else:
-                        record = parse_resolution(raw.values, zone=zone, imported_at=now)
-                except RowError as exc:
-                    rejects.add(raw.number, raw.line, str(exc), raw.source)
-                    continue
-                except ValidationError as exc:
-                    err = exc.errors()[0]
-                    reason = f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}"
-                    rejects.add(raw.number, raw.line, reason, raw.source)
-                    continue
-                key = _id_key(record.id)
-                first = seen.get(key)
-                if first is not None:
-                    rejects.add(raw.number, raw.line, f"duplicate id {record.id!r} (first seen at row {first})", raw.source)
-                    continue
-                seen[key] = raw.number
-                batch.append(record)
-                if len(batch) >= batch_size:
-                    flush()
-            flush()
+            result = ingest_rows(store, counted(source), kind=kind, taxonomy=taxonomy, zone=zone, now=now,
+                                 reject=rejects.add, batch_size=batch_size, labeler=labeler,
+                                 after_batch=after_batch)  # fmt: skip
         finally:
             rejects.close()
             source.close()
+    summary.added, summary.updated, summary.unchanged = len(result.added), len(result.updated), len(result.unchanged)
+    mixed = source.encodings_seen
+    if len(mixed) > 1:
+        summary.encoding = "mixed (" + ", ".join(f"{n} lines {e}" for e, n in sorted(mixed.items())) + ")"
+    summary.notes = source.notes
     summary.rejected = rejects.count
     summary.rejects_path = str(rejects.path) if rejects.count else None
     summary.seconds = round(time.perf_counter() - started, 3)

@@ -1,15 +1,23 @@
 """Streaming readers for CSV, JSONL and XLSX input, with column mapping.
 
 Nothing here loads a whole file: CSV and JSONL are read line by line from a byte stream (so the
-progress bar can show bytes), XLSX through openpyxl's read-only mode. Encodings are detected from
-the first megabyte: BOMs, then strict UTF-8, then GB18030 (a superset of GBK/GB2312). Bytes that
-do not decode become surrogates and the rows holding them are rejected, never silently altered.
+progress bar can show bytes), XLSX through openpyxl's read-only mode.
+
+Nothing is lost to one bad byte. Each physical line of a CSV is decoded on its own: strict UTF-8,
+then GB18030 (a superset of GBK/GB2312), so a GBK export with a few UTF-8 rows (or the reverse)
+keeps every row. A line neither decodes keeps its undecodable bytes as surrogates, and the row
+holding it is rejected with its original bytes (``RawRow.raw``), never silently altered. NUL
+bytes are cleaned out of the row that holds them; only a file that is mostly NULs is refused as
+binary. A quote left open does not swallow the rest of the file: a record whose continuation
+lines parse as rows of their own is a runaway, its first line is rejected with its line range and
+reading resumes at the next line.
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
+from collections import deque
 import io
 import json
 import os
@@ -25,6 +33,7 @@ from retrieval.records import FEEDBACK_FIELDS, FIELD_ALIASES, RESOLUTION_FIELDS,
 SUPPORTED = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl",
              ".xlsx": "xlsx", ".xlsm": "xlsx"}  # fmt: skip
 MAX_FIELD_CHARS = 1_000_000  # a runaway quote must not swallow a 1 GB file into one field
+MAX_RECORD_LINES = 200  # a quoted field spanning more lines than this is a runaway, whatever it holds
 REQUIRED = {"feedback": ("text",), "resolution": ("feedback_id", "action")}
 
 
@@ -37,6 +46,9 @@ class RawRow:
     values: dict[str, Any] | None = None
     error: str | None = None
     source: dict[str, Any] = field(default_factory=dict)  # original cells, for the rejects file
+    raw: bytes | None = None  # the row's original bytes (CSV/JSONL), for the rejects file
+    sheet: str | None = None  # the XLSX sheet, when the workbook has several
+    last_line: int | None = None  # the last physical line of a multi-line record
 
 
 def fields_for(kind: str) -> tuple[str, ...]:
@@ -114,18 +126,81 @@ def check_required(header_map: dict[str, str], headers: list[str], kind: str, pa
 
 
 def detect_encoding(head: bytes) -> str:
-    """Pick the encoding of a text file from its first bytes."""
+    """Pick the encoding of a text file from its first bytes.
+
+    BOMs first; then UTF-16 without a BOM (NULs in every other byte of mostly-ASCII text); then
+    strict UTF-8, then GB18030. "binary" when NULs make up much of the sample otherwise. The CSV
+    reader decodes each line on its own (:func:`decode_line`), so this only names the file's
+    main encoding.
+    """
     if head.startswith(codecs.BOM_UTF8):
         return "utf-8-sig"
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "utf-16"
+    nuls = head.count(b"\x00")
+    if nuls:
+        even, odd = head[0::2].count(b"\x00"), head[1::2].count(b"\x00")
+        pairs = max(1, len(head) // 2)
+        if odd > 0.3 * pairs and even < 0.05 * pairs:
+            return "utf-16-le"
+        if even > 0.3 * pairs and odd < 0.05 * pairs:
+            return "utf-16-be"
+        if nuls > 0.1 * len(head):
+            return "binary"
     for enc in ("utf-8", "gb18030"):
         try:
-            codecs.getincrementaldecoder(enc)().decode(head, final=False)
+            codecs.getincrementaldecoder(enc)().decode(head.replace(b"\x00", b""), final=False)
             return enc
         except UnicodeDecodeError:
             continue
     return "utf-8"  # undecodable bytes become surrogates; their rows are rejected
+
+
+def decode_line(raw: bytes, fallback: str = "utf-8") -> tuple[str, str | None]:
+    """One line of an 8-bit file as text, and the encoding that read it (None: neither did).
+
+    Strict UTF-8 comes first because it almost never accepts GBK bytes by accident, while
+    GB18030 accepts much of UTF-8. A line neither reads is decoded in ``fallback`` with its bad
+    bytes kept as surrogates, so the row is rejected rather than altered.
+    """
+    raw = raw.replace(b"\x00", b"")
+    for enc in ("utf-8", "gb18030"):
+        try:
+            return raw.decode(enc), enc
+        except UnicodeDecodeError:
+            continue
+    return raw.decode(fallback, "surrogateescape"), None
+
+
+@dataclass
+class _Line:
+    number: int  # 1-based physical line
+    raw: bytes
+    text: str
+
+
+class _LineFeed:
+    """Physical lines for ``csv.reader``, remembering which lines the current record used.
+
+    Lines can be pushed back, so that after a runaway record the lines it swallowed are read again.
+    """
+
+    def __init__(self, lines: Iterator[_Line]) -> None:
+        self._lines = lines
+        self.pending: deque[_Line] = deque()
+        self.used: list[_Line] = []
+
+    def __iter__(self) -> _LineFeed:
+        return self
+
+    def __next__(self) -> str:
+        line = self.pending.popleft() if self.pending else next(self._lines)
+        self.used.append(line)
+        return line.text
+
+    def take(self) -> list[_Line]:
+        used, self.used = self.used, []
+        return used
 
 
 class _Source:
@@ -180,6 +255,7 @@ class InputFile:
                 "use .csv, .tsv, .jsonl or .xlsx"
             )
         self.encoding: str | None = None
+        self.notes: list[str] = []  # what the reader passed over or chose (sheets), said to the user
         self.headers: list[str] = []
         self.header_map: dict[str, str] = {}
         self._source: _Source | None = None
@@ -240,25 +316,60 @@ class InputFile:
         self._source = _Source(self.path)
         with open(self.path, "rb") as fh:
             head = fh.read(1 << 20)
-        if not head.strip():
+        if not head.strip(b" \t\r\n\x00"):
             raise InputFileError(f"{self.path.name} is empty")
         self.encoding = detect_encoding(head)
-        if self.encoding != "utf-16" and b"\x00" in head:
-            raise InputFileError(f"{self.path.name} looks binary, not CSV (NUL bytes)")
-        text = self._source.text = io.TextIOWrapper(
-            self._source._fh, encoding=self.encoding, errors="surrogateescape", newline=""
-        )
-        first = text.readline()
-        delimiter = "\t" if self.path.suffix.lower() == ".tsv" else _sniff_delimiter(first)
+        if self.encoding == "binary":
+            raise InputFileError(f"{self.path.name} looks binary, not CSV (mostly NUL bytes)")
+        self._encodings: dict[str, int] = {}
+        feed = _LineFeed(self._physical_lines())
+        header_cells = self._first_record(feed)
+        delimiter = "\t" if self.path.suffix.lower() == ".tsv" else _sniff_delimiter(header_cells)
         csv.field_size_limit(MAX_FIELD_CHARS)
-        header_cells = next(csv.reader([first], delimiter=delimiter), [])
-        self.headers = _unique_headers(header_cells)
+        header = next(csv.reader([header_cells], delimiter=delimiter), [])
+        self.headers = _unique_headers(header)
         self.header_map = build_header_map(self.headers, self.kind, self.explicit_map)
         check_required(self.header_map, self.headers, self.kind, self.path)
-        return self._csv_rows(text, delimiter)
+        return self._csv_rows(feed, delimiter)
 
-    def _csv_rows(self, text: io.TextIOWrapper, delimiter: str) -> Iterator[RawRow]:
-        reader = csv.reader(text, delimiter=delimiter)
+    def _physical_lines(self) -> Iterator[_Line]:
+        """Lines with their original bytes; 8-bit files are decoded line by line."""
+        assert self._source is not None
+        fh = self._source._fh
+        if self.encoding and self.encoding.startswith("utf-16"):
+            # Two-byte text cannot be split on b"\n": decode the stream, keep each line re-encoded.
+            enc = self.encoding
+            text = self._source.text = io.TextIOWrapper(fh, encoding=enc, errors="surrogatepass", newline="")
+            for number, line in enumerate(text, start=1):
+                clean = line.replace("\x00", "").lstrip("\ufeff") if number == 1 else line.replace("\x00", "")
+                yield _Line(number, line.encode(enc if enc != "utf-16" else "utf-16-le", "surrogatepass"), clean)
+            return
+        fallback = "gb18030" if self.encoding == "gb18030" else "utf-8"
+        for number, raw in enumerate(fh, start=1):
+            body = raw[3:] if number == 1 and raw.startswith(codecs.BOM_UTF8) else raw
+            text, enc = decode_line(body, fallback)
+            if enc is not None and any(b > 0x7F for b in body):
+                self._encodings[enc] = self._encodings.get(enc, 0) + 1
+            yield _Line(number, raw, text)
+
+    @property
+    def encodings_seen(self) -> dict[str, int]:
+        """Lines read by each 8-bit encoding (non-ASCII lines only): a mixed file shows both."""
+        return dict(getattr(self, "_encodings", {}))
+
+    @staticmethod
+    def _first_record(feed: _LineFeed) -> str:
+        """The header's text (a header may hold quoted line breaks, but not a runaway)."""
+        lines: list[str] = []
+        for text in feed:
+            lines.append(text)
+            if "".join(lines).count('"') % 2 == 0 or len(lines) >= 5:
+                break
+        feed.take()
+        return "".join(lines)
+
+    def _csv_rows(self, feed: _LineFeed, delimiter: str) -> Iterator[RawRow]:
+        reader = csv.reader(feed, delimiter=delimiter)
         number = 0
         n_headers = len(self.headers)
         while True:
@@ -267,21 +378,39 @@ class InputFile:
             except StopIteration:
                 return
             except csv.Error as exc:
+                used = feed.take()
                 number += 1
-                yield RawRow(number=number, line=reader.line_num + 1, error=f"malformed CSV: {exc}")
+                yield RawRow(number=number, line=used[0].number if used else None,
+                             last_line=used[-1].number if used else None, error=f"malformed CSV: {exc}",
+                             source={"text": _joined(used)}, raw=b"".join(u.raw for u in used))  # fmt: skip
+                reader = csv.reader(feed, delimiter=delimiter)  # a fresh reader: the old one may be mid-field
                 continue
+            used = feed.take()
             if not cells or all(not c.strip() for c in cells):
                 continue  # blank line
+            if len(used) > 1 and _runaway(used, cells, n_headers, delimiter):
+                number += 1
+                first = used[0]
+                feed.pending.extendleft(reversed(used[1:]))
+                yield RawRow(number=number, line=first.number, last_line=first.number,
+                             error=f"unclosed quote: the field ran over lines {first.number}-{used[-1].number}, "
+                                   f"which hold rows of their own; rejected line {first.number} only and "
+                                   f"read on from line {used[1].number}",
+                             source={"text": first.text}, raw=first.raw)  # fmt: skip
+                continue
             number += 1
-            line = reader.line_num + 1  # +1: the header line was read outside this reader
+            line, last = used[0].number, used[-1].number
+            raw = b"".join(u.raw for u in used)
             if len(cells) > n_headers and any(c.strip() for c in cells[n_headers:]):
                 yield RawRow(
-                    number=number, line=line,
+                    number=number, line=line, last_line=last, raw=raw,
                     error=f"row has {len(cells)} cells but the header has {n_headers}",
                     source={"cells": cells},
                 )  # fmt: skip
                 continue
-            yield self._map_row(dict(zip(self.headers, cells, strict=False)), number, line)
+            row = self._map_row(dict(zip(self.headers, cells, strict=False)), number, line)
+            row.raw, row.last_line = raw, last
+            yield row
 
     def _open_jsonl(self) -> Iterator[RawRow]:
         self._source = _Source(self.path)
@@ -297,16 +426,19 @@ class InputFile:
             if not raw.strip():
                 continue
             number += 1
-            try:
-                obj = json.loads(raw.decode("utf-8-sig" if line_no == 1 else "utf-8"))
-            except UnicodeDecodeError:
-                yield RawRow(number=number, line=line_no, error="line is not valid UTF-8")
+            body = raw[3:] if line_no == 1 and raw.startswith(codecs.BOM_UTF8) else raw
+            text, enc = decode_line(body)
+            bad = {"number": number, "line": line_no, "raw": raw, "source": {"text": text}}
+            if enc is None:
+                yield RawRow(**bad, error="line is not valid UTF-8 (nor GB18030)")
                 continue
+            try:
+                obj = json.loads(text)
             except json.JSONDecodeError as exc:
-                yield RawRow(number=number, line=line_no, error=f"invalid JSON: {exc.msg}")
+                yield RawRow(**bad, error=f"invalid JSON: {exc.msg}")
                 continue
             if not isinstance(obj, dict):
-                yield RawRow(number=number, line=line_no, error="line is not a JSON object")
+                yield RawRow(**bad, error="line is not a JSON object")
                 continue
             cells = {str(k): (json.dumps(v, ensure_ascii=False) if isinstance(v, dict | list) else v)
                      for k, v in obj.items()}  # fmt: skip
@@ -318,11 +450,15 @@ class InputFile:
                 self.headers = list(key)
                 check_required(self.header_map, self.headers, self.kind, self.path)
                 checked = True
-            yield self._map_row(cells, number, line_no)
+            row = self._map_row(cells, number, line_no)
+            row.raw = raw
+            yield row
         if not checked:
             raise InputFileError(f"{self.path.name} holds no JSON records")
 
     def _open_xlsx(self) -> Iterator[RawRow]:
+        """Every sheet whose header holds the required columns is read; the others are named in
+        :attr:`notes`, so no sheet is passed over without a word."""
         import zipfile
 
         from openpyxl import load_workbook
@@ -331,32 +467,95 @@ class InputFile:
             self._wb = load_workbook(self.path, read_only=True, data_only=True)
         except (zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
             raise InputFileError(f"{self.path.name} is not a readable XLSX workbook: {exc}") from None
-        ws = self._wb.worksheets[0]
-        self._xlsx_rows = int(ws.max_row or 0)
-        self._xlsx_pos = 0
-        rows = ws.iter_rows(values_only=True)
-        header = next(rows, None)
-        if header is None:
-            raise InputFileError(f"{self.path.name}: the first sheet is empty")
-        self.headers = _unique_headers(["" if h is None else str(h) for h in header])
-        self.header_map = build_header_map(self.headers, self.kind, self.explicit_map)
-        check_required(self.header_map, self.headers, self.kind, self.path)
-        return self._xlsx_iter(rows)
-
-    def _xlsx_iter(self, rows: Iterator[tuple[Any, ...]]) -> Iterator[RawRow]:
-        number = 0
-        for sheet_row, cells in enumerate(rows, start=2):
-            self._xlsx_pos = sheet_row
-            if all(c is None or (isinstance(c, str) and not c.strip()) for c in cells):
+        sheets: list[tuple[Any, list[str], dict[str, str], Iterator[tuple[Any, ...]]]] = []
+        first_error: InputFileError | None = None
+        for ws in self._wb.worksheets:
+            rows = ws.iter_rows(values_only=True)
+            header = next(rows, None)
+            if header is None or all(h is None or not str(h).strip() for h in header):
+                self.notes.append(f"sheet {ws.title!r} is empty: skipped")
                 continue
-            number += 1
-            yield self._map_row(dict(zip(self.headers, cells, strict=False)), number, sheet_row)
+            headers = _unique_headers(["" if h is None else str(h) for h in header])
+            header_map = build_header_map(headers, self.kind, self.explicit_map)
+            try:
+                check_required(header_map, headers, self.kind, self.path)
+            except InputFileError as exc:
+                first_error = first_error or exc
+                self.notes.append(f"sheet {ws.title!r} skipped: {str(exc).split(': ', 1)[-1]}")
+                continue
+            sheets.append((ws, headers, header_map, rows))
+        if not sheets:
+            if first_error is not None:
+                raise first_error
+            raise InputFileError(f"{self.path.name}: every sheet is empty")
+        if len(self._wb.worksheets) > 1:
+            self.notes.append("read sheets: " + ", ".join(repr(ws.title) for ws, *_ in sheets))
+        self._xlsx_rows = sum(int(ws.max_row or 0) for ws, *_ in sheets)
+        self._xlsx_pos = 0
+        self.headers, self.header_map = sheets[0][1], sheets[0][2]
+        return self._xlsx_iter(sheets)
+
+    def _xlsx_iter(self, sheets: list[tuple[Any, list[str], dict[str, str], Iterator[tuple[Any, ...]]]]) -> Iterator[RawRow]:
+        number = 0
+        done = 0
+        for ws, headers, header_map, rows in sheets:
+            self.headers, self.header_map = headers, header_map
+            for sheet_row, cells in enumerate(rows, start=2):
+                self._xlsx_pos = done + sheet_row
+                if all(c is None or (isinstance(c, str) and not c.strip()) for c in cells):
+                    continue
+                number += 1
+                row = self._map_row(dict(zip(headers, cells, strict=False)), number, sheet_row)
+                if len(sheets) > 1:
+                    row.sheet = ws.title
+                yield row
+            done += int(ws.max_row or 0)
 
 
-def _sniff_delimiter(first_line: str) -> str:
-    counts = {d: first_line.count(d) for d in (",", "\t", ";", "|")}
-    best = max(counts, key=lambda d: counts[d])
-    return best if counts[best] else ","
+def _sniff_delimiter(header_line: str) -> str:
+    """The delimiter that splits the header into the most cells with quotes respected: a split
+    that leaves a stray quote inside a cell cut through a quoted header (a semicolon file whose
+    quoted headers hold commas), so it ranks below any clean split."""
+    best, best_score = ",", (False, 1)
+    for d in (",", "\t", ";", "|"):
+        try:
+            cells = next(csv.reader([header_line.rstrip("\r\n")], delimiter=d), [])
+        except csv.Error:
+            continue
+        score = (not any('"' in c for c in cells), len(cells))
+        if len(cells) > 1 and score > best_score:
+            best, best_score = d, score
+    return best
+
+
+def _joined(lines: list[_Line]) -> str:
+    return "".join(u.text for u in lines)
+
+
+def _runaway(used: list[_Line], cells: list[str], n_headers: int, delimiter: str) -> bool:
+    """Whether a record spanning several lines swallowed rows that stand on their own.
+
+    A legitimate multi-line field holds text fragments; a quote left open holds whole rows. A
+    continuation line counts as a row when it alone parses into the header's number of cells
+    with no stray quote (the closing line of a real multi-line field has one). One such line
+    with a record of the wrong shape, two such lines, or a field over ``MAX_RECORD_LINES``
+    lines, make a runaway.
+    """
+    if len(used) > MAX_RECORD_LINES:
+        return True
+    rowlike = 0
+    for line in used[1:]:
+        if '"' in line.text or not line.text.strip():
+            continue
+        try:
+            alone = next(csv.reader([line.text], delimiter=delimiter), [])
+        except csv.Error:
+            continue
+        if len(alone) == n_headers:
+            rowlike += 1
+            if rowlike >= 2 or len(cells) != n_headers:
+                return True
+    return False
 
 
 def _unique_headers(cells: list[str]) -> list[str]:

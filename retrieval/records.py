@@ -174,6 +174,16 @@ _DATE_FORMATS = (
     "%Y年%m月%d日 %H:%M:%S", "%Y年%m月%d日 %H:%M", "%Y年%m月%d日%H:%M", "%Y年%m月%d日",
 )  # fmt: skip
 _EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+# User-given reference times (as-of, since, until, report weeks) must leave room for the windows
+# computed from them (a year back, a week ahead) inside what datetime can hold.
+REFERENCE_YEARS = (2000, 2100)
+
+
+def check_reference_year(year: int, what: str) -> None:
+    """Raise ``ValueError`` for a reference time outside :data:`REFERENCE_YEARS`."""
+    lo, hi = REFERENCE_YEARS
+    if not lo <= year <= hi:
+        raise ValueError(f"{what} is outside the years {lo}-{hi}")
 
 
 def parse_datetime(value: Any, zone: tzinfo) -> datetime:
@@ -211,9 +221,13 @@ def parse_when(value: str, zone: tzinfo, *, end_of_day: bool = True) -> datetime
         ValueError: not a date.
     """
     s = value.strip()
-    if len(s) == 10:
-        return datetime.combine(date.fromisoformat(s), time.max if end_of_day else time.min, tzinfo=zone)
-    return parse_datetime(s, zone)
+    if m := re.fullmatch(r"(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})", s):
+        day = date(int(m[1]), int(m[2]), int(m[3]))
+        check_reference_year(day.year, repr(value))
+        return datetime.combine(day, time.max if end_of_day else time.min, tzinfo=zone)
+    parsed = parse_datetime(s, zone)
+    check_reference_year(parsed.year, repr(value))
+    return parsed
 
 
 def _from_epoch(number: float) -> datetime:
@@ -243,17 +257,45 @@ def _parse_date_string(s: str) -> datetime:
 
 
 def _clean(value: Any) -> str | None:
-    """A cell as stripped text, or None when empty."""
+    """A cell as stripped text (NUL bytes removed), or None when empty."""
     if value is None:
         return None
     if isinstance(value, float) and value.is_integer():
         value = int(value)  # XLSX order numbers arrive as 1.2e10 floats
-    s = str(value).strip()
+    s = str(value).replace("\x00", "").strip()
     return s or None
 
 
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+# Characters that show nothing: zero-width spaces and joiners, BOMs, bidi marks, control codes.
+_INVISIBLE = re.compile(r"[\s\u200b-\u200f\u2028-\u202f\u205f-\u206f\ufeff\x00-\x1f\x7f-\x9f]+")
+
+
+def check_cells(raw: dict[str, Any]) -> None:
+    """Reject a row any of whose cells (or column names) is not valid text.
+
+    Undecodable bytes arrive as surrogates (``surrogateescape``) and JSON can carry lone
+    ``\\ud800`` escapes; neither can be stored, hashed or sent, whichever column holds them.
+
+    Raises:
+        RowError: naming the column.
+    """
+    for key, value in raw.items():
+        name = str(key)
+        if _SURROGATE.search(name):
+            raise RowError(f"a column name has {_bad_text(name)}")
+        if isinstance(value, str) and _SURROGATE.search(value):
+            raise RowError(f"column {name!r} has {_bad_text(value)}")
+
+
+def _bad_text(s: str) -> str:
+    if re.search(r"[\udc80-\udcff]", s):
+        return "bytes that are not valid in the file's encoding"
+    return "a lone surrogate (not valid text)"
+
+
 def check_text(value: Any, field: str) -> str:
-    """A text cell stripped and checked (not empty, decodable, within the length limit).
+    """A text cell stripped and checked (not empty, visible, decodable, within the length limit).
 
     Raises:
         RowError: the reason the text is unusable.
@@ -261,9 +303,10 @@ def check_text(value: Any, field: str) -> str:
     text = _clean(value)
     if text is None:
         raise RowError(f"empty {field}")
-    if any("\udc80" <= ch <= "\udcff" for ch in text):
+    if _SURROGATE.search(text):
         raise RowError(f"{field} has bytes that are not valid in the file's encoding")
-    text = text.replace("\x00", "")
+    if not _INVISIBLE.sub("", text):
+        raise RowError(f"{field} has no visible characters")
     if len(text) > MAX_TEXT_CHARS:
         raise RowError(f"{field} is {len(text)} characters long (limit {MAX_TEXT_CHARS})")
     return text
@@ -348,6 +391,7 @@ def parse_feedback(
     Raises:
         RowError: with the reason the row cannot be stored.
     """
+    check_cells(raw)
     text = check_text(raw.get("text"), "text")
     created = _parse_time_field(raw, "created_at", zone, imported_at)
     channel = _clean(raw.get("channel"))
@@ -393,6 +437,7 @@ def parse_resolution(raw: dict[str, Any], *, zone: tzinfo, imported_at: datetime
     Raises:
         RowError: with the reason the row cannot be stored.
     """
+    check_cells(raw)
     feedback_id = _clean(raw.get("feedback_id"))
     if feedback_id is None:
         raise RowError("empty feedback_id")

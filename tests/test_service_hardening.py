@@ -1,0 +1,126 @@
+"""The HTTP defects of the red-team pass (issue 14): bad records, bad dates, internal errors, error
+bodies, the order of checks, Host names, slow bodies and offline docs."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from agent.config import is_loopback, load_settings
+from agent.service import create_app
+from evals.loadtest import start_server
+from retrieval.search import Searcher
+
+KEY = {"Authorization": "Bearer k1"}
+
+
+@pytest.fixture
+def client(tmp_path: Path):
+    # raise_server_exceptions: an error that escaped to the server (and reset keep-alive
+    # connections under uvicorn) fails the test instead of passing as a 500.
+    with TestClient(create_app(load_settings(home=tmp_path / "h", api_keys="k1")), raise_server_exceptions=True) as c:
+        yield c
+
+
+def test_one_bad_record_is_rejected_and_the_rest_stored(client: TestClient) -> None:
+    body = ('{"records": ['
+            '{"id": "ok-1", "text": "快递一周没到"},'
+            '{"id": "nul", "text": "\\u0000"},'
+            '{"id": "s\\ud800", "text": "id with a lone surrogate"},'
+            '{"id": "ch", "text": "ok", "channel": "t\\udc80b"},'
+            '{"id": "ex", "text": "ok", "note": "\\ud83d"},'
+            '{"id": "zw", "text": "\\u200b\\u200b"},'
+            '{"id": "ok-2", "text": "Refund never arrived"}]}')  # fmt: skip
+    res = client.post("/v1/feedback", content=body, headers={**KEY, "content-type": "application/json"})
+    assert res.status_code == 200, res.text
+    data = res.json()
+    assert sorted(data["added"]) == ["ok-1", "ok-2"]
+    assert [r["index"] for r in data["rejected"]] == [1, 2, 3, 4, 5]
+    assert "no visible characters" in data["rejected"][0]["reason"] or "empty" in data["rejected"][0]["reason"]
+    assert "lone surrogate" in data["rejected"][1]["reason"]
+    assert client.get("/healthz").json()["feedback"] == 2
+
+
+@pytest.mark.parametrize(("method", "path", "params"), [
+    ("POST", "/v1/ask", {"json": {"question": "最近投诉最多的是什么", "as_of": "0001-01-01"}}),
+    ("POST", "/v1/ask", {"json": {"question": "what is up", "as_of": "9999-12-31"}}),
+    ("GET", "/v1/similar", {"params": {"q": "快递", "as_of": "0001-01-01", "days": 7}}),
+    ("GET", "/v1/reports/0001-W01", {}),
+    ("GET", "/v1/reports/9999-W52", {}),
+])  # fmt: skip
+def test_out_of_range_dates_are_422(client: TestClient, method: str, path: str, params: dict) -> None:
+    res = client.request(method, path, headers=KEY, **params)
+    assert res.status_code == 422 and "2000-2100" in res.json()["error"]
+
+
+def test_an_internal_error_is_one_500_logged_once_without_content(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    def boom(*_a: object, **_k: object) -> None:
+        raise RuntimeError("customer 13812345678 said: 快递丢了")
+
+    monkeypatch.setattr(Searcher, "search", boom)
+    res = client.get("/v1/similar", params={"q": "快递丢了 13812345678"}, headers=KEY)
+    assert res.status_code == 500 and res.json()["error"].startswith("internal error")
+    assert client.get("/healthz").status_code == 200  # the same client goes on
+    logged = capfd.readouterr().err
+    lines = [json.loads(x) for x in logged.splitlines() if x.startswith("{")]
+    assert [ln["status"] for ln in lines if ln["path"] == "/v1/similar"] == [500]
+    assert "13812345678" not in logged and "快递丢了" not in logged and "Traceback" not in logged
+    assert any(ln.get("error", "").startswith("RuntimeError at test_service_hardening.py") for ln in lines)
+
+
+def test_error_bodies_are_all_error_objects(client: TestClient) -> None:
+    for res, status in ((client.get("/nope", headers=KEY), 404), (client.put("/v1/ask", headers=KEY), 405),
+                        (client.post("/v1/ask", content=b"{bad", headers={**KEY, "content-type": "application/json"}), 422)):  # fmt: skip
+        assert res.status_code == status and set(res.json()) >= {"error"} and "detail" not in res.json()
+
+
+def test_the_key_is_checked_before_the_body(client: TestClient) -> None:
+    malformed = client.post("/v1/ask", content=b"{bad json", headers={"content-type": "application/json"})
+    assert malformed.status_code == 401
+    big = client.post("/v1/feedback", content=b"x" * 2_000_000, headers={"content-type": "application/json"})
+    assert big.status_code == 401
+
+
+def test_keyless_server_answers_loopback_host_names_only(tmp_path: Path) -> None:
+    app = create_app(load_settings(home=tmp_path / "h"))
+    with TestClient(app, base_url="http://127.0.0.1:8000") as c:
+        assert c.get("/healthz").status_code == 200
+        assert c.get("/healthz", headers={"host": "localhost:8000"}).status_code == 200
+        assert c.get("/healthz", headers={"host": "[::1]:8000"}).status_code == 200
+        rebound = c.get("/healthz", headers={"host": "attacker.example:8000"})
+        assert rebound.status_code == 421 and "loopback" in rebound.json()["error"]
+    assert not is_loopback("http://127.evil.invalid") and not is_loopback("http://127.0.0.1.nip.io")
+    assert is_loopback("http://127.0.0.2:9") and is_loopback("http://[::1]:80") and is_loopback("http://localhost")
+
+
+def test_docs_load_nothing_from_outside(client: TestClient) -> None:
+    page = client.get("/docs").text
+    assert "swagger-ui-bundle.js" in page and "cdn." not in page and "https://" not in page.split("<body>")[0]
+    asset = [x for x in page.split('"') if x.endswith("swagger-ui-bundle.js")][0]
+    assert client.get(asset).status_code == 200
+    assert client.get("/redoc").status_code == 200 and "cdn." not in client.get("/redoc").text
+
+
+def test_a_slow_partial_body_is_cut_off(tmp_path: Path) -> None:
+    proc, url = start_server({"FEEDBACK_AGENT_HOME": str(tmp_path / "h"), "FEEDBACK_AGENT_BODY_TIMEOUT": "1.5"})
+    try:
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"POST /v1/ask HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 100\r\n\r\n{\"question\"")  # fmt: skip
+            started = time.monotonic()
+            answer = sock.recv(4096).decode()
+            waited = time.monotonic() - started
+        assert answer.startswith("HTTP/1.1 408") and waited < 8
+        assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
