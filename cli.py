@@ -1248,7 +1248,7 @@ def _demo_agent(store: Any, settings: Settings, clf: Any, report: dict[str, Any]
     replier = Replier(store, tax, classifier=clf)
     report["reply"] = []
     if not json_:
-        out.print("[bold]reply drafts (no LLM: the best matching past resolution, adapted and checked)[/bold]")
+        out.print("[bold]reply drafts (no LLM: composed from the cited resolutions' kinds of action, then checked)[/bold]")
     for text, customer, order in DEMO_REPLIES:
         draft = replier.draft(text, customer=customer, order_id=order)
         report["reply"].append(draft.model_dump(mode="json", include={"reply", "citations", "needs_review", "reasons", "path"}))

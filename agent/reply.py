@@ -3,31 +3,41 @@
 Evidence: the most similar past complaints that were *resolved*, with their resolutions (reply
 text, action, compensation). Their ids are the draft's citations.
 
-No LLM: the best same-language resolution's reply is adapted: its greeting becomes this
-customer's, the order number is named, the customer's own words are acknowledged, and names of
-other customers' products and carriers are replaced. With an LLM: a versioned prompt, structured
-output, then the same post-checks; a draft that fails them is re-asked once, then replaced by the
-template draft.
+No LLM: the draft is composed, never copied. Its parts come from ``agent/data/reply.yaml``: an
+acknowledgement fitted to the situation (injury, safety, money, lost, damage, delay, service,
+app...), the next steps phrased from the *kinds* of action the cited resolutions took (refund,
+replacement, trace the parcel...) as future steps or conditional offers, what we need from the
+customer, and a closing. No text of another customer's record — past replies, names, phone
+numbers, addresses, staff contacts — reaches a draft, and nothing is stated as already done.
+With an LLM: a versioned prompt over the same evidence (personal data redacted), structured
+output, then the same post-checks; a draft that fails them is re-asked once, then replaced by
+the composed draft.
 
 Post-checks on every draft (either path): each promise (refund, compensation, replacement,
-amount, deadline) must appear in a cited resolution; no request for passwords, verification codes
-or card numbers; the language is the customer's. ``needs_review`` is set, with reasons, when
-evidence is thin, urgency is critical, the customer threatens legal, regulator or media action,
-or the text carries instructions aimed at the assistant.
+amount, deadline) must appear in a cited resolution; nothing is claimed as already done; no
+personal data that is not this customer's own; no request for passwords, verification codes or
+card numbers; the language is the customer's. ``needs_review`` is set, with reasons, when
+evidence is thin, urgency is critical, someone was hurt or endangered, the customer threatens
+legal, regulator, media or chargeback action, or the text carries instructions aimed at the
+assistant.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from functools import cache
+from pathlib import Path
 from typing import Any, Literal
 
+import yaml
 from pydantic import BaseModel, Field
 
 from agent.classify import Classification, Classifier
 from agent.llm import ChatModel, Message, complete_structured
 from agent.prompts import fence, load_prompt
 from agent.safety import strip_instructions
+from retrieval.pii import Redactor
 from retrieval.records import detect_language
 from retrieval.search import Searcher, SearchFilters
 from retrieval.store import Store
@@ -35,13 +45,14 @@ from retrieval.taxonomy import Taxonomy
 
 Lang = Literal["zh", "en"]
 MIN_SIMILARITY = 0.3  # below this a past case is not evidence for this complaint
-MAX_EVIDENCE = 3
+MAX_EVIDENCE = 5  # candidates the next steps are chosen from (the situation picks among them)
 
 PROMISE_WORDS: dict[str, list[str]] = {
     "refund": ["退款", "退钱", "退还", "退回", "返还", "refund", "money back", "reimburse"],
     "compensation": ["补偿", "赔偿", "赔付", "优惠券", "代金券", "红包", "积分", "补差价", "免单", "无门槛券",
                      "compensat", "voucher", "coupon", "store credit", "gift card", "credit"],
-    "replacement": ["换新", "补发", "重新发货", "换货", "重发", "replacement", "replace", "resend", "reship", "new one"],
+    "replacement": ["换新", "补发", "重新发货", "换货", "重发", "更换", "replacement", "replace", "resend", "re-sent", "resent",
+                    "reship", "new one", "exchange"],
 }  # fmt: skip
 _AMOUNT = re.compile(r"(?:[¥￥$]|rmb|usd)\s?\d+(?:\.\d+)?|\d+(?:\.\d+)?\s?(?:元|块钱|块|yuan|rmb|dollars?)", re.I)
 _DEADLINE = re.compile(r"\d+(?:\s?[-~到至]\s?\d+)?\s?(?:个)?(?:工作日|天|小时|分钟|business days?|working days?|days?|hours?)"
@@ -49,10 +60,24 @@ _DEADLINE = re.compile(r"\d+(?:\s?[-~到至]\s?\d+)?\s?(?:个)?(?:工作日|天|
 _SECRETS = re.compile(r"密码|验证码|支付密码|银行卡号|卡号|信用卡|安全码|cvv|password|passcode|verification code|"
                       r"one[- ]time code|card number|security code|pin\b", re.I)  # fmt: skip
 THREATS = re.compile(r"12315|消协|消费者协会|工商|市场监管|监管部门|起诉|律师|法院|仲裁|报警|曝光|媒体|记者|微博|抖音|小红书|"
+                     r"拒付|银行争议|信用卡争议|申请争议|"
                      r"lawyer|attorney|\bsue\b|lawsuit|legal action|court|regulator|consumer protection|\bbbb\b|chargeback|"
-                     r"journalist|the press|media|go public|social media", re.I)  # fmt: skip
-_GREETING_ZH = re.compile(r"^[^，,。！!]{0,12}?(?:您好|你好|亲)[，,！!]?\s*")
-_GREETING_EN = re.compile(r"^(?:hi|hello|dear|hey)\b[^,，!]{0,40}[,，!]\s*", re.I)
+                     r"dispute (?:the|this|it)|bank dispute|journalist|the press|media|go public|social media", re.I)  # fmt: skip
+# Statements that something was already done for this customer. A draft may only offer or plan:
+# other customers' outcomes are not this customer's.
+_DONE = re.compile(
+    r"(?:已经?|业已)(?:为您|给您|帮您|向您|替您)?(?:办理|安排|补发|重发|退款|退回|退还|发放|联系|提交|处理|加急|寄出|发出|"
+    r"发货|补偿|更换|换货|取消|关闭|升级|核实|确认|派送|申请|开通|赔付|返还)|"
+    r"\bwe(?:'ve| have)\s+(?:already\s+)?(?:refunded|sent|re-?sent|issued|arranged|opened|processed|contacted|"
+    r"escalated|credited|shipped|replaced|cancell?ed|filed|reported|expedited|asked|approved|reached out)\b|"
+    r"\b(?:has|have) been\s+(?:refunded|sent|issued|shipped|processed|credited|replaced|approved|dispatched)\b",
+    re.I)  # fmt: skip
+# Names as Chinese service text writes them: a surname with a title (王先生, 李经理) or a staff
+# nickname (客服小王). The surnames are the hundred most common.
+_SURNAMES = ("王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢姜"
+             "崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤")
+_ZH_NAME = re.compile(rf"[\u4e00-\u9fff](?:先生|女士|小姐)|[{_SURNAMES}](?:经理|主管|师傅|专员)|小[{_SURNAMES.replace('于', '')}]")
+_EN_NAME = re.compile(r"\b(?:Mr|Mrs|Ms|Miss|Dr)\.?\s+[A-Z][a-z]+")
 
 
 class Evidence(BaseModel):
@@ -130,8 +155,27 @@ def _digits(s: str) -> str:
     return "".join(re.findall(r"\d+(?:\.\d+)?", s))
 
 
-def check_draft(draft: str, evidence: list[Evidence], cited: list[str], lang: Lang) -> tuple[list[Promise], list[str]]:
-    """The draft's promises (with support) and its policy violations."""
+def foreign_personal_data(draft: str, own: str) -> list[str]:
+    """Personal data in ``draft`` (phones, e-mails, IDs, cards, addresses, names with a title)
+    that ``own`` — the customer's message, name and order number — does not hold."""
+    found: list[str] = []
+    redactor = Redactor()
+    redactor.redact(draft)
+    for token, value in redactor.mapping.items():
+        if value not in own:
+            found.append(token.strip("[]").split("_")[0].lower())
+    if any(m.group(0) not in own for m in [*_ZH_NAME.finditer(draft), *_EN_NAME.finditer(draft)]):
+        found.append("name")
+    return sorted(set(found))
+
+
+def check_draft(draft: str, evidence: list[Evidence], cited: list[str], lang: Lang, *, message: str = "",
+                customer: str | None = None, order_id: str | None = None) -> tuple[list[Promise], list[str]]:  # fmt: skip
+    """The draft's promises (with support) and its policy violations.
+
+    ``message``, ``customer`` and ``order_id`` are this customer's own: personal data the draft
+    may repeat. Everything else personal in a draft came from another record and is a violation.
+    """
     by_id = {e.resolution_id: e for e in evidence}
     own = draft
     draft = re.sub(r"“[^”]*”|\"[^\"]*\"|「[^」]*」", " ", draft)  # the customer's own words, quoted, promise nothing
@@ -156,6 +200,11 @@ def check_draft(draft: str, evidence: list[Evidence], cited: list[str], lang: La
             problems.append(f"promises {kind} '{text}' that no cited resolution contains")
     if m := _SECRETS.search(draft):
         problems.append(f"asks for a secret ('{m.group(0)}')")
+    if m := _DONE.search(draft):
+        problems.append(f"states an action as already done ('{m.group(0)}'); only this customer's own record could say so")
+    foreign = foreign_personal_data(own, "\n".join(x for x in (message, customer, order_id) if x))
+    if foreign:
+        problems.append("carries personal data that is not this customer's own (" + ", ".join(foreign) + ")")
     unknown = [c for c in cited if c not in by_id]
     if unknown:
         problems.append("cites unknown ids: " + ", ".join(unknown[:3]))
@@ -177,7 +226,6 @@ class Replier:
         self.taxonomy = taxonomy
         self.model = model
         self.classifier = classifier or Classifier(store, taxonomy)
-        self._facet_values: dict[str, list[str]] = {}
 
     def evidence(self, text: str, category: str | None, lang: Lang, k: int = MAX_EVIDENCE,
                  critical: bool = False) -> list[Evidence]:  # fmt: skip
@@ -210,73 +258,49 @@ class Replier:
         lang = language_of(text)
         clf: Classification = self.classifier.classify([text])[0]
         ev = self.evidence(text, clf.category, lang, critical=clf.urgency == "critical")
-        reasons = self._review_reasons(text, clf, ev, lang)
-        draft, cited = self._template(text, clf, ev, lang, customer, order_id)
-        promises, problems = check_draft(draft, ev, cited, lang)
-        if problems:  # a template carried something its own citations lack: drop to the holding reply
-            draft, cited = _holding(lang, customer, order_id, _issue(text, lang)), []
-            promises, problems = check_draft(draft, ev, cited, lang)
-            reasons.append("the best past reply could not be adapted safely" if lang == "en" else "最相近的历史回复无法安全套用")
+        sit = situation(text, clf.category)
+        reasons = self._review_reasons(text, clf, ev, lang, sit)
+        draft, cited = compose(lang, sit, clf, ev, customer, order_id)
+        if ev and not cited and not _is_thanks(clf):
+            reasons.append("证据不足：相似案例的处理方式无法对应到可承诺的措施" if lang == "zh"
+                           else "thin evidence: the similar cases' actions match no step we can offer")  # fmt: skip
+        own = {"message": text, "customer": customer, "order_id": order_id}
+        promises, problems = check_draft(draft, ev, cited, lang, **own)
+        if problems:  # a composed part its own citations do not support: drop to the holding reply
+            draft, cited = compose(lang, sit, clf, [], customer, order_id)
+            promises, problems = check_draft(draft, ev, cited, lang, **own)
+            reasons.append("the composed steps did not pass the checks" if lang == "en" else "组合出的处理措施未通过检查")
         result = ReplyDraft(reply=draft, language=lang, citations=cited, needs_review=bool(reasons), reasons=reasons,
                             promises=promises, policy_violations=problems, classification=clf.model_dump(mode="json"),
-                            evidence=ev, path="template")  # fmt: skip
+                            evidence=[_redacted(e) for e in ev], path="template")  # fmt: skip
         if self.model is not None and ev:
             self._llm(result, text, customer, order_id)
         return result
 
-    def _review_reasons(self, text: str, clf: Classification, ev: list[Evidence], lang: Lang) -> list[str]:
+    def _review_reasons(self, text: str, clf: Classification, ev: list[Evidence], lang: Lang,
+                        sit: dict[str, Any]) -> list[str]:  # fmt: skip
         zh = lang == "zh"
         reasons: list[str] = []
-        thanks = clf.sentiment == "positive" and clf.category in ("praise", "suggestion")
-        if not ev and not thanks:
+        if not ev and not _is_thanks(clf):
             reasons.append("证据不足：没有足够相似且已解决的历史案例" if zh else "thin evidence: no similar resolved past case")
-        elif not thanks and not any(e.language == lang for e in ev):
-            reasons.append("没有同语言的历史回复可参考" if zh else "no past reply in the customer's language")
         if clf.urgency == "critical":
             reasons.append("紧急程度为 critical" if zh else "urgency is critical")
+        if sit.get("severe"):
+            reasons.append("涉及人身伤害或安全问题" if zh else "someone was hurt or a safety risk is reported")
         if m := THREATS.search(text):
-            reasons.append(f"客户提到法律/监管/媒体行动（“{m.group(0)}”）" if zh
-                           else f"the customer threatens legal, regulator or media action ('{m.group(0)}')")  # fmt: skip
+            reasons.append(f"客户提到法律/监管/媒体/拒付行动（“{m.group(0)}”）" if zh
+                           else f"the customer threatens legal, regulator, media or chargeback action ('{m.group(0)}')")  # fmt: skip
         if strip_instructions(text)[1]:
             reasons.append("文本中含有针对助手的指令，已按普通内容处理" if zh
                            else "the text contains instructions aimed at the assistant (treated as data)")  # fmt: skip
         return reasons
-
-    def _template(self, text: str, clf: Classification, ev: list[Evidence], lang: Lang, customer: str | None,
-                  order_id: str | None) -> tuple[str, list[str]]:  # fmt: skip
-        same = [e for e in ev if e.language == lang]
-        issue = _issue(text, lang)
-        if clf.sentiment == "positive" and clf.category in ("praise", "suggestion"):
-            return _thanks(lang, customer, clf.category), []
-        if not same:
-            return _holding(lang, customer, order_id, issue), []
-        best = same[0]
-        body = _strip_greeting(best.reply, lang)
-        body = self._swap_names(body, best.feedback_id, text, lang)
-        return _greeting(lang, customer) + _order_line(lang, order_id) + _ack(lang, issue) + body, [best.resolution_id]
-
-    def _swap_names(self, body: str, source_feedback: str, text: str, lang: Lang) -> str:
-        """Replace the past customer's product and carrier with this customer's (or a neutral word)."""
-        src = self.store.records("feedback", [source_feedback]).get(source_feedback, {})
-        for facet, neutral in (("product", {"zh": "商品", "en": "item"}), ("carrier", {"zh": "快递", "en": "carrier"})):
-            old = src.get(facet)
-            if not old or old not in body:
-                continue
-            mentioned = next((v for v in self._values(facet) if v in text), None)
-            body = body.replace(old, mentioned or neutral[lang])
-        return body
-
-    def _values(self, facet: str) -> list[str]:
-        """The store's values of a facet, longest first (so "智能保温杯 Pro" wins over "保温杯")."""
-        if facet not in self._facet_values:
-            self._facet_values[facet] = sorted(self.store.facet_values(facet), key=len, reverse=True)
-        return self._facet_values[facet]
 
     def _llm(self, result: ReplyDraft, text: str, customer: str | None, order_id: str | None) -> None:
         from agent.errors import AgentError
 
         assert self.model is not None
         prompt = load_prompt("reply")
+        # result.evidence is already redacted: other customers' personal data never reaches the model
         evidence = [{"id": e.resolution_id, "past_complaint": e.feedback_text, "action": e.action, "reply": e.reply,
                      "compensation": e.compensation} for e in result.evidence]  # fmt: skip
         content = prompt.render(
@@ -297,7 +321,8 @@ class Replier:
                 break
             d: _LLMDraft = got.value
             cited = [c for c in d.citations if c in {e.resolution_id for e in result.evidence}]
-            promises, problems = check_draft(d.reply, result.evidence, d.citations, result.language)
+            promises, problems = check_draft(d.reply, result.evidence, d.citations, result.language, message=text,
+                                             customer=customer, order_id=order_id)  # fmt: skip
             if not cited:
                 problems.append("cites no past resolution")
             if not problems:
@@ -314,51 +339,94 @@ class Replier:
         result.fallback_reason = reason
 
 
-def _issue(text: str, lang: Lang) -> str:
-    """The customer's own words, shortened: the first clause that says something."""
-    clean, _ = strip_instructions(text)
-    clean = " ".join((clean or text).split())
-    parts = [p.strip() for p in re.split(r"[。！!？?\n]|(?<=[.;])\s", clean) if len(p.strip()) >= 4]
-    first = parts[0] if parts else clean
-    first = re.sub(r"^(?:你好|您好|亲|客服你好|hi|hello)[，,\s]*", "", first, flags=re.I)
-    first = first.rstrip("，,。.!！?？;；~ ")
-    limit = 40 if lang == "zh" else 90
-    return first if len(first) <= limit else first[: limit - 1] + "…"
+# --------------------------------------------------------------------------- composition
 
 
-def _greeting(lang: Lang, customer: str | None) -> str:
-    if lang == "zh":
-        return f"{customer}您好，" if customer else "您好，"
-    return f"Hi {customer}, " if customer else "Hello, "
+@cache
+def wording() -> dict[str, Any]:
+    """The reply wording catalog (``agent/data/reply.yaml``)."""
+    data: dict[str, Any] = yaml.safe_load((Path(__file__).parent / "data" / "reply.yaml").read_text(encoding="utf-8"))
+    return data
 
 
-def _order_line(lang: Lang, order_id: str | None) -> str:
-    if not order_id:
-        return ""
-    return f"关于您的订单 {order_id}，" if lang == "zh" else f"regarding your order {order_id}: "
+def _matches(cues: list[str], text: str) -> bool:
+    return any(re.search(c, text, re.I) for c in cues)
 
 
-def _ack(lang: Lang, issue: str) -> str:
-    return f"您反馈的“{issue}”我们已经收到。" if lang == "zh" else f"thank you for telling us \"{issue}\". "
+def situation(text: str, category: str | None) -> dict[str, Any]:
+    """The catalog's situation for a message: a severe one (injury, safety) whenever its cues
+    match; else a cue-matched one of the message's category; else the first cue-matched one;
+    else the category's; else the default (the last)."""
+    clean = strip_instructions(text)[0] or text
+    situations: list[dict[str, Any]] = wording()["situations"]
+    matched = [s for s in situations if _matches(s.get("cues", []), clean)]
+    severe = [s for s in matched if s.get("severe")]
+    of_category = [s for s in matched if category in s.get("categories", [])]
+    by_category = [s for s in situations if category in s.get("categories", [])]
+    return (severe or of_category or matched or by_category or situations[-1:])[0]
 
 
-def _strip_greeting(reply: str, lang: Lang) -> str:
-    body = (_GREETING_ZH if lang == "zh" else _GREETING_EN).sub("", reply.strip(), count=1)
-    return body[:1].upper() + body[1:] if lang == "en" else body
+def action_kind(ev: Evidence) -> dict[str, Any] | None:
+    """The catalog action a past resolution took (the first whose cues match), or None."""
+    source = f"{ev.action}\n{ev.compensation or ''}"
+    return next((a for a in wording()["actions"] if _matches(a["cues"], source)), None)
 
 
-def _holding(lang: Lang, customer: str | None, order_id: str | None, issue: str) -> str:
-    """A reply that promises nothing: acknowledgement and a follow-up."""
-    if lang == "zh":
-        return (_greeting(lang, customer) + _order_line(lang, order_id) + _ack(lang, issue)
-                + "非常抱歉给您带来不便，我们正在核实具体情况，核实后会第一时间联系您并给出处理方案。")  # fmt: skip
-    return (_greeting(lang, customer) + _order_line(lang, order_id) + _ack(lang, issue)
-            + "We are sorry for the trouble. We are looking into it and will come back to you with a solution as soon as we have checked.")  # fmt: skip
+def _is_thanks(clf: Classification) -> bool:
+    return clf.sentiment == "positive" and clf.category in ("praise", "suggestion")
 
 
-def _thanks(lang: Lang, customer: str | None, category: str) -> str:
-    if lang == "zh":
-        tail = "您的建议我们已转给相关团队评估。" if category == "suggestion" else "您的认可是对我们最大的鼓励。"
-        return _greeting(lang, customer) + "感谢您的反馈！" + tail
-    tail = "We have passed your suggestion to the team." if category == "suggestion" else "It means a lot to the team."
-    return _greeting(lang, customer) + "thank you for your kind words! " + tail
+def compose(lang: Lang, sit: dict[str, Any], clf: Classification, ev: list[Evidence], customer: str | None,
+            order_id: str | None) -> tuple[str, list[str]]:  # fmt: skip
+    """A draft from catalog parts, and the resolutions its next steps came from.
+
+    Next steps: the kinds of action of up to two evidence resolutions (the situation's preferred
+    kinds first, then by similarity; one step per kind), each phrased in the catalog as a future step or a conditional offer. With no
+    evidence, the holding line that promises nothing.
+    """
+    w = wording()
+    greet = w["greeting"][lang]
+    parts = [greet["named"].format(customer=customer) if customer else greet["plain"]]
+    if _is_thanks(clf):
+        t = w["thanks"][lang]
+        return parts[0] + t["head"] + t["suggestion" if clf.category == "suggestion" else "praise"], []
+    body: list[str] = []
+    if order_id:
+        body.append(w["order"][lang].format(order_id=order_id))
+    body.append(sit["ack"][lang])
+    steps: list[str] = []
+    cited: list[str] = []
+    prefer: list[str] = sit.get("prefer", [])
+    kinds = [(e, action_kind(e)) for e in ev]
+    # the situation's own kinds of action first (a refund delay is answered with a refund, not a
+    # return-fee refund), each group in evidence order
+    kinds.sort(key=lambda p: prefer.index(p[1]["id"]) if p[1] and p[1]["id"] in prefer else len(prefer))
+    if any(k and k["id"] in prefer for _, k in kinds):  # then only those: no unrelated extra offer
+        kinds = [(e, k) for e, k in kinds if k and k["id"] in prefer]
+    for e, kind in kinds:
+        if kind is None or kind[lang] in steps:
+            continue
+        steps.append(kind[lang])
+        cited.append(e.resolution_id)
+        if len(steps) == 2:
+            break
+    if steps:
+        n = w["next_steps"][lang]
+        body.append(n["intro"] + n["join"].join(steps) + n["end"])
+    else:
+        body.append(w["holding"][lang])
+    ask = sit.get("ask")
+    if ask and not (ask == "order" and order_id):
+        body.append(w["asks"][ask][lang])
+    body.append(w["closing"][lang])
+    return parts[0] + greet["join"].join(body), cited
+
+
+def _redacted(ev: Evidence) -> Evidence:
+    """Evidence as shown to the agent and sent to a model: other customers' personal data replaced."""
+    r = Redactor()
+
+    def clean(s: str) -> str:
+        return _EN_NAME.sub("[NAME]", _ZH_NAME.sub("[NAME]", r.redact(s)))
+
+    return ev.model_copy(update={f: clean(getattr(ev, f)) for f in ("reply", "action", "feedback_text")})

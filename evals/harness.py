@@ -513,7 +513,8 @@ def eval_reply(*, dataset: Path, store: Store, taxonomy: Taxonomy, model: ChatMo
         stored = store.records("resolution", d.citations)
         sims = {e.resolution_id: e.similarity for e in d.evidence}
         c_ok = all(c in stored and sims.get(c, 0) >= MIN_SIMILARITY for c in d.citations)
-        promises, problems = check_draft(d.reply, d.evidence, d.citations, want)
+        promises, problems = check_draft(d.reply, d.evidence, d.citations, want, message=text,
+                                         customer=row.get("customer"), order_id=row.get("order_id"))  # fmt: skip
         g_ok = all(p.supported_by for p in promises)
         lang_ok += l_ok
         cites_ok += c_ok

@@ -123,7 +123,8 @@ def test_reply_with_a_real_model_is_post_checked(local_model: OpenAIChatModel, s
     draft = Replier(sample_store, load_taxonomy(), local_model).draft(
         "快递一个星期了还没到，物流信息一直不更新", customer="陈女士", order_id="2611230001")
     assert local_model.usage.calls >= 1 and draft.evidence
-    promises, problems = check_draft(draft.reply, draft.evidence, draft.citations, draft.language)
+    promises, problems = check_draft(draft.reply, draft.evidence, draft.citations, draft.language,
+                                     message="快递一个星期了还没到，物流信息一直不更新", customer="陈女士", order_id="2611230001")
     assert problems == [] and all(p.supported_by for p in promises)
     if draft.path == "llm":
         assert draft.citations and draft.prompt_version == "reply@v1"
