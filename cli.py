@@ -1040,7 +1040,7 @@ def _encoder_status(settings: Settings) -> str:
 
 @app.command()
 def status(json_: JsonOpt = False, home: HomeOpt = None, chroma_url: ChromaOpt = None, db_url: DbOpt = None) -> None:
-    """Record counts in the SQL mirror and in Chroma."""
+    """Record counts in the SQL mirror and in Chroma; exit 1 when they disagree."""
     settings = _settings(home=home, chroma_url=chroma_url, db_url=db_url)
     with _user_errors(settings):
         store = open_store(settings)
@@ -1054,13 +1054,44 @@ def status(json_: JsonOpt = False, home: HomeOpt = None, chroma_url: ChromaOpt =
                 "chroma_feedback": store.chroma_count("feedback"),
                 "chroma_resolutions": store.chroma_count("resolution"),
             }
+            mismatches = store.mismatches()
         finally:
             store.close()
+    data["consistent"] = not mismatches
     if json_:
         _emit_json(data)
     else:
         for key, value in data.items():
             out.print(f"{key:20} {value}", highlight=False, markup=False)
+    if mismatches:
+        said = "; ".join(f"{kind}: mirror {m:,}, Chroma {c:,}" for kind, (m, c) in mismatches.items())
+        err.print(f"error: the mirror and Chroma disagree ({said}); run `feedback-agent repair` "
+                  "(any ingest also repairs first)", markup=False, highlight=False)  # fmt: skip
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def repair(json_: JsonOpt = False, home: HomeOpt = None, chroma_url: ChromaOpt = None, db_url: DbOpt = None) -> None:
+    """Bring Chroma and the keyword index in line with the mirror (after an interrupted write)."""
+    from retrieval.ingest import home_lock
+
+    settings = _settings(home=home, chroma_url=chroma_url, db_url=db_url)
+    with _user_errors(settings):
+        store = open_store(settings)
+        try:
+            with home_lock(store.home):
+                result = store.repair(full=True)
+            left = store.mismatches()
+        finally:
+            store.close()
+    data = {"removed_vectors": result.removed, "restored_vectors": result.restored, "consistent": not left}
+    if json_:
+        _emit_json(data)
+    else:
+        out.print(f"removed {sum(result.removed.values()):,} orphan vectors, restored {sum(result.restored.values()):,} "
+                  f"lost vectors; {'consistent' if not left else 'still inconsistent'}", highlight=False)  # fmt: skip
+    if left:
+        raise typer.Exit(code=1)
 
 
 @llm_app.command("check")

@@ -371,6 +371,7 @@ def create_app(settings: Settings) -> FastAPI:
                     for i, raw in enumerate(body.records))  # fmt: skip
             store = state["store"]
             with home_lock(store.home):
+                store.repair()
                 result = ingest_rows(store, rows, kind="feedback", taxonomy=state["taxonomy"], zone=state["zone"],
                                      now=datetime.now(UTC), reject=reject, labeler=state["classifier"].get().labeler)
             return IngestResult(added=result.added, updated=result.updated, unchanged=result.unchanged,

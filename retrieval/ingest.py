@@ -222,6 +222,7 @@ def ingest_file(
             progress(source.position, source.total)
 
     with home_lock(store.home):
+        store.repair()  # a run killed between Chroma and the mirror left orphans: clear them first
         try:
             result = ingest_rows(store, counted(source), kind=kind, taxonomy=taxonomy, zone=zone, now=now,
                                  reject=rejects.add, batch_size=batch_size, labeler=labeler,

@@ -8,13 +8,21 @@ bm25) over the same tokens as the embedding serves the keyword side of hybrid se
 
 Write order per batch is Chroma, then keywords and mirror in one transaction when they share a
 SQLite file. The mirror is the commit point: a row is "stored" once the mirror has it, and an
-interrupted batch is simply redone by the next run (every write is an idempotent upsert).
+interrupted batch is simply redone by the next run (every write is an idempotent upsert);
+:meth:`Store.repair` removes the vectors such a batch left behind.
+
+Several processes may use one home (``serve`` and a CLI ingest). Writers queue on the home's
+lock; embedded Chroma keeps its index in memory, so every write also bumps a generation counter
+in the mirror, and a process that finds the counter moved by someone else reopens Chroma before
+its next query or write: the server sees a CLI ingest's vectors at once, and never writes
+through a stale index.
 """
 
 from __future__ import annotations
 
 import fcntl
 import json
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -135,6 +143,19 @@ RECORD_COLUMNS = {
 
 
 @dataclass
+class RepairResult:
+    """What :meth:`Store.repair` did, per kind."""
+
+    removed: dict[str, int]  # vectors (and keyword rows) no mirror row stands behind
+    restored: dict[str, int]  # mirror rows whose vector Chroma had lost, re-added from the index
+
+    @property
+    def changed(self) -> bool:
+        """Whether anything was repaired."""
+        return any(self.removed.values()) or any(self.restored.values())
+
+
+@dataclass
 class UpsertResult:
     """What one batch did, by id."""
 
@@ -203,6 +224,41 @@ def file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+class _Gate:
+    """Many users of the Chroma client at once, or one reopening it (a reader/writer lock)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._users = 0
+        self._reopening = False
+
+    @contextmanager
+    def use(self) -> Iterator[None]:
+        with self._cond:
+            while self._reopening:
+                self._cond.wait()
+            self._users += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._users -= 1
+                self._cond.notify_all()
+
+    @contextmanager
+    def reopen(self) -> Iterator[None]:
+        with self._cond:
+            while self._reopening or self._users:
+                self._cond.wait()
+            self._reopening = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._reopening = False
+                self._cond.notify_all()
+
+
 def fts_query(tokens: Iterable[str]) -> str | None:
     """An FTS5 MATCH expression OR-ing the distinct tokens, each quoted as a literal."""
     distinct = list(dict.fromkeys(t for t in tokens if t))
@@ -244,6 +300,8 @@ class Store:
         self._chroma_client = chroma_client
         self._owns_client = chroma_client is None
         self._collections: dict[str, Any] = {}
+        self._gate = _Gate()
+        self._generation: int | None = None  # the write generation this process's Chroma has seen
 
     def _open_databases(self) -> None:
         try:
@@ -334,6 +392,45 @@ class Store:
             except Exception as exc:
                 raise StoreError(f"cannot open Chroma collection {COLLECTIONS[kind]!r}: {_first_line(exc)}") from None
         return self._collections[kind]
+
+    def write_generation(self, conn: Any = None) -> int:
+        """A counter every write bumps (in the mirror transaction), whichever process writes."""
+        stmt = select(meta_table.c.value).where(meta_table.c.key == "write_generation")
+        if conn is not None:
+            row = conn.execute(stmt).first()
+        else:
+            with self.engine.connect() as c:
+                row = c.execute(stmt).first()
+        return int(row[0]) if row else 0
+
+    def _fresh(self) -> None:
+        """Reopen embedded Chroma when another process wrote since this one last looked.
+
+        A Chroma server (or a client passed in) serves every process the same index, so only the
+        embedded store needs this. In-flight queries finish before the client is swapped.
+        """
+        if self.chroma_url or not self._owns_client:
+            return
+        generation = self.write_generation()
+        if self._generation is None or self._chroma_client is None:
+            self._generation = generation
+            return
+        if generation != self._generation:
+            with self._gate.reopen():
+                if self._chroma_client is not None:
+                    self._chroma_client.close()
+                    self._chroma_client = None
+                self._collections.clear()
+                self._generation = generation
+
+    def _bump_generation(self, conn: Any) -> None:
+        current = self.write_generation(conn)
+        if current == 0:
+            conn.execute(insert(meta_table).values(key="write_generation", value="1"))
+        else:
+            conn.execute(meta_table.update().where(meta_table.c.key == "write_generation").values(value=str(current + 1)))
+        if self._generation == current:
+            self._generation = current + 1  # our own write: our index has it
 
     def close(self) -> None:
         """Release Chroma (a client we created) and the database connections."""
@@ -447,8 +544,10 @@ class Store:
             rows = [_resolution_row(r, d, stamp) for r, d in changed]  # type: ignore[arg-type]
             metas = [{"feedback_id": r["feedback_id"]} for r in rows]
         ids = [r["id"] for r in rows]
+        self._fresh()  # never write through an index another process has moved past
         try:
-            self.collection(kind).upsert(ids=ids, embeddings=vecs, metadatas=metas)
+            with self._gate.use():
+                self.collection(kind).upsert(ids=ids, embeddings=vecs, metadatas=metas)
         except StoreError:
             raise
         except Exception as exc:
@@ -460,11 +559,13 @@ class Store:
                 with self.engine.begin() as conn:
                     self._write_keywords(conn, kind, ids, kw_rows)
                     self._upsert_rows(conn, kind, rows)
+                    self._bump_generation(conn)
             else:
                 with self.kw_engine.begin() as kconn:
                     self._write_keywords(kconn, kind, ids, kw_rows)
                 with self.engine.begin() as conn:
                     self._upsert_rows(conn, kind, rows)
+                    self._bump_generation(conn)
         except OperationalError as exc:
             raise StoreError(f"SQL mirror write failed: {_first_line(exc)}") from None
         if kind == "feedback" and any(
@@ -558,9 +659,12 @@ class Store:
 
     def ann(self, kind: Kind, vector: np.ndarray, n: int) -> list[tuple[str, float]]:
         """Approximate nearest neighbours from Chroma: [(id, cosine similarity)]."""
-        col = self.collection(kind)
+        self._fresh()
         try:
-            res = col.query(query_embeddings=[vector], n_results=n, include=["distances"])
+            with self._gate.use():
+                res = self.collection(kind).query(query_embeddings=[vector], n_results=n, include=["distances"])
+        except StoreError:
+            raise
         except Exception as exc:
             raise StoreError(f"Chroma query failed: {_first_line(exc)}") from None
         return [(i, 1.0 - float(d)) for i, d in zip(res["ids"][0], res["distances"][0], strict=True)]
@@ -569,8 +673,12 @@ class Store:
         """Nearest neighbours of many vectors in one Chroma call: per vector [(id, similarity)]."""
         if len(vectors) == 0:
             return []
+        self._fresh()
         try:
-            res = self.collection(kind).query(query_embeddings=list(vectors), n_results=n, include=["distances"])
+            with self._gate.use():
+                res = self.collection(kind).query(query_embeddings=list(vectors), n_results=n, include=["distances"])
+        except StoreError:
+            raise
         except Exception as exc:
             raise StoreError(f"Chroma query failed: {_first_line(exc)}") from None
         return [[(i, 1.0 - float(d)) for i, d in zip(ids, dists, strict=True)]
@@ -651,7 +759,66 @@ class Store:
 
     def chroma_count(self, kind: Kind) -> int:
         """Vectors held by Chroma for ``kind`` (for consistency checks)."""
-        return int(self.collection(kind).count())
+        self._fresh()
+        with self._gate.use():
+            return int(self.collection(kind).count())
+
+    def mismatches(self) -> dict[str, tuple[int, int]]:
+        """Kinds whose mirror and Chroma counts differ: {kind: (mirror, chroma)}."""
+        counts = {kind: (self.count(kind), self.chroma_count(kind)) for kind in KINDS}
+        return {kind: c for kind, c in counts.items() if c[0] != c[1]}
+
+    def repair(self, *, full: bool = False, page: int = 5000) -> RepairResult:
+        """Bring Chroma and the keyword index back in line with the mirror (the commit point).
+
+        A write interrupted between Chroma and the mirror (kill -9, a 503 mid-request) leaves
+        vectors no mirror row stands behind: they are deleted, with their keyword rows. A mirror
+        row whose vector Chroma lost is re-added from the vector kept in the index table. Cheap
+        when nothing is wrong: the ids are compared only for a kind whose counts differ, unless
+        ``full`` (the ``repair`` command) compares them always. The caller holds the home's
+        writer lock.
+        """
+        removed = {k: 0 for k in KINDS}
+        restored = {k: 0 for k in KINDS}
+        self._fresh()
+        for kind in KINDS if full else list(self.mismatches()):
+            table = TABLES[kind]
+            with self.engine.connect() as conn:
+                mirror = {r[0] for r in conn.execute(select(table.c.id))}
+            col = self.collection(kind)
+            held: set[str] = set()
+            offset = 0
+            while True:
+                got = col.get(include=[], limit=page, offset=offset)["ids"]
+                held.update(got)
+                if len(got) < page:
+                    break
+                offset += page
+            orphans = sorted(held - mirror)
+            for i in range(0, len(orphans), page):
+                chunk = orphans[i : i + page]
+                col.delete(ids=chunk)
+                with self.kw_engine.begin() as conn:
+                    conn.execute(text(f"DELETE FROM {KW_TABLES[kind]} WHERE id IN (SELECT value FROM json_each(:ids))"),
+                                 {"ids": json.dumps(chunk, ensure_ascii=False)})  # fmt: skip
+                    conn.execute(delete(INDEX_TABLES[kind]).where(INDEX_TABLES[kind].c.id.in_(chunk)))
+            removed[kind] = len(orphans)
+            missing = sorted(mirror - held)
+            for i in range(0, len(missing), page):
+                ids, _tokens, vecs = self.index_rows(kind, missing[i : i + page])
+                if not ids:
+                    continue
+                meta_col = table.c.created_ts if kind == "feedback" else table.c.feedback_id
+                with self.engine.connect() as conn:
+                    meta = dict(conn.execute(select(table.c.id, meta_col).where(table.c.id.in_(ids))).all())
+                metas = [{"created_ts": int(meta[i_])} if kind == "feedback" else {"feedback_id": meta[i_]} for i_ in ids]
+                col.upsert(ids=ids, embeddings=list(vecs), metadatas=metas)
+                restored[kind] += len(ids)
+        result = RepairResult(removed, restored)
+        if result.changed:
+            with self.engine.begin() as conn:
+                self._bump_generation(conn)
+        return result
 
 
 def _row_dict(row: Any) -> dict[str, Any]:

@@ -124,3 +124,30 @@ def test_a_slow_partial_body_is_cut_off(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_serve_sees_a_cli_ingest_into_its_home(tmp_path: Path) -> None:
+    """Issue 14, defect 7: the server reopens embedded Chroma when another process has written,
+    so a CLI-ingested record ranks by its vector at once (not by keyword only)."""
+    import subprocess
+    import sys
+
+    home = tmp_path / "h"
+    first = tmp_path / "a.csv"
+    first.write_text("id,text\na1,保温杯漏水\na2,The blender is loud\na3,耳机没有声音\n", encoding="utf-8")
+    ingest = [sys.executable, "-c", "from cli import main; main()", "ingest", "--home", str(home), "--no-classify"]
+    subprocess.run([*ingest, str(first)], check=True, capture_output=True)
+    proc, url = start_server({"FEEDBACK_AGENT_HOME": str(home)})
+    try:
+        with httpx.Client(base_url=url, timeout=30) as http:
+            before = http.get("/v1/similar", params={"q": "快递丢件", "k": 10}).json()
+            assert "b1" not in [h["id"] for h in before]
+            second = tmp_path / "b.csv"
+            second.write_text("id,text\nb1,快递丢件了一个星期\n", encoding="utf-8")
+            subprocess.run([*ingest, str(second)], check=True, capture_output=True)
+            hits = {h["id"]: h for h in http.get("/v1/similar", params={"q": "快递丢件", "k": 10}).json()}
+            assert "vector" in hits["b1"]["matched_by"]
+            assert http.get("/healthz").json()["feedback"] == 4
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
