@@ -154,7 +154,7 @@ def _progress(enabled: bool, unit_bytes: bool) -> Progress:
 
 
 def _run_ingest(settings: Settings, path: Path, kind: Kind, maps: list[str], show_progress: bool, batch_size: int,
-                classify: bool = True) -> IngestSummary:  # fmt: skip
+                classify: bool = True, redact_pii: bool = False) -> IngestSummary:  # fmt: skip
     store = open_store(settings)
     try:
         mapping = parse_map_options(maps, kind)
@@ -178,6 +178,7 @@ def _run_ingest(settings: Settings, path: Path, kind: Kind, maps: list[str], sho
             return ingest_file(
                 store, path, kind=kind, mapping=mapping, taxonomy=taxonomy, zone=zone_of(settings),
                 now=datetime.now(UTC), batch_size=batch_size, progress=on_progress, labeler=labeler,
+                redact_pii=redact_pii,
             )  # fmt: skip
         finally:
             bar.stop()
@@ -205,6 +206,7 @@ def ingest(
     map_: Annotated[list[str] | None, typer.Option("--map", help="field=Header, repeatable (e.g. text=评价内容).")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=50_000, help="Rows per committed batch.")] = 1000,
     classify: Annotated[bool, typer.Option("--classify/--no-classify", help="Give unlabelled feedback model labels.")] = True,
+    redact_pii: Annotated[bool | None, typer.Option("--redact-pii/--keep-pii", help="Store text with phones, e-mails, IDs, cards and addresses replaced [env FEEDBACK_AGENT_REDACT_ON_INGEST].")] = None,
     json_: JsonOpt = False,
     home: HomeOpt = None,
     chroma_url: ChromaOpt = None,
@@ -212,9 +214,10 @@ def ingest(
     taxonomy: TaxOpt = None,
 ) -> None:
     """Load feedback or resolution records; bad rows go to a rejects file with reasons."""
-    settings = _settings(home=home, chroma_url=chroma_url, db_url=db_url, taxonomy=taxonomy)
+    settings = _settings(home=home, chroma_url=chroma_url, db_url=db_url, taxonomy=taxonomy, redact_on_ingest=redact_pii)
     with _user_errors(settings):
-        summary = _run_ingest(settings, path, kind.value, map_ or [], not json_, batch_size, classify)  # type: ignore[arg-type]
+        summary = _run_ingest(settings, path, kind.value, map_ or [], not json_, batch_size, classify,  # type: ignore[arg-type]
+                              settings.redact_on_ingest)
     if json_:
         _emit_json(summary.model_dump(include={"read", "added", "updated", "unchanged", "rejected",
                                                "rejects_path", "path", "kind", "format", "encoding", "notes", "seconds"}))  # fmt: skip
@@ -293,6 +296,14 @@ def similar(
         _print_hits(f"similar to: {_short(text, 60)}", hits)
 
 
+def spreadsheet_safe(value: Any) -> Any:
+    """A CSV cell a spreadsheet will show as text: one that starts like a formula (= + - @, or a
+    tab / carriage return before one) gets a leading apostrophe (CSV formula injection)."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
 def _write_results(path: Path, rows: list[dict[str, Any]]) -> None:
     import csv
 
@@ -302,7 +313,8 @@ def _write_results(path: Path, rows: list[dict[str, Any]]) -> None:
         with open(path, "w", encoding="utf-8-sig", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
             w.writeheader()
-            w.writerows({**r, "neighbors": " ".join(r.get("neighbors") or [])} for r in rows)
+            w.writerows({k: spreadsheet_safe(v) for k, v in {**r, "neighbors": " ".join(r.get("neighbors") or [])}.items()}
+                        for r in rows)  # fmt: skip
     else:
         with open(path, "w", encoding="utf-8") as fh:
             fh.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)

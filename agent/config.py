@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     ask_max_steps: int = Field(6, ge=1, le=20, description="Model calls one `ask` may make in its tool loop.")
     redact_pii: Literal["auto", "on", "off"] = Field(
         "auto", description="Replace personal data before text goes to an LLM or embeddings endpoint; auto = on unless it is on loopback.")
+    redact_on_ingest: bool = Field(False, description="Store feedback and resolution text with personal data (phones, e-mails, IDs, cards, addresses) replaced, on every ingest (CLI and HTTP).")
     api_keys: str | None = Field(None, description="Comma-separated API keys for `serve` (Authorization: Bearer ...).")
     max_request_bytes: int = Field(1_000_000, ge=1_000, le=100_000_000, description="Largest HTTP request body `serve` accepts.")
     request_timeout: float = Field(60.0, gt=0, description="Seconds one HTTP request may take before 504.")

@@ -406,16 +406,27 @@ def render_markdown(r: WeeklyReport) -> str:
             lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in table[1:]]
             lines.append("")
         bullet = len(paras) > 1 or heading not in (t["summary"],)
-        lines += [(f"- {p}" if bullet else p) for p in paras]
+        lines += [(f"- {_md_text(p)}" if bullet else _md_text(p)) for p in paras]
         lines.append("")
     if r.charts:
-        lines += [f"## {t['charts']}", ""] + [f"![{c.title}]({c.name})" for c in r.charts] + [""]
+        lines += [f"## {t['charts']}", ""] + [f"![{_md_text(c.title)}]({c.name})" for c in r.charts] + [""]
     lines += [f"_{t['footer']}_", ""]
     return "\n".join(lines)
 
 
+# Feedback text reaches the report (quotes, product names). In Markdown it must stay text: raw
+# HTML (<script>, onerror=) becomes entities and brackets are escaped, so no link or image
+# (javascript: URLs included) can form. Our own **bold** markers are kept.
+_MD_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "[": "\\[", "]": "\\]", "\\": "\\\\",
+                             "`": "\\`"})
+
+
+def _md_text(s: str) -> str:
+    return "**".join(part.translate(_MD_ESCAPES) for part in s.split("**"))
+
+
 def _md_cell(s: str) -> str:
-    return s.replace("|", "\\|")
+    return _md_text(s).replace("|", "\\|")
 
 
 def render_html(r: WeeklyReport) -> str:

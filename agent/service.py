@@ -373,7 +373,8 @@ def create_app(settings: Settings) -> FastAPI:
             with home_lock(store.home):
                 store.repair()
                 result = ingest_rows(store, rows, kind="feedback", taxonomy=state["taxonomy"], zone=state["zone"],
-                                     now=datetime.now(UTC), reject=reject, labeler=state["classifier"].get().labeler)
+                                     now=datetime.now(UTC), reject=reject, labeler=state["classifier"].get().labeler,
+                                     redact_pii=settings.redact_on_ingest)  # fmt: skip
             return IngestResult(added=result.added, updated=result.updated, unchanged=result.unchanged,
                                 rejected=rejected)  # fmt: skip
 

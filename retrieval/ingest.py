@@ -28,6 +28,7 @@ from typing import IO, Any
 from pydantic import BaseModel, Field, ValidationError
 
 from retrieval.errors import RowError
+from retrieval.pii import redact
 from retrieval.readers import InputFile, RawRow
 from retrieval.records import Feedback, Resolution, parse_feedback, parse_resolution
 from retrieval.store import Kind, Store, UpsertResult, file_lock
@@ -36,6 +37,8 @@ from retrieval.taxonomy import Taxonomy
 ProgressFn = Callable[[int, int], None]
 RejectFn = Callable[[RawRow, str], None]
 Labeler = Callable[[list[Feedback]], list[Feedback]]
+# The free-text fields personal data can sit in (names, phones, addresses), per kind.
+FREE_TEXT = {"feedback": ("text",), "resolution": ("action", "reply", "compensation")}
 
 
 class IngestSummary(BaseModel):
@@ -122,11 +125,15 @@ def ingest_rows(
     batch_size: int = 1000,
     labeler: Labeler | None = None,
     after_batch: Callable[[], None] | None = None,
+    redact_pii: bool = False,
 ) -> UpsertResult:
     """Validate rows and upsert them in batches; the one row loop of every ingest (file or HTTP).
 
     The caller holds the home's writer lock. Each bad row goes to ``reject`` with its reason and
-    never stops the run; in-input duplicate ids are rejected after the first.
+    never stops the run; in-input duplicate ids are rejected after the first. With
+    ``redact_pii`` the free-text fields have phones, e-mails, ID and card numbers and addresses
+    replaced by placeholders before anything is stored, so no part of the store (mirror,
+    keyword tokens, vectors, the classifier's model file) holds them.
 
     Returns:
         The ids added, updated and left unchanged.
@@ -150,6 +157,9 @@ def ingest_rows(
         if raw.error is not None or raw.values is None:
             reject(raw, raw.error or "unreadable row")
             continue
+        if redact_pii:
+            raw.values = {k: redact(v) if k in FREE_TEXT[kind] and isinstance(v, str) else v
+                          for k, v in raw.values.items()}  # fmt: skip
         try:
             record: Feedback | Resolution
             if kind == "feedback":
@@ -188,6 +198,7 @@ def ingest_file(
     batch_size: int = 1000,
     progress: ProgressFn | None = None,
     labeler: Labeler | None = None,
+    redact_pii: bool = False,
 ) -> IngestSummary:
     """Ingest one file of feedback or resolution records into ``store``.
 
@@ -202,6 +213,7 @@ def ingest_file(
         batch_size: rows per committed batch.
         progress: called with (position, total) as the file is read.
         labeler: fills in missing labels of new feedback (classification on ingest).
+        redact_pii: store free text with personal data replaced (see :func:`ingest_rows`).
 
     Raises:
         InputFileError: the file is unusable as a whole.
@@ -226,7 +238,7 @@ def ingest_file(
         try:
             result = ingest_rows(store, counted(source), kind=kind, taxonomy=taxonomy, zone=zone, now=now,
                                  reject=rejects.add, batch_size=batch_size, labeler=labeler,
-                                 after_batch=after_batch)  # fmt: skip
+                                 after_batch=after_batch, redact_pii=redact_pii)  # fmt: skip
         finally:
             rejects.close()
             source.close()

@@ -175,3 +175,17 @@ def test_xlsx_reads_every_sheet_with_a_text_column_and_names_the_rest(store: Sto
     assert (summary.added, summary.rejected) == (2, 0)
     notes = " | ".join(summary.notes)
     assert "'封面' is empty" in notes and "'汇总' skipped" in notes and "'十一月', '十二月'" in notes
+
+
+def test_redact_pii_on_ingest_keeps_personal_data_out_of_every_part_of_the_store(store: Store, tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "pii.csv"
+    path.write_text("id,text\np1,快递没到，联系我13812345678，地址北京市朝阳区建国路88号3号楼1单元502室\n"
+                    "p2,Call me on +44 20 7946 0958 or mail jo@example.com\n", encoding="utf-8")  # fmt: skip
+    summary = run(store, path, redact_pii=True)
+    assert summary.added == 2
+    assert store.records("feedback", ["p1"])["p1"]["text"].startswith("快递没到，联系我[PHONE_1]")
+    con = sqlite3.connect(store.home / "mirror.sqlite3")
+    dump = "\n".join(con.iterdump())
+    assert not [s for s in ("13812345678", "建国路", "7946", "jo@example.com") if s in dump]

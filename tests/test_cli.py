@@ -158,3 +158,58 @@ def test_reply_and_root_cause(tmp_path: Path) -> None:
     bad = invoke("root-cause", "--category", "nonsense")
     assert bad.exit_code == 1 and "not in the taxonomy" in bad.stderr
     assert invoke("root-cause", "--days", "7", "--since", "2026-11-01").exit_code == 2
+
+
+HOSTILE = [
+    ("h1", "快递\x1b[2J\x1b[31m丢了\x1b]0;pwned\x07，一周没到", "2026-11-20 10:00"),
+    ("=HYPERLINK(\"http://x\")", "=1+2 包装破了 <script>alert(1)</script> [点我](javascript:alert(1))", "2026-11-20 11:00"),
+    ("h3", "<img src=x onerror=alert(1)> 快递太慢了", "2026-11-21 09:00"),
+    ("h4", "很好用<script>alert(2)</script> [赞](javascript:alert(2))", "2026-11-21 10:00"),
+]
+
+
+def _hostile_home(tmp_path: Path) -> Path:
+    import csv
+
+    path = tmp_path / "hostile.csv"
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["id", "text", "created_at", "category", "sentiment"])
+        w.writerows([(i, t, c, "praise" if i == "h4" else "logistics", "positive" if i == "h4" else "negative")
+                     for i, t, c in HOSTILE])  # fmt: skip
+    assert invoke("ingest", str(path)).exit_code == 0
+    return path
+
+
+def test_terminal_control_sequences_in_records_are_not_printed(tmp_path: Path) -> None:
+    """Issue 14, defect 11: ANSI escapes stored in feedback are stripped from what the CLI prints."""
+    _hostile_home(tmp_path)
+    res = invoke("similar", "快递丢了", "-k", "3")
+    assert res.exit_code == 0, res.output
+    assert "\x1b" not in res.stdout and "\x07" not in res.stdout and "快递丢了" in res.stdout
+
+
+def test_markdown_report_keeps_feedback_as_text(tmp_path: Path) -> None:
+    """The Markdown report escapes raw HTML and link syntax from feedback, as the HTML one does."""
+    _hostile_home(tmp_path)
+    res = invoke("report", "--week", "2026-W47", "--out", str(tmp_path / "r"), "--format", "md", "--json")
+    assert res.exit_code == 0, res.output
+    md = next((tmp_path / "r").glob("*.md")).read_text(encoding="utf-8")
+    import re
+
+    assert "<script" not in md and "<img" not in md
+    assert not re.search(r"(?<!\\)\]\(javascript:", md) and "\\](javascript:" in md  # the bracket is escaped
+    assert "很好用&lt;script&gt;" in md  # the quote is there, as text
+
+
+def test_classify_csv_output_cannot_carry_formulas(tmp_path: Path) -> None:
+    import csv
+
+    src = tmp_path / "in.csv"
+    src.write_text('id,text\n"=cmd|\' /C calc\'!A0",物流太慢\n@SUM(1),包装破了\n+1,ok\n-2,好评\n', encoding="utf-8")
+    out = tmp_path / "out.csv"
+    res = invoke("classify", "--file", str(src), "--out", str(out))
+    assert res.exit_code == 0, res.output
+    with open(out, encoding="utf-8-sig", newline="") as fh:
+        ids = [row["id"] for row in csv.DictReader(fh)]
+    assert ids == ["'=cmd|' /C calc'!A0", "'@SUM(1)", "'+1", "'-2"]
