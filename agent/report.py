@@ -307,7 +307,8 @@ def draw_charts(r: WeeklyReport, names: dict[str, str]) -> list[Chart]:
     ax.set_ylabel("投诉数" if zh else "complaints")
     ax.grid(alpha=0.3)
     ax.tick_params(axis="x", labelrotation=30)
-    ax.legend(fontsize=8, ncols=2, frameon=False)
+    if t["series"]:  # a week with no complaints has no lines to name
+        ax.legend(fontsize=8, ncols=2, frameon=False)
     charts.append(Chart(name=f"report-{r.week}-trend.png", title=title, png_base64=_png(fig)))
     plt.close(fig)
 

@@ -151,3 +151,48 @@ def test_serve_sees_a_cli_ingest_into_its_home(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_random_malformed_input_never_gets_a_500(client: TestClient) -> None:
+    """A bounded, seeded fuzz over every route: bad JSON, lone surrogates, NULs, odd types, dates
+    out of range, undecodable query bytes. Every answer is 2xx or 4xx with an {error} body."""
+    import random
+
+    rng = random.Random(14)
+    alphabet = ["a", "快", "\x00", "\ud800", "\udc80", "\u200b", "\x1b[31m", "'", '"', "\\", "<script>", "𝕏", "\n",
+                "12315", "=1+2", "{}"]  # fmt: skip
+
+    def rstr() -> str:
+        return "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 10)))
+
+    def rval() -> object:
+        return rng.choice([rstr(), rng.randint(-10**12, 10**12), rng.random() * 1e6, None, True, [rstr()], {"x": rstr()},
+                           "9999-99-99", "0001-01-01", "2026-11-20", 1e308])  # fmt: skip
+
+    headers = {**KEY, "content-type": "application/json"}
+    seen: set[int] = set()
+    for _ in range(150):
+        which = rng.choice(["fb", "ask", "reply", "cls", "sim", "rep", "raw"])
+        if which == "fb":
+            recs = [{rng.choice(["id", "text", "created_at", "channel", "rating", "category", rstr()]): rval()
+                     for _ in range(rng.randint(0, 5))} for _ in range(rng.randint(1, 3))]  # fmt: skip
+            res = client.post("/v1/feedback", content=json.dumps({"records": recs}), headers=headers)
+        elif which == "ask":
+            res = client.post("/v1/ask", content=json.dumps({"question": rval(), "as_of": rval()}), headers=headers)
+        elif which == "reply":
+            res = client.post("/v1/reply", content=json.dumps({"text": rval(), "customer": rval()}), headers=headers)
+        elif which == "cls":
+            res = client.post("/v1/classify", content=json.dumps({"texts": [rval(), rval()]}), headers=headers)
+        elif which == "sim":
+            res = client.get("/v1/similar?q=%ff%fe%ed%a0%80&as_of=%ff&days=x&category=%c0", headers=KEY)
+        elif which == "rep":
+            week = rng.choice(["abc%ff", "2026-W47", "0000-W00", "2100-W53", "2026-W99", "%ed%a0%80"])
+            res = client.get(f"/v1/reports/{week}?format=" + rng.choice(["json", "md", "html", "x%ff"]), headers=KEY)
+        else:
+            res = client.post("/v1/feedback", content=bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 30))),
+                              headers=headers)  # fmt: skip
+        seen.add(res.status_code)
+        assert res.status_code < 500, (which, res.text)
+        if res.status_code >= 400:
+            assert "error" in res.json()
+    assert {200, 422} <= seen
