@@ -1169,6 +1169,12 @@ DEMO_CLASSIFY = [
 ]
 
 
+def demo_as_of(settings: Settings) -> datetime:
+    """The demo's reference time: the sample's date read as any command reads ``--as-of`` with a
+    bare date (the end of that day), so the demo's figures are what a user gets by typing it."""
+    return parse_when(SAMPLE_AS_OF.date().isoformat(), zone_of(settings))
+
+
 @app.command()
 def demo(json_: JsonOpt = False, home: HomeOpt = None) -> None:
     """Load the bundled sample into a fresh demo home and show what the agent can do."""
@@ -1183,10 +1189,11 @@ def demo(json_: JsonOpt = False, home: HomeOpt = None) -> None:
     demo_home.mkdir(parents=True)
     marker.write_text("created by `feedback-agent demo`; safe to delete\n")
     dsettings = settings.model_copy(update={"home": demo_home, "chroma_url": None, "db_url": None})
-    report: dict[str, Any] = {"home": str(demo_home), "as_of": SAMPLE_AS_OF.isoformat(), "ingest": [], "searches": []}
+    as_of = demo_as_of(settings)
+    report: dict[str, Any] = {"home": str(demo_home), "as_of": as_of.isoformat(), "ingest": [], "searches": []}
     if not json_:
         out.rule("[bold]feedback-agent demo[/bold]")
-        out.print(f"sample data: {SAMPLE_DIR} (as of {SAMPLE_AS_OF.date()}); home: {demo_home}", markup=False)
+        out.print(f"sample data: {SAMPLE_DIR} (as of {as_of.date()}, the end of that day, as --as-of {as_of.date()} means in every command); home: {demo_home}", markup=False)
         out.print("LLM: none configured, so every step below runs on the no-LLM path.", style="dim")
     with _user_errors(dsettings):
         for name, kind in (("feedback.csv", "feedback"), ("resolutions.csv", "resolution")):
@@ -1200,8 +1207,8 @@ def demo(json_: JsonOpt = False, home: HomeOpt = None) -> None:
             for query, opts in DEMO_QUERIES:
                 days = opts.get("days")
                 filters = SearchFilters(
-                    since=SAMPLE_AS_OF - timedelta(days=days) if days else None,
-                    until=SAMPLE_AS_OF if days else None,
+                    since=as_of - timedelta(days=days) if days else None,
+                    until=as_of if days else None,
                     product=opts.get("product"), category=opts.get("category"),
                 )  # fmt: skip
                 hits = searcher.search(query, k=3, filters=filters)
@@ -1236,7 +1243,7 @@ def demo(json_: JsonOpt = False, home: HomeOpt = None) -> None:
         _emit_json(report)
     else:
         prog = sys.argv[0] if sys.argv[0].endswith("feedback-agent") else "feedback-agent"
-        out.print(f"\nTry it yourself: {prog} similar \"退款还没到账\" --home {demo_home} --days 14 --as-of {SAMPLE_AS_OF.date()}",
+        out.print(f"\nTry it yourself: {prog} similar \"退款还没到账\" --home {demo_home} --days 14 --as-of {as_of.date()}",
                   markup=False)  # fmt: skip
 
 
@@ -1261,11 +1268,12 @@ def _demo_agent(store: Any, settings: Settings, clf: Any, report: dict[str, Any]
     from agent.tools import Analytics, Window
 
     tax = taxonomy_of(settings)
-    analytics = Analytics(store, SAMPLE_AS_OF, zone_of(settings))
+    as_of = demo_as_of(settings)
+    analytics = Analytics(store, as_of, zone_of(settings))
     asker, convo = Asker(analytics, tax), Conversation()
     report["ask"] = []
     if not json_:
-        out.print(f"[bold]ask (no LLM: the rule-based router over the analytics tools; as of {SAMPLE_AS_OF.date()})[/bold]")
+        out.print(f"[bold]ask (no LLM: the rule-based router over the analytics tools; as of {as_of.date()})[/bold]")
     for q in [*DEMO_QUESTIONS[:2], "and the week before?", *DEMO_QUESTIONS[2:]]:
         answer = asker.ask(q, convo)
         report["ask"].append({"question": q, **answer.model_dump(mode="json", include={"answer", "citations", "path"})})
@@ -1281,7 +1289,7 @@ def _demo_agent(store: Any, settings: Settings, clf: Any, report: dict[str, Any]
             _print_root_cause(rc)
     from agent.report import build_report, week_of, write_report
 
-    weekly = build_report(store, tax, zone_of(settings), week_of(SAMPLE_AS_OF), lang="zh")
+    weekly = build_report(store, tax, zone_of(settings), week_of(as_of), lang="zh")
     files = write_report(weekly, settings.home / "reports", ["md", "html"])
     report["report"] = {"week": weekly.week, "files": [str(f) for f in files], "executive_summary": weekly.executive_summary}
     if not json_:

@@ -213,3 +213,22 @@ def test_classify_csv_output_cannot_carry_formulas(tmp_path: Path) -> None:
     with open(out, encoding="utf-8-sig", newline="") as fh:
         ids = [row["id"] for row in csv.DictReader(fh)]
     assert ids == ["'=cmd|' /C calc'!A0", "'@SUM(1)", "'+1", "'-2"]
+
+
+def test_a_bare_as_of_date_means_the_same_instant_in_every_command(tmp_path: Path) -> None:
+    """Issue 20: `--as-of 2026-11-23` is the end of that day in ask, chat, root-cause and report,
+    and the demo's "as of 2026-11-23" is that same instant, so the figures agree."""
+    demo = json.loads(invoke("demo", "--json").stdout)
+    home = demo["home"]
+    assert demo["as_of"].startswith("2026-11-23T23:59:59")
+    question = "最近用户投诉最多的是什么？"
+    asked = json.loads(invoke("ask", question, "--as-of", "2026-11-23", "--home", home, "--json").stdout)
+    assert asked["answer"] == demo["ask"][0]["answer"]
+    chat = runner.invoke(app, ["chat", "--as-of", "2026-11-23", "--home", home], input=question + "\n")
+    assert demo["ask"][0]["answer"] in chat.stdout
+    rc = json.loads(invoke("root-cause", "--category", "logistics", "--days", "30", "--as-of", "2026-11-23",
+                           "--home", home, "--json").stdout)  # fmt: skip
+    first = demo["root_cause"][0]
+    assert (rc["volume"], rc["period"], rc["facets"][0]) == (first["volume"], first["period"], first["facets"][0])
+    rep = json.loads(invoke("report", "--as-of", "2026-11-23", "--home", home, "--json").stdout)
+    assert rep["week"] == demo["report"]["week"] == "2026-W47"
