@@ -169,6 +169,21 @@ def foreign_personal_data(draft: str, own: str) -> list[str]:
     return sorted(set(found))
 
 
+def tone_problems(draft: str, message: str) -> list[str]:
+    """A draft's tone against the message: harm is never an "inconvenience", and the customer's
+    insults are never quoted back (both word lists in ``agent/data/reply.yaml``)."""
+    problems: list[str] = []
+    low, said = draft.lower(), message.lower()
+    if message and situation(message, None).get("severe"):
+        small = [w for w in wording()["belittling"] if w in low]
+        if small:
+            problems.append(f"calls an injury or safety risk a small matter ('{small[0]}')")
+    echoed = [w for w in wording()["insults"] if w.lower() in said and w.lower() in low]
+    if echoed:
+        problems.append(f"repeats the customer's insult ('{echoed[0]}')")
+    return problems
+
+
 def check_draft(draft: str, evidence: list[Evidence], cited: list[str], lang: Lang, *, message: str = "",
                 customer: str | None = None, order_id: str | None = None) -> tuple[list[Promise], list[str]]:  # fmt: skip
     """The draft's promises (with support) and its policy violations.
@@ -205,6 +220,7 @@ def check_draft(draft: str, evidence: list[Evidence], cited: list[str], lang: La
     foreign = foreign_personal_data(own, "\n".join(x for x in (message, customer, order_id) if x))
     if foreign:
         problems.append("carries personal data that is not this customer's own (" + ", ".join(foreign) + ")")
+    problems += tone_problems(own, message)
     unknown = [c for c in cited if c not in by_id]
     if unknown:
         problems.append("cites unknown ids: " + ", ".join(unknown[:3]))
@@ -220,11 +236,13 @@ class Replier:
     """Drafts replies from one store's resolution history."""
 
     def __init__(self, store: Store, taxonomy: Taxonomy, model: ChatModel | None = None,
-                 classifier: Classifier | None = None) -> None:  # fmt: skip
-        """Bind the store, taxonomy, optional chat model and (shared) classifier."""
+                 classifier: Classifier | None = None, prompt_version: int | None = None) -> None:  # fmt: skip
+        """Bind the store, taxonomy, optional chat model and (shared) classifier; ``prompt_version``
+        pins the reply prompt (default: the newest)."""
         self.store = store
         self.taxonomy = taxonomy
         self.model = model
+        self.prompt_version = prompt_version
         self.classifier = classifier or Classifier(store, taxonomy)
 
     def evidence(self, text: str, category: str | None, lang: Lang, k: int = MAX_EVIDENCE,
@@ -299,18 +317,29 @@ class Replier:
         from agent.errors import AgentError
 
         assert self.model is not None
-        prompt = load_prompt("reply")
+        prompt = load_prompt("reply", self.prompt_version)
         # result.evidence is already redacted: other customers' personal data never reaches the model
         evidence = [{"id": e.resolution_id, "past_complaint": e.feedback_text, "action": e.action, "reply": e.reply,
                      "compensation": e.compensation} for e in result.evidence]  # fmt: skip
-        content = prompt.render(
-            language="Chinese" if result.language == "zh" else "English",
-            customer=customer or "-", order_id=order_id or "-",
-            classification=f"{result.classification['category']} / {result.classification['sentiment']} / "
-                           f"{result.classification['urgency']}",
-            evidence=fence(json.dumps(evidence, ensure_ascii=False, indent=1), "past_resolutions"),
-            message=fence(text, "customer_message"),
-        )  # fmt: skip
+        common = {
+            "language": "Chinese" if result.language == "zh" else "English",
+            "customer": customer or "-", "order_id": order_id or "-",
+            "classification": f"{result.classification['category']} / {result.classification['sentiment']} / "
+                              f"{result.classification['urgency']}",
+            "evidence": fence(json.dumps(evidence, ensure_ascii=False, indent=1), "past_resolutions"),
+            "message": fence(text, "customer_message"),
+        }  # fmt: skip
+        if prompt.version >= 2:  # the model writes from the composed draft's own parts
+            sit = situation(text, result.classification["category"])
+            steps = next_steps(result.language, sit, result.evidence)
+            ask = sit.get("ask")
+            common |= {
+                "acknowledgement": sit["ack"][result.language],
+                "steps": "\n".join(f"- [{rid}] {phrase}" for phrase, rid in steps) or "- (none: promise only to check and follow up)",
+                "request": wording()["asks"][ask][result.language] if ask else "-",
+                "draft": result.reply,
+            }  # fmt: skip
+        content = prompt.render(**common)
         messages = [Message(role="user", content=content)]
         reason = None
         for _attempt in range(2):
@@ -376,13 +405,32 @@ def _is_thanks(clf: Classification) -> bool:
     return clf.sentiment == "positive" and clf.category in ("praise", "suggestion")
 
 
+def next_steps(lang: Lang, sit: dict[str, Any], ev: list[Evidence]) -> list[tuple[str, str]]:
+    """Up to two (phrase, resolution id): the kinds of action the evidence took, the situation's
+    preferred kinds first (and only those when any is present), one step per kind."""
+    prefer: list[str] = sit.get("prefer", [])
+    kinds = [(e, action_kind(e)) for e in ev]
+    # the situation's own kinds of action first (a refund delay is answered with a refund, not a
+    # return-fee refund), each group in evidence order
+    kinds.sort(key=lambda p: prefer.index(p[1]["id"]) if p[1] and p[1]["id"] in prefer else len(prefer))
+    if any(k and k["id"] in prefer for _, k in kinds):  # then only those: no unrelated extra offer
+        kinds = [(e, k) for e, k in kinds if k and k["id"] in prefer]
+    chosen: list[tuple[str, str]] = []
+    for e, kind in kinds:
+        if kind is None or any(kind[lang] == p for p, _ in chosen):
+            continue
+        chosen.append((kind[lang], e.resolution_id))
+        if len(chosen) == 2:
+            break
+    return chosen
+
+
 def compose(lang: Lang, sit: dict[str, Any], clf: Classification, ev: list[Evidence], customer: str | None,
             order_id: str | None) -> tuple[str, list[str]]:  # fmt: skip
     """A draft from catalog parts, and the resolutions its next steps came from.
 
-    Next steps: the kinds of action of up to two evidence resolutions (the situation's preferred
-    kinds first, then by similarity; one step per kind), each phrased in the catalog as a future step or a conditional offer. With no
-    evidence, the holding line that promises nothing.
+    Next steps (:func:`next_steps`) are phrased in the catalog as future steps or conditional
+    offers. With no evidence, the holding line that promises nothing.
     """
     w = wording()
     greet = w["greeting"][lang]
@@ -394,22 +442,8 @@ def compose(lang: Lang, sit: dict[str, Any], clf: Classification, ev: list[Evide
     if order_id:
         body.append(w["order"][lang].format(order_id=order_id))
     body.append(sit["ack"][lang])
-    steps: list[str] = []
-    cited: list[str] = []
-    prefer: list[str] = sit.get("prefer", [])
-    kinds = [(e, action_kind(e)) for e in ev]
-    # the situation's own kinds of action first (a refund delay is answered with a refund, not a
-    # return-fee refund), each group in evidence order
-    kinds.sort(key=lambda p: prefer.index(p[1]["id"]) if p[1] and p[1]["id"] in prefer else len(prefer))
-    if any(k and k["id"] in prefer for _, k in kinds):  # then only those: no unrelated extra offer
-        kinds = [(e, k) for e, k in kinds if k and k["id"] in prefer]
-    for e, kind in kinds:
-        if kind is None or kind[lang] in steps:
-            continue
-        steps.append(kind[lang])
-        cited.append(e.resolution_id)
-        if len(steps) == 2:
-            break
+    chosen = next_steps(lang, sit, ev)
+    steps, cited = [p for p, _ in chosen], [rid for _, rid in chosen]
     if steps:
         n = w["next_steps"][lang]
         body.append(n["intro"] + n["join"].join(steps) + n["end"])

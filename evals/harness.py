@@ -478,16 +478,34 @@ def eval_ask(*, dataset: Path, store: Store, taxonomy: Taxonomy, zone: tzinfo, m
 # --------------------------------------------------------------------------- reply
 
 
+# The harness's own judges of tense and tone (independent of agent/reply.py's checks): a reply
+# that says an action already happened, and words that make harm sound small.
+_DONE_CLAIM = re.compile(r"已经?(?:为您|给您|帮您|向您)?(?:退款|退回|退还|补发|重发|发放|安排|处理|联系|寄出|发出|更换|加急|提交|升级)|"
+                         r"\b(?:we've|we have|has been|have been)\s+(?:already\s+)?\w+ed\b|\bwe (?:re-?sent|refunded|issued)\b",
+                         re.I)  # fmt: skip
+_SMALL_HARM = re.compile(r"不便|麻烦|inconvenien|hassle", re.I)
+_CONDITIONAL = re.compile(r"(?:once|after|when|as soon as|until|before|if)\s*$|(?:核实后|确认后|如果|若)\s*$", re.I)
+
+
+def _claims_done(reply: str) -> bool:
+    """A statement that something already happened; "once we have checked" is a condition, not one."""
+    return any(not _CONDITIONAL.search(reply[max(0, m.start() - 12):m.start()]) for m in _DONE_CLAIM.finditer(reply))
+
+
 def eval_reply(*, dataset: Path, store: Store, taxonomy: Taxonomy, model: ChatModel | None = None,
                limit: int | None = None, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:  # fmt: skip
     """Draft a reply for each complaint of a JSONL file and check it.
 
     A row holds ``text`` and optionally ``customer``, ``order_id``, ``language`` (default: the
-    text's) and ``expect_review`` (true for cases that must be flagged). Checks, re-done here
-    rather than trusted from the draft: the reply's language; every citation is a stored
-    resolution whose complaint is similar to this one; every promise is in a cited resolution;
-    no request for secrets; ``needs_review`` on the cases that expect it. With a chat model an
-    LLM judge also scores each draft 1-5.
+    text's), ``expect_review`` (true for cases that must be flagged), ``severity`` (``injury`` or
+    ``safety``: the draft must not call it an inconvenience) and ``insults`` (the customer's
+    words the draft must not repeat). Checks, re-done here rather than trusted from the draft:
+    the reply's language; every citation is a stored resolution whose complaint is similar to
+    this one; every promise is in a cited resolution; no request for secrets; ``needs_review``
+    on the cases that expect it. Tense, tone and echo are judged by this harness's own word
+    lists, not the agent's: ``tense_ok`` (no action stated as already done), ``tone_ok`` (the
+    severe rows), ``no_insult_echo`` (the rows with insults). With a chat model an LLM judge
+    also scores each draft 1-5.
     """
     from agent.reply import MIN_SIMILARITY, Replier, check_draft, language_of
 
@@ -498,6 +516,7 @@ def eval_reply(*, dataset: Path, store: Store, taxonomy: Taxonomy, model: ChatMo
     replier = Replier(store, taxonomy, model)
     lang_ok = cites_ok = grounded = cited_any = violations = 0
     review_hits = review_total = calm_ok = calm_total = 0
+    tense_ok = tone_ok = tone_total = echo_ok = echo_total = 0
     judge: list[float] = []
     paths: Counter[str] = Counter()
     prompts: set[str] = set()
@@ -521,6 +540,14 @@ def eval_reply(*, dataset: Path, store: Store, taxonomy: Taxonomy, model: ChatMo
         grounded += g_ok
         cited_any += bool(d.citations)
         violations += bool(problems)
+        done = _claims_done(d.reply)
+        tense_ok += not done
+        if row.get("severity") in ("injury", "safety"):
+            tone_total += 1
+            tone_ok += not _SMALL_HARM.search(d.reply)
+        if row.get("insults"):
+            echo_total += 1
+            echo_ok += not any(str(w).lower() in d.reply.lower() for w in row["insults"])
         if row.get("expect_review") is True:
             review_total += 1
             review_hits += d.needs_review
@@ -531,7 +558,10 @@ def eval_reply(*, dataset: Path, store: Store, taxonomy: Taxonomy, model: ChatMo
             score = _judge(model, text, d.reply)
             if score is not None:
                 judge.append(score)
-        if not (l_ok and c_ok and g_ok and not problems) or (row.get("expect_review") is True and not d.needs_review):
+        tone_bad = row.get("severity") in ("injury", "safety") and _SMALL_HARM.search(d.reply)
+        echo_bad = any(str(w).lower() in d.reply.lower() for w in row.get("insults") or [])
+        if not (l_ok and c_ok and g_ok and not problems) or (row.get("expect_review") is True and not d.needs_review) \
+                or done or tone_bad or echo_bad:  # fmt: skip
             failures.append({"id": row.get("id"), "text": text[:120], "reply": d.reply[:200], "problems": problems,
                              "needs_review": d.needs_review})  # fmt: skip
         if progress is not None:
@@ -540,8 +570,12 @@ def eval_reply(*, dataset: Path, store: Store, taxonomy: Taxonomy, model: ChatMo
     metrics: dict[str, Any] = {
         "language_match": round(lang_ok / n, 4), "citation_validity": round(cites_ok / n, 4),
         "groundedness": round(grounded / n, 4), "cited_share": round(cited_any / n, 4),
-        "policy_violations": violations,
+        "policy_violations": violations, "tense_ok": round(tense_ok / n, 4),
     }  # fmt: skip
+    if tone_total:
+        metrics["tone_ok"] = round(tone_ok / tone_total, 4)
+    if echo_total:
+        metrics["no_insult_echo"] = round(echo_ok / echo_total, 4)
     if review_total:
         metrics["review_recall"] = round(review_hits / review_total, 4)
     if calm_total:

@@ -91,7 +91,8 @@ def test_reply_stays_above_its_thresholds(sample_store: Store) -> None:
 
     dataset = EVALS / "datasets" / "reply_default.jsonl"
     result = eval_reply(dataset=dataset, store=sample_store, taxonomy=load_taxonomy())
-    assert result["n"] == 32 and result["metrics"]["reply"]["policy_violations"] == 0
+    assert result["n"] == 41 and result["metrics"]["reply"]["policy_violations"] == 0
+    assert {"tense_ok", "tone_ok", "no_insult_echo"} <= set(result["metrics"]["reply"])
     assert below_thresholds(result, load_thresholds(THRESHOLDS, dataset)) == [], result["failures"]
     # a maximum is a maximum
     assert below_thresholds({"metrics": {"reply": {"policy_violations": 1}}}, {"reply": {"policy_violations": 0}})

@@ -99,7 +99,7 @@ def test_llm_draft_is_checked_then_falls_back(sample_store) -> None:
     rid = base.citations[0]
     ok = FakeChatModel([f'{{"reply": "您好，非常抱歉包裹延误，我们会联系快递加急派送。", "citations": ["{rid}"], "needs_review": false, "reasons": []}}'])
     d = Replier(sample_store, TAX, ok).draft("快递一个星期了还没到，物流信息一直不更新")
-    assert d.path == "llm" and d.citations == [rid] and d.prompt_version == "reply@v1"
+    assert d.path == "llm" and d.citations == [rid] and d.prompt_version == "reply@v2"
     greedy = f'{{"reply": "您好，我们赔您200元现金，今天到账。", "citations": ["{rid}"], "needs_review": false, "reasons": []}}'
     d = Replier(sample_store, TAX, FakeChatModel([greedy, greedy])).draft("快递一个星期了还没到，物流信息一直不更新")
     assert d.path == "template" and "200元" in (d.fallback_reason or "") and d.reply == base.reply
@@ -175,3 +175,22 @@ def test_insults_are_never_quoted_back(replier: Replier) -> None:
 def test_a_chargeback_threat_is_flagged(replier: Replier) -> None:
     assert any("拒付" in r for r in replier.draft("退款两周还没到，我要去银行申请拒付").reasons)
     assert any("chargeback" in r for r in replier.draft("No refund yet, I will file a chargeback with my bank").reasons)
+
+
+def test_the_checks_catch_belittled_harm_and_echoed_insults() -> None:
+    injury = "孩子被你们的刀划伤了手"
+    assert any("small matter" in p for p in check_draft("您好，给您带来不便非常抱歉。", [], [], "zh", message=injury)[1])
+    assert not check_draft("您好，非常抱歉，请先就医。", [], [], "zh", message=injury)[1]
+    rude = "You idiots broke my blender"
+    assert any("insult" in p for p in check_draft("Hello, sorry the idiots broke it.", [], [], "en", message=rude)[1])
+    assert not check_draft("Hello, we are sorry it broke.", [], [], "en", message=rude)[1]
+
+
+def test_an_llm_draft_that_belittles_an_injury_is_replaced(replier: Replier, sample_store) -> None:
+    text = "孩子用你们的保温杯被烫伤了，非常生气"
+    base = replier.draft(text)
+    rid = base.citations[0]
+    bad = f'{{"reply": "您好，给您带来不便非常抱歉，核实后我们可以为您办理退款。", "citations": ["{rid}"], "needs_review": true, "reasons": []}}'
+    d = Replier(sample_store, TAX, FakeChatModel([bad, bad])).draft(text)
+    assert d.path == "template" and d.reply == base.reply and "small matter" in (d.fallback_reason or "")
+    assert d.needs_review
