@@ -286,13 +286,21 @@ def similar(
         try:
             filters = SearchFilters(since=lo, until=hi, category=category, channel=channel,
                                     product=product, carrier=carrier)  # fmt: skip
-            hits = Searcher(store).search(text, k=k, kind=kind.value, filters=filters)  # type: ignore[arg-type]
+            searcher = Searcher(store)
+            hits = searcher.search(text, k=k, kind=kind.value, filters=filters)  # type: ignore[arg-type]
+            missing = searcher.missing_codes(text, kind.value)  # type: ignore[arg-type]
+            stored = store.count(kind.value)  # type: ignore[arg-type]
         finally:
             store.close()
+    notes = [f"no record has order number, SKU or id {c}" for c in missing]
+    if not stored:
+        notes.insert(0, f"the store at {settings.home} holds no {kind.value} records: ingest a file first")
     if json_:
         _emit_json({"query": text, "kind": kind.value, "filters": filters.model_dump(mode="json", exclude_none=True),
-                    "hits": [_hit_json(h) for h in hits]})  # fmt: skip
+                    "not_found": missing, "notes": notes, "hits": [_hit_json(h) for h in hits]})  # fmt: skip
     else:
+        for note in notes:
+            out.print(f"[yellow]{escape(note)}[/yellow]" + ("; similar records below" if hits else ""), highlight=False)
         _print_hits(f"similar to: {_short(text, 60)}", hits)
 
 

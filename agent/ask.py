@@ -586,6 +586,12 @@ class Asker:
         convo = conversation or Conversation()
         intent = parse_question(question, self.analytics, self.taxonomy)
         intent = follow_up(intent, convo.last_intent, question, self.analytics)
+        empty = self.analytics.emptiness(None, intent.lang)
+        if empty is not None:  # nothing to count: say so, never a confident "no category rose"
+            answer = Answer(answer=empty, tool_calls=[], citations=[], path="rules", language=intent.lang,
+                            as_of=self.analytics.as_of.isoformat(), understood=False)  # fmt: skip
+            convo.add(question, answer, intent)
+            return answer
         answer = self._rules(intent)
         if self.model is not None:
             llm_answer, reason = self._llm(question, convo)
@@ -602,6 +608,10 @@ class Asker:
         traces: list[ToolTrace] = []
         handler = getattr(self, f"_{intent.kind}")
         text = handler(intent, words, traces)
+        if intent.kind != "unknown":
+            gap = self.analytics.emptiness(self.analytics.resolve(self._window(intent)), intent.lang)
+            if gap is not None:  # the window holds no feedback at all, whatever was asked about it
+                text = f"{gap} {text}" if intent.lang == "en" else gap + text
         cited = evidence_ids([t.result for t in traces])
         return Answer(answer=text, tool_calls=traces, citations=cited[:20], path="rules", language=intent.lang,
                       as_of=self.analytics.as_of.isoformat(), understood=intent.kind != "unknown")  # fmt: skip

@@ -170,6 +170,9 @@ def build_report(store: Store, taxonomy: Taxonomy, zone: tzinfo, week: str, *, l
         trend=trend.model_dump(), executive_summary="", citations=[],
     )  # fmt: skip
     report.executive_summary = _summary(report, names)
+    gap = a.emptiness(a.resolve(wk), lang)
+    if gap is not None:
+        report.executive_summary = gap + ("" if lang == "zh" else " ") + report.executive_summary
     report.citations = list(dict.fromkeys(
         [i for d in details for i in d.citations] + [q["id"] for q in report.highlights + report.suggestions]))  # fmt: skip
     if model is not None:

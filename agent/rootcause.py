@@ -155,6 +155,9 @@ def root_cause(analytics: Analytics, taxonomy: Taxonomy, *, category: str | None
         summary="", citations=[], tool_calls=traces,
     )  # fmt: skip
     result.summary = words.summary(result)
+    gap = analytics.emptiness(analytics.resolve(window), lang)
+    if gap is not None:
+        result.summary = gap + ("" if lang == "zh" else " ") + result.summary
     result.citations = list(dict.fromkeys([c.quote_id for c in clusters] + evidence_ids([f.model_dump() for f in facets])))[:20]
     if model is not None and result.volume:
         _llm_summary(result, model, lang)

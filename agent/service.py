@@ -353,7 +353,16 @@ def create_app(settings: Settings) -> FastAPI:
 
         filters = SearchFilters(since=now - timedelta(days=days) if days else None, until=now if days else None,
                                 category=category, channel=channel, product=product, carrier=carrier)  # fmt: skip
-        return await run(request, lambda: Searcher(state["store"]).search(q, k=k, kind=kind, filters=filters))
+        def work() -> Any:
+            searcher = Searcher(state["store"])
+            hits = searcher.search(q, k=k, kind=kind, filters=filters)
+            missing = searcher.missing_codes(q, kind)
+            response = JSONResponse([h.model_dump(mode="json") for h in hits])
+            if missing:  # said before the similar records: the record asked for is not there
+                response.headers["x-not-found"] = ",".join(missing)
+            return response
+
+        return await run(request, work)
 
     @app.post("/v1/feedback", dependencies=[Depends(auth)], tags=["ingest"], response_model=IngestResult)
     async def feedback(body: FeedbackBatch, request: Request) -> Any:

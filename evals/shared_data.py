@@ -1,4 +1,8 @@
-"""Build train/test splits of the public data sets in ../shared/data for `eval classify`.
+"""Build train/test splits of public data sets for `eval classify`.
+
+``--source DIR`` is a folder laid out as ``bitext/bitext_customer_support.csv``,
+``sophonplus/waimai_10k.csv`` and ``sophonplus/ChnSentiCorp_htl_all.csv`` (where to get them:
+docs/evaluation.md); by default the workplace's shared data folder beside the checkout.
 
 Nothing derived from them is committed (waimai/ChnSentiCorp carry no licence; bitext is
 CDLA-Sharing-1.0 and is used here for evaluation only). ``python -m evals.shared_data OUT_DIR``
@@ -10,7 +14,7 @@ writes, with a fixed shuffle:
 * ``waimai-train.csv`` / ``waimai-test.csv`` (1,000 test rows), sentiment positive/negative
 * ``chnsenticorp-train.csv`` / ``chnsenticorp-test.csv`` (1,000 test rows)
 
-BANKING77 (PolyAI, CC BY 4.0; the issue's 77-intent benchmark) is not in ../shared/data. Given its
+BANKING77 (PolyAI, CC BY 4.0; the issue's 77-intent benchmark) is not among them. Given its
 public ``test.csv`` (``text,category`` in category blocks), ``--banking77-test PATH`` also writes a
 10-shot split: per intent, the first 10 rows train (``banking77-shot10-train.csv``), the next 10
 test (``banking77-shot10-test.csv``), and ``banking77-taxonomy.json`` (77 bare ids).
@@ -79,10 +83,14 @@ def banking77_shots(test_csv: Path, out: Path, shots: int = 10) -> dict[str, int
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description="Write eval splits of ../shared/data (and of BANKING77 if given).")
+    ap = argparse.ArgumentParser(description="Write eval splits of public data sets (and of BANKING77 if given).")
     ap.add_argument("out", nargs="?", default="eval-data", type=Path)
+    ap.add_argument("--source", type=Path, default=SHARED, help="folder holding bitext/ and sophonplus/")
     ap.add_argument("--banking77-test", type=Path, help="BANKING77's public test.csv, for the 10-shot split")
     args = ap.parse_args()
-    main(args.out)
+    if not (args.source / "bitext" / "bitext_customer_support.csv").exists():
+        raise SystemExit(f"error: no bitext/bitext_customer_support.csv under {args.source}; give --source DIR "
+                         "(docs/evaluation.md says where to get the data sets)")
+    main(args.out, args.source)
     if args.banking77_test:
         print(f"banking77 10-shot split: {banking77_shots(args.banking77_test, args.out)}")

@@ -187,10 +187,24 @@ class Searcher:
         ranked = sorted(fused, key=lambda i: (-fused[i], i))[:k]
         return self._hits(kind, ranked, fused, vector, sims, exact, set(vec_list), set(kw_list), with_links)
 
+    def missing_codes(self, query: str, kind: Kind = "feedback") -> list[str]:
+        """Order numbers, SKUs and ids typed in ``query`` that no stored record holds (filters
+        aside), so a caller can say "no record has order …" before offering similar records."""
+        wanted = [c for c in dict.fromkeys(_typed_codes(query)) if len(c) >= 5]
+        if not wanted:
+            return []
+        table = TABLES[kind]
+        cols = [table.c.id, *((feedback_table.c.order_id, feedback_table.c.sku) if kind == "feedback"
+                              else (resolution_table.c.feedback_id,))]  # fmt: skip
+        variants = {v for c in wanted for v in (c, c.upper(), c.lower())}
+        with self.store.engine.connect() as conn:
+            found = {str(v).casefold() for col in cols
+                     for (v,) in conn.execute(select(col).where(col.in_(variants))) if v is not None}  # fmt: skip
+        return [c for c in wanted if c.casefold() not in found]
+
     # ------------------------------------------------------------------ strategies
     def _exact(self, kind: Kind, query: str, where: Select[Any] | None) -> list[str]:
-        typed = {w.strip(".,;:!?，。；：！？()（）") for w in query.split()}
-        codes = set(identifiers(query)) | {w for w in typed if any(c.isdigit() for c in w)}
+        codes = set(_typed_codes(query))
         codes |= {c.upper() for c in codes}
         if not codes:
             return []
@@ -283,3 +297,9 @@ class Searcher:
                 feedback=links_fb.get(rec.get("feedback_id", "")) if kind == "resolution" else None,
             ))  # fmt: skip
         return hits
+
+
+def _typed_codes(query: str) -> list[str]:
+    """Codes in a query: the tokenizer's identifiers and any typed word holding a digit."""
+    typed = [w.strip(".,;:!?，。；：！？()（）") for w in query.split()]
+    return list(identifiers(query)) + [w for w in typed if any(c.isdigit() for c in w)]

@@ -232,3 +232,33 @@ def test_a_bare_as_of_date_means_the_same_instant_in_every_command(tmp_path: Pat
     assert (rc["volume"], rc["period"], rc["facets"][0]) == (first["volume"], first["period"], first["facets"][0])
     rep = json.loads(invoke("report", "--as-of", "2026-11-23", "--home", home, "--json").stdout)
     assert rep["week"] == demo["report"]["week"] == "2026-W47"
+
+
+def test_an_empty_store_and_an_empty_window_are_said_plainly(tmp_path: Path) -> None:
+    """Issue 20: no confident "no category rose" from a store that holds nothing."""
+    empty = json.loads(invoke("ask", "上周哪类投诉涨得最多", "--as-of", "2026-11-23", "--json").stdout)
+    assert empty["understood"] is False and "还没有任何反馈记录" in empty["answer"]
+    en = json.loads(invoke("ask", "What rose most last week?", "--json").stdout)
+    assert "holds no feedback yet" in en["answer"]
+    rep = json.loads(invoke("report", "--week", "2026-W47", "--json").stdout)
+    assert rep["executive_summary"].startswith("这个数据目录里还没有任何反馈记录")
+    rc = json.loads(invoke("root-cause", "--category", "logistics", "--lang", "en", "--json").stdout)
+    assert rc["summary"].startswith("This store holds no feedback yet")
+    sim = invoke("similar", "订单 2611201234567 怎么样了")
+    assert sim.exit_code == 0 and sim.stdout.splitlines()[0].startswith("the store at")
+
+    path = tmp_path / "in.csv"
+    path.write_text("id,text,created_at\na1,快递太慢了,2026-11-20 10:00\n", encoding="utf-8")
+    assert invoke("ingest", str(path)).exit_code == 0
+    gap = json.loads(invoke("ask", "上周物流投诉有多少", "--as-of", "2026-03-10", "--json").stdout)
+    assert gap["answer"].startswith("2026-03-02 至 2026-03-08 没有任何反馈记录（数据中的反馈在 2026-11-20 至 2026-11-20 之间）")
+
+
+def test_an_order_number_no_record_holds_is_said_first(tmp_path: Path) -> None:
+    path = tmp_path / "in.csv"
+    path.write_text("id,text,order_id\na1,快递太慢了,2611200001\na2,包装破了,2611200002\n", encoding="utf-8")
+    assert invoke("ingest", str(path)).exit_code == 0
+    res = invoke("similar", "订单 2611201234567 怎么样了")
+    assert res.stdout.splitlines()[0] == "no record has order number, SKU or id 2611201234567; similar records below"
+    data = json.loads(invoke("similar", "订单 2611201234567 和 2611200002", "--json").stdout)
+    assert data["not_found"] == ["2611201234567"] and data["hits"][0]["id"] == "a2"

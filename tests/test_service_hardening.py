@@ -196,3 +196,11 @@ def test_random_malformed_input_never_gets_a_500(client: TestClient) -> None:
         if res.status_code >= 400:
             assert "error" in res.json()
     assert {200, 422} <= seen
+
+
+def test_the_api_says_what_is_missing(client: TestClient) -> None:
+    empty = client.post("/v1/ask", json={"question": "上周哪类投诉涨得最多", "as_of": "2026-11-23"}, headers=KEY).json()
+    assert empty["understood"] is False and "还没有任何反馈记录" in empty["answer"]
+    client.post("/v1/feedback", json={"records": [{"id": "o1", "text": "快递太慢", "order_id": "2611200001"}]}, headers=KEY)
+    res = client.get("/v1/similar", params={"q": "订单 2611209999999"}, headers=KEY)
+    assert res.status_code == 200 and res.headers["x-not-found"] == "2611209999999"
