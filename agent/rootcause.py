@@ -30,7 +30,7 @@ CONCENTRATION_SHARE = 0.4  # a value holding at least this share of the slice ..
 CONCENTRATION_LIFT = 1.3  # ... and this many times its share of all feedback concentrates it
 MAX_CLUSTER_RECORDS = 3000
 MAX_PAST_ACTION_RECORDS = 5000
-CLUSTER_DISTANCE = 0.55  # cosine distance, average linkage
+CLUSTER_DISTANCE = 0.55  # cosine distance, average linkage (word-hash vectors; each embedding sets its own)
 _LABEL_STOP = {"你好", "您好", "亲", "请", "谢谢", "thanks", "hello", "hi", "please", "麻烦", "一下", "说实话", "我想",
                "反映", "希望", "尽快", "处理", "太", "失望", "给个", "说法", "客服", "the", "and", "my", "is", "was", "it"}  # fmt: skip
 
@@ -63,6 +63,9 @@ class Cluster(BaseModel):
     quote_id: str
     quote: str
     example_ids: list[str]
+    duplicates: int = Field(0, description="Repeat posts of a complaint already counted (same order, nearly the "
+                                            "same words): left out of size.")  # fmt: skip
+    duplicate_ids: list[str] = Field(default_factory=list)
 
 
 class PastAction(BaseModel):
@@ -179,17 +182,34 @@ def _clusters(analytics: Analytics, ids: list[str], total: int) -> list[Cluster]
     got_ids = [got_ids[k] for k in perm]
     tokens = [tokens[k] for k in perm]
     mat = mat[perm]
-    labels = AgglomerativeClustering(n_clusters=None, distance_threshold=CLUSTER_DISTANCE, metric="cosine",
-                                     linkage="average").fit_predict(mat)  # fmt: skip
+    embedder = analytics.store.embedder
+    texts = analytics.store.records("feedback", got_ids)
+    dup_of = _near_duplicates(texts, got_ids, mat, getattr(embedder, "near_duplicate", 0.95))
+    keep = [k for k in range(len(got_ids)) if k not in dup_of]
+    if len(keep) < 2:
+        return []
+    vectors = mat[keep]
+    if getattr(embedder, "center_languages", False):
+        vectors = _centred_by_language(vectors, [texts.get(got_ids[k], {}).get("language") for k in keep])
+    labels_kept = AgglomerativeClustering(n_clusters=None, metric="cosine", linkage="average",
+                                          distance_threshold=getattr(embedder, "cluster_distance", CLUSTER_DISTANCE),
+                                          ).fit_predict(vectors)  # fmt: skip
+    labels = np.full(len(got_ids), -1)
+    labels[keep] = labels_kept
+    for k, first in dup_of.items():
+        labels[k] = labels[first]
+    counted = np.zeros(len(got_ids), dtype=bool)
+    counted[keep] = True
     words = [{w for w in t.split() if not w.startswith("#") and len(w) > 1 and w.lower() not in _LABEL_STOP}
              for t in tokens]  # fmt: skip
     df = Counter(w for ws in words for w in ws)
-    texts = analytics.store.records("feedback", got_ids)
     out: list[Cluster] = []
-    for lab in sorted(set(labels), key=lambda x: (-int((labels == x).sum()), int(x))):
-        members = np.flatnonzero(labels == lab)
+    for lab in sorted(set(labels_kept), key=lambda x: (-int(((labels == x) & counted).sum()), int(x))):
+        everyone = np.flatnonzero(labels == lab)
+        members = np.flatnonzero((labels == lab) & counted)
         if len(members) < 2:
             continue
+        repeats = [got_ids[m] for m in everyone if not counted[m]]
         tf = Counter(w for m in members for w in words[m])
         # distinctive words: frequent in the cluster, rare outside it
         scored = sorted(tf, key=lambda w: (-(tf[w] / len(members)) * (tf[w] / df[w]), w))
@@ -199,10 +219,42 @@ def _clusters(analytics: Analytics, ids: list[str], total: int) -> list[Cluster]
         out.append(Cluster(label=" / ".join(scored[:3]) or "-", size=len(members),
                            share=round(len(members) / max(total, 1), 4), quote_id=rid,
                            quote=" ".join(texts[rid]["text"].split())[:200],
-                           example_ids=[got_ids[m] for m in members[:5]]))  # fmt: skip
+                           example_ids=[got_ids[m] for m in members[:5]], duplicates=len(repeats),
+                           duplicate_ids=repeats[:10]))  # fmt: skip
         if len(out) >= 5:
             break
     return out
+
+
+def _centred_by_language(vectors: np.ndarray, languages: list[str | None]) -> np.ndarray:
+    """Vectors with each language's mean removed (languages with at least 5 records), renormalised:
+    what is left is what the complaints say, not which language says it."""
+    out = vectors.astype(np.float32, copy=True)
+    langs = np.array([lang or "" for lang in languages])
+    for lang in set(langs):
+        rows = langs == lang
+        if rows.sum() >= 5:
+            out[rows] -= out[rows].mean(axis=0)
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    return out / np.where(norms == 0, 1, norms)
+
+
+def _near_duplicates(recs: dict[str, dict[str, Any]], ids: list[str], mat: np.ndarray, threshold: float) -> dict[int, int]:
+    """{index: index of its first post} for repeat posts of one complaint: the same order and
+    vectors at least ``threshold`` alike (ids newest first). Different customers writing the
+    same words are different complaints and all count."""
+    by_order: dict[str, list[int]] = {}
+    for k, rid in enumerate(ids):
+        order_id = (recs.get(rid) or {}).get("order_id")
+        if order_id:
+            by_order.setdefault(order_id, []).append(k)
+    dup_of: dict[int, int] = {}
+    for members in by_order.values():
+        for n, k in enumerate(members):
+            first = next((f for f in members[:n] if f not in dup_of and float(mat[k] @ mat[f]) >= threshold), None)
+            if first is not None:
+                dup_of[k] = first
+    return dup_of
 
 
 def _quotes(analytics: Analytics, clusters: list[Cluster]) -> list[dict[str, Any]]:

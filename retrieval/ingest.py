@@ -234,8 +234,8 @@ def ingest_file(
             progress(source.position, source.total)
 
     with home_lock(store.home):
-        store.repair()  # a run killed between Chroma and the mirror left orphans: clear them first
         try:
+            store.repair()  # a run killed between Chroma and the mirror left orphans: clear them first
             result = ingest_rows(store, counted(source), kind=kind, taxonomy=taxonomy, zone=zone, now=now,
                                  reject=rejects.add, batch_size=batch_size, labeler=labeler,
                                  after_batch=after_batch, redact_pii=redact_pii)  # fmt: skip

@@ -175,7 +175,13 @@ class Searcher:
                 vec_list, kw_list = self._broad(kind, where, vector, tokens, depth, n_pass)
                 sims = {}
 
-        fused = _rrf([vec_list, kw_list])
+        weight = getattr(self.store.embedder, "keyword_weight", None)
+        if weight is None:  # word-hash vectors: rank fusion with the keyword list
+            fused = _rrf([vec_list, kw_list])
+            boost = 1.0
+        else:  # semantic vectors: meaning first, keyword matches a small bonus
+            fused = self._score_fusion(kind, list(dict.fromkeys(vec_list + kw_list)), vector, tokens, weight, sims)
+            boost = 2.0 + weight
         if len(exact) > k:  # a SKU or product code shared by many records: rank those by relevance
             ev, esims, ek = self._score(kind, exact, vector, tokens, depth)
             sims.update(esims)
@@ -183,9 +189,25 @@ class Searcher:
         else:
             exact_rank = {}
         for rid in exact:
-            fused[rid] = 1.0 + exact_rank.get(rid, fused.get(rid, 0.0))
+            fused[rid] = boost + exact_rank.get(rid, fused.get(rid, 0.0))
         ranked = sorted(fused, key=lambda i: (-fused[i], i))[:k]
         return self._hits(kind, ranked, fused, vector, sims, exact, set(vec_list), set(kw_list), with_links)
+
+    def _score_fusion(self, kind: Kind, candidates: list[str], vector: np.ndarray, tokens: list[str], weight: float,
+                      sims: dict[str, float]) -> dict[str, float]:  # fmt: skip
+        """cosine + weight * bm25 / (the best bm25 among the candidates), for each candidate.
+
+        Rank fusion treats a record missing from one list as far down it, so a partial keyword
+        match in the wrong language outranked the right meaning; scores keep the proportions.
+        """
+        ids, token_strings, mat = self.store.index_rows(kind, candidates)
+        if not ids:
+            return {}
+        cos = mat @ vector
+        kw = np.asarray(bm25(self.store.keyword_terms(kind, tokens), token_strings, self.store.count(kind)))
+        kw_norm = kw / kw.max() if len(kw) and kw.max() > 0 else np.zeros(len(ids))
+        sims.update({i: float(c) for i, c in zip(ids, cos, strict=True)})
+        return {i: float(c + weight * b) for i, c, b in zip(ids, cos, kw_norm, strict=True)}
 
     def missing_codes(self, query: str, kind: Kind = "feedback") -> list[str]:
         """Order numbers, SKUs and ids typed in ``query`` that no stored record holds (filters

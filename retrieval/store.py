@@ -23,6 +23,7 @@ from __future__ import annotations
 import fcntl
 import json
 import threading
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -133,6 +134,14 @@ INDEX_TABLES = {
     )  # fmt: skip
     for kind in ("feedback", "resolution")
 }
+# Vectors of a reindex under way (see Store.reindex): the store keeps answering on its old
+# embedding until every record has a new vector, then switches in one transaction.
+reindex_table = Table(
+    "reindex_vectors", index_metadata,
+    Column("kind", String(20), primary_key=True),
+    Column("id", String(200), primary_key=True),
+    Column("vec", LargeBinary, nullable=False),
+)  # fmt: skip
 SCHEMA_VERSION = "2"
 
 TABLES = {"feedback": feedback_table, "resolution": resolution_table}
@@ -222,6 +231,22 @@ def file_lock(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def recorded_embedding(home: str | Path, db_url: str | None = None) -> str | None:
+    """The embedding label a store was built with, read without opening it (None: no store yet)."""
+    url = db_url or f"sqlite:///{Path(home) / 'mirror.sqlite3'}"
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        return None
+    engine = create_engine(url, future=True)
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(select(meta_table.c.value).where(meta_table.c.key == "embedding")).first()
+    except SQLAlchemyError:
+        return None
+    finally:
+        engine.dispose()
+    return str(row[0]) if row else None
 
 
 class _Gate:
@@ -333,12 +358,17 @@ class Store:
         return self.db_url
 
     def _check_embedding(self) -> None:
-        expected = {"schema": SCHEMA_VERSION, "embedding": self.embedder.label}
+        # A new store names its Chroma collections after an id of its own: on a shared Chroma
+        # server two stores must not write into one collection. Older stores keep plain names.
+        expected = {"schema": SCHEMA_VERSION, "embedding": self.embedder.label,
+                    "collection_prefix": f"fa{uuid.uuid4().hex[:10]}_"}  # fmt: skip
         with self.engine.begin() as conn:
             stored = dict(conn.execute(select(meta_table.c.key, meta_table.c.value)).all())
             if not stored:
                 conn.execute(insert(meta_table), [{"key": k, "value": v} for k, v in expected.items()])
+                self.collection_prefix = expected["collection_prefix"]
                 return
+        self.collection_prefix = stored.get("collection_prefix", "")
         if stored.get("schema") != SCHEMA_VERSION:
             raise StoreError(
                 f"the store in {self.home} has schema {stored.get('schema', '1')!r}, this version needs "
@@ -347,7 +377,8 @@ class Store:
         if stored.get("embedding") != self.embedder.label:
             raise StoreError(
                 f"this store was built with embedding {stored.get('embedding')!r} but {self.embedder.label!r} "
-                "is configured; use another --home or set the embedding back"
+                f"is configured; move it with `feedback-agent reindex --embedding ...`, use another --home or "
+                "set the embedding back"
             )
 
     @property
@@ -383,14 +414,15 @@ class Store:
         if kind not in self._collections:
             try:
                 self._collections[kind] = self.chroma.get_or_create_collection(
-                    COLLECTIONS[kind],
+                    self.collection_prefix + COLLECTIONS[kind],
                     embedding_function=self.embedder,
                     configuration={"hnsw": {"space": "cosine"}},
                 )
             except StoreError:
                 raise
             except Exception as exc:
-                raise StoreError(f"cannot open Chroma collection {COLLECTIONS[kind]!r}: {_first_line(exc)}") from None
+                raise StoreError(f"cannot open Chroma collection {self.collection_prefix + COLLECTIONS[kind]!r}: "
+                                 f"{_first_line(exc)}") from None
         return self._collections[kind]
 
     def write_generation(self, conn: Any = None) -> int:
@@ -762,6 +794,101 @@ class Store:
         self._fresh()
         with self._gate.use():
             return int(self.collection(kind).count())
+
+    def reindex(self, target: Embedder, *, batch_size: int = 1000,
+                progress: Callable[[str, int, int], None] | None = None) -> dict[str, int]:  # fmt: skip
+        """Move the store to the ``target`` embedding; resumable, and the store answers meanwhile.
+
+        New vectors go to new Chroma collections and a side table, batch by batch (a run
+        stopped midway resumes where it stopped). When every record has one, a single mirror
+        transaction switches the embedding, the collections and the stored vectors; the old
+        collections are then dropped. The caller holds the home's writer lock.
+
+        Returns:
+            Records re-embedded per kind in this run.
+        """
+        if target.label == self.embedder.label:
+            return {k: 0 for k in KINDS}
+        with self.engine.connect() as conn:
+            meta = dict(conn.execute(select(meta_table.c.key, meta_table.c.value)).all())
+        prefix = meta.get("reindex_prefix", "")
+        if meta.get("reindex_target") != target.label:  # a new move (or another target): start over
+            prefix = f"fa{uuid.uuid4().hex[:10]}_"
+            with self.kw_engine.begin() as kconn:
+                kconn.execute(delete(reindex_table))
+            with self.engine.begin() as conn:
+                conn.execute(delete(meta_table).where(meta_table.c.key.in_(["reindex_target", "reindex_prefix"])))
+                conn.execute(insert(meta_table), [{"key": "reindex_target", "value": target.label},
+                                                  {"key": "reindex_prefix", "value": prefix}])  # fmt: skip
+        done: dict[str, int] = {}
+        for kind in KINDS:
+            table = TABLES[kind]
+            new_col = self.chroma.get_or_create_collection(prefix + COLLECTIONS[kind], embedding_function=target,
+                                                           configuration={"hnsw": {"space": "cosine"}})  # fmt: skip
+            with self.kw_engine.connect() as kconn:
+                have = {r[0] for r in kconn.execute(select(reindex_table.c.id).where(reindex_table.c.kind == kind))}
+            total = self.count(kind)
+            done[kind] = 0
+            last_seq = 0
+            meta_col = table.c.created_ts if kind == "feedback" else table.c.feedback_id
+            text_cols = [table.c.text] if kind == "feedback" else [table.c.action, table.c.reply]
+            while True:
+                with self.engine.connect() as conn:
+                    rows = conn.execute(select(table.c.seq, table.c.id, meta_col, *text_cols).where(table.c.seq > last_seq)
+                                        .order_by(table.c.seq).limit(batch_size)).all()  # fmt: skip
+                if not rows:
+                    break
+                last_seq = rows[-1][0]
+                todo = [r for r in rows if r[1] not in have]
+                if todo:
+                    texts = [r[3] if kind == "feedback" else f"{r[3]}\n{r[4]}".strip() for r in todo]
+                    vecs = embed(target, texts, [tokenize(t) for t in texts])
+                    metas = [{"created_ts": int(r[2])} if kind == "feedback" else {"feedback_id": r[2]} for r in todo]
+                    new_col.upsert(ids=[r[1] for r in todo], embeddings=list(vecs), metadatas=metas)
+                    with self.kw_engine.begin() as kconn:
+                        kconn.execute(insert(reindex_table), [{"kind": kind, "id": r[1], "vec": v.astype(np.float32).tobytes()}
+                                                              for r, v in zip(todo, vecs, strict=True)])  # fmt: skip
+                    done[kind] += len(todo)
+                    have.update(r[1] for r in todo)
+                if progress is not None:
+                    progress(kind, len(have), total)
+        self._switch_embedding(target, prefix)
+        return done
+
+    def _switch_embedding(self, target: Embedder, prefix: str) -> None:
+        old_names = [self.collection_prefix + COLLECTIONS[k] for k in KINDS]
+        def switch_vectors(kconn: Any) -> None:
+            for kind in KINDS:
+                kconn.execute(text(
+                    f"UPDATE {kind}_index SET vec = (SELECT r.vec FROM reindex_vectors r WHERE r.kind = :k "
+                    f"AND r.id = {kind}_index.id) WHERE id IN (SELECT id FROM reindex_vectors WHERE kind = :k)"),
+                    {"k": kind})  # fmt: skip
+            kconn.execute(delete(reindex_table))
+
+        def switch_meta(conn: Any) -> None:
+            conn.execute(delete(meta_table).where(meta_table.c.key.in_(
+                ["reindex_target", "reindex_prefix", "embedding", "collection_prefix"])))  # fmt: skip
+            conn.execute(insert(meta_table), [{"key": "embedding", "value": target.label},
+                                              {"key": "collection_prefix", "value": prefix}])  # fmt: skip
+            self._bump_generation(conn)
+
+        if self.kw_engine is self.engine:  # one SQLite file: one transaction switches everything
+            with self.engine.begin() as conn:
+                switch_vectors(conn)
+                switch_meta(conn)
+        else:  # vectors first: until the mirror says otherwise, the old embedding stays in force
+            with self.kw_engine.begin() as kconn:
+                switch_vectors(kconn)
+            with self.engine.begin() as conn:
+                switch_meta(conn)
+        for name in old_names:
+            try:
+                self.chroma.delete_collection(name)
+            except Exception:  # already gone: nothing to drop  # noqa: S110
+                pass
+        self.embedder, self.collection_prefix = target, prefix
+        self._collections.clear()
+        self._generation = None
 
     def mismatches(self) -> dict[str, tuple[int, int]]:
         """Kinds whose mirror and Chroma counts differ: {kind: (mirror, chroma)}."""

@@ -15,7 +15,7 @@ import unicodedata
 import zlib
 from collections.abc import Sequence
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
@@ -128,6 +128,11 @@ class HashEmbedding(EmbeddingFunction[Documents]):
     """
 
     VERSION = 1
+    keyword_weight: float | None = None  # None: rank fusion with the keyword list (RRF)
+    evidence_threshold = 0.3  # reply evidence: a past case at least this similar
+    cluster_distance = 0.55  # root-cause clusters: average-linkage cosine distance
+    center_languages = False  # word hashes carry no language component to remove
+    near_duplicate = 0.95
 
     def __init__(self, dim: int = 256) -> None:
         """Create the embedding function with ``dim`` hash buckets."""
@@ -177,6 +182,12 @@ class OpenAIEndpointEmbedding(EmbeddingFunction[Documents]):
 
     The API key is read from ``OPENAI_API_KEY`` at call time and never stored in the config.
     """
+
+    keyword_weight: float | None = None
+    evidence_threshold = 0.3
+    cluster_distance = 0.55
+    center_languages = False
+    near_duplicate = 0.95
 
     def __init__(self, model: str, base_url: str | None = None, batch_size: int = 256, redact_pii: bool = False) -> None:
         """Configure the endpoint; the client is created lazily on first use. With ``redact_pii``
@@ -242,11 +253,14 @@ class OpenAIEndpointEmbedding(EmbeddingFunction[Documents]):
         return f"openai:{self.model}"
 
 
-Embedder = HashEmbedding | OpenAIEndpointEmbedding
+if TYPE_CHECKING:
+    from retrieval.semantic import MultilingualEmbedding
+
+Embedder = Union[HashEmbedding, OpenAIEndpointEmbedding, "MultilingualEmbedding"]
 
 
 def embed(embedder: Embedder, texts: Sequence[str], token_lists: Sequence[Sequence[str]]) -> np.ndarray:
-    """Embed with whichever input the embedder takes (tokens for the hash, text for endpoints)."""
+    """Embed with whichever input the embedder takes (tokens for the hash, text for the others)."""
     if isinstance(embedder, HashEmbedding):
         return embedder.embed_tokens(token_lists)
     return embedder.embed_texts(texts)

@@ -124,3 +124,17 @@ def test_reply_eval_adds_an_llm_judge_score_when_a_model_is_configured(sample_st
     assert result["paths"] == {"template": 2} and m["policy_violations"] == 0
     assert "judge_reply@v1" in result["prompt_versions"]
     assert m["llm_judge_1_5"] == 3.0, result
+
+
+def test_paraphrase_retrieval_stays_above_its_thresholds(tmp_path: Path) -> None:
+    """Issue 17: the bilingual paraphrase set through `similar`'s hybrid search, on a temporary store of
+    its own complaints embedded by the multilingual encoder; the word hash is far below it."""
+    dataset = EVALS / "datasets" / "paraphrase_default.jsonl"
+    args = ["eval", "retrieval", "--dataset", str(dataset), "--thresholds", str(THRESHOLDS), "--json",
+            "--home", str(tmp_path / "h")]  # fmt: skip
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    got = json.loads(res.stdout)["metrics"]["retrieval"]
+    assert got["hit@1_zh-en"] >= 0.6 and got["hit@1_en-zh"] >= 0.4  # across languages, not only within
+    hashed = CliRunner().invoke(app, [*args, "--embedding", "hash"])
+    assert hashed.exit_code == 3  # below the thresholds: what the encoder is for
