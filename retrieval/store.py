@@ -425,15 +425,28 @@ class Store:
                                  f"{_first_line(exc)}") from None
         return self._collections[kind]
 
-    def write_generation(self, conn: Any = None) -> int:
-        """A counter every write bumps (in the mirror transaction), whichever process writes."""
-        stmt = select(meta_table.c.value).where(meta_table.c.key == "write_generation")
+    def _counter(self, key: str, conn: Any = None) -> int:
+        """A counter kept in the store's meta table (0 until first bumped)."""
+        stmt = select(meta_table.c.value).where(meta_table.c.key == key)
         if conn is not None:
             row = conn.execute(stmt).first()
         else:
             with self.engine.connect() as c:
                 row = c.execute(stmt).first()
         return int(row[0]) if row else 0
+
+    def _bump_counter(self, conn: Any, key: str) -> int:
+        """Add one to a meta counter inside ``conn``'s transaction; returns the value it had."""
+        current = self._counter(key, conn)
+        if current == 0:
+            conn.execute(insert(meta_table).values(key=key, value="1"))
+        else:
+            conn.execute(meta_table.update().where(meta_table.c.key == key).values(value=str(current + 1)))
+        return current
+
+    def write_generation(self, conn: Any = None) -> int:
+        """A counter every write bumps (in the mirror transaction), whichever process writes."""
+        return self._counter("write_generation", conn)
 
     def _fresh(self) -> None:
         """Reopen embedded Chroma when another process wrote since this one last looked.
@@ -456,11 +469,7 @@ class Store:
                 self._generation = generation
 
     def _bump_generation(self, conn: Any) -> None:
-        current = self.write_generation(conn)
-        if current == 0:
-            conn.execute(insert(meta_table).values(key="write_generation", value="1"))
-        else:
-            conn.execute(meta_table.update().where(meta_table.c.key == "write_generation").values(value=str(current + 1)))
+        current = self._bump_counter(conn, "write_generation")
         if self._generation == current:
             self._generation = current + 1  # our own write: our index has it
 
@@ -608,22 +617,11 @@ class Store:
 
     def _bump_labels_version(self) -> None:
         with self.engine.begin() as conn:
-            current = self.labels_version(conn)
-            if current == 0:
-                conn.execute(insert(meta_table).values(key="labels_version", value="1"))
-            else:
-                conn.execute(meta_table.update().where(meta_table.c.key == "labels_version")
-                             .values(value=str(current + 1)))  # fmt: skip
+            self._bump_counter(conn, "labels_version")
 
     def labels_version(self, conn: Any = None) -> int:
         """A counter bumped whenever imported or human labels change (learned models key on it)."""
-        stmt = select(meta_table.c.value).where(meta_table.c.key == "labels_version")
-        if conn is not None:
-            row = conn.execute(stmt).first()
-        else:
-            with self.engine.connect() as c:
-                row = c.execute(stmt).first()
-        return int(row[0]) if row else 0
+        return self._counter("labels_version", conn)
 
     def _write_keywords(self, conn: Any, kind: Kind, ids: list[str], kw_rows: list[dict[str, Any]]) -> None:
         table = KW_TABLES[kind]

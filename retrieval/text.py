@@ -119,8 +119,20 @@ def hash_embed(token_lists: Sequence[Sequence[str]], dim: int) -> np.ndarray:
     return out
 
 
+class NormalisedVectors:
+    """Chroma's space hooks for embeddings that return L2-normalised vectors."""
+
+    def default_space(self) -> str:
+        """Vectors are normalised: cosine distance."""
+        return "cosine"
+
+    def supported_spaces(self) -> list[str]:
+        """Spaces that make sense for normalised vectors."""
+        return ["cosine", "ip", "l2"]
+
+
 @register_embedding_function
-class HashEmbedding(EmbeddingFunction[Documents]):
+class HashEmbedding(NormalisedVectors, EmbeddingFunction[Documents]):
     """Local multilingual embedding: jieba words + CJK bigrams + identifiers, hashed.
 
     Registered with Chroma (``name``/``get_config``/``build_from_config``) so a collection
@@ -161,14 +173,6 @@ class HashEmbedding(EmbeddingFunction[Documents]):
     def build_from_config(config: dict[str, Any]) -> HashEmbedding:
         """Rebuild from :meth:`get_config` output."""
         return HashEmbedding(dim=int(config.get("dim", 256)))
-
-    def default_space(self) -> str:  # type: ignore[override]
-        """Vectors are normalised: cosine distance."""
-        return "cosine"
-
-    def supported_spaces(self) -> list[str]:  # type: ignore[override]
-        """Spaces that make sense for normalised vectors."""
-        return ["cosine", "ip", "l2"]
 
     @property
     def label(self) -> str:
