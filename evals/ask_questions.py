@@ -75,7 +75,8 @@ def _unique_top(counter: Counter[str]) -> tuple[str, int] | None:
 
 
 def questions(rows: list[Row], as_of: date) -> list[dict[str, Any]]:
-    """The question set: top category, one category's week-over-week count, concentration, rising."""
+    """The question set: top category, one category's week-over-week count, concentration, rising,
+    and a month's average rating and negative share, and a category's 8-week trend."""
     out: list[dict[str, Any]] = []
 
     def add(kind: str, text: str, expected: list[Any]) -> None:
@@ -136,6 +137,26 @@ def questions(rows: list[Row], as_of: date) -> list[dict[str, Any]]:
     if top:
         for q in rise_en + rise_zh:
             add("rising", q, [top[0], now[top[0]], prev[top[0]]])
+
+    # measures beyond counts: a calendar month (the one before as-of's), ratings, shares, a trend
+    month_end = as_of.replace(day=1) - timedelta(days=1)
+    month = (month_end.replace(day=1), month_end)
+    in_month = [r for r in rows if month[0] <= r["day"] <= month[1]]
+    zh_month, en_month = f"{month[0].month}月", month[0].strftime("%B")
+    product = "智能保温杯 Pro"
+    rated = [float(r["rating"]) for r in in_month if r["product"] == product and r["rating"]]
+    if rated:
+        avg = round(sum(rated) / len(rated), 2)
+        add("rating", f"{product} {zh_month}的平均评分是多少", [avg, len(rated)])
+        add("rating", f"What was the average rating of {product} in {en_month}?", [avg, len(rated)])
+    negative = sum(r["sentiment"] == "negative" for r in in_month)
+    if in_month:
+        add("share", f"{zh_month}差评率多少", [negative, len(in_month)])
+        add("share", f"What share of feedback was negative in {en_month}?", [negative, len(in_month)])
+    weeks = [iso_week(as_of, k) for k in (8, 4, 1)]  # the oldest, a middle and the newest of 8 weeks
+    trend = [count(rows, w)["logistics"] for w in weeks]
+    add("trend", "物流投诉最近8周每周的趋势", trend)
+    add("trend", "weekly trend of logistics complaints over the last 8 weeks", trend)
     return out
 
 

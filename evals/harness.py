@@ -359,7 +359,7 @@ def compare_runs(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-MAXIMUM_METRICS = {"policy_violations"}
+MAXIMUM_METRICS = {"policy_violations", "silent_wrong"}
 
 
 def below_thresholds(result: dict[str, Any], thresholds: dict[str, Any]) -> list[str]:
@@ -463,7 +463,8 @@ def eval_ask(*, dataset: Path, store: Store, taxonomy: Taxonomy, zone: tzinfo, m
 
     A row holds ``question``, ``as_of`` (a date: its end of day, or a timestamp) and ``expected``:
     figures (numbers, label ids, facet values) that must all appear in the tool results and in
-    the answer text.
+    the answer text. ``silent_wrong`` counts the wrong answers that still claimed to have
+    understood the question (``understood`` true): the failure the product must never have.
     """
     from agent.ask import Asker
     from agent.tools import Analytics
@@ -475,7 +476,7 @@ def eval_ask(*, dataset: Path, store: Store, taxonomy: Taxonomy, zone: tzinfo, m
         raise ValueError(f"{dataset.name}: no rows with a question and an expected list")
     per_kind: dict[str, list[int]] = {}
     failures: list[dict[str, Any]] = []
-    ok_tools = ok_answer = ok_both = understood = 0
+    ok_tools = ok_answer = ok_both = understood = silent_wrong = 0
     paths: Counter[str] = Counter()
     prompts: set[str] = set()
     started = time.perf_counter()
@@ -489,13 +490,15 @@ def eval_ask(*, dataset: Path, store: Store, taxonomy: Taxonomy, zone: tzinfo, m
         ok_tools += t_ok
         ok_answer += a_ok
         ok_both += t_ok and a_ok
-        understood += answer.understood
+        understood += answer.understood is True
+        silent_wrong += answer.understood is True and not (t_ok and a_ok)
         paths[answer.path] += 1
         prompts |= {answer.prompt_version} if answer.prompt_version else set()
         per_kind.setdefault(str(row.get("kind", "all")), []).append(int(t_ok and a_ok))
         if not (t_ok and a_ok):
             failures.append({"id": row.get("id"), "question": row["question"], "expected": row["expected"],
-                             "in_tools": t_ok, "in_answer": a_ok, "answer": answer.answer[:300]})  # fmt: skip
+                             "in_tools": t_ok, "in_answer": a_ok, "understood": answer.understood,
+                             "answer": answer.answer[:300]})  # fmt: skip
         if progress is not None:
             progress(i, len(rows))
     elapsed = time.perf_counter() - started
@@ -504,6 +507,7 @@ def eval_ask(*, dataset: Path, store: Store, taxonomy: Taxonomy, zone: tzinfo, m
         "n": n,
         "metrics": {"ask": {"exact_in_tools": round(ok_tools / n, 4), "exact_in_answer": round(ok_answer / n, 4),
                             "accuracy": round(ok_both / n, 4), "understood": round(understood / n, 4),
+                            "silent_wrong": silent_wrong,
                             **{f"accuracy_{k}": round(sum(v) / len(v), 4) for k, v in sorted(per_kind.items())}}},
         "paths": dict(paths),
         "failures": failures[:50],
