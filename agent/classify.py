@@ -30,6 +30,7 @@ import pickle
 import re
 from collections import Counter
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Literal
 
 import numpy as np
@@ -48,7 +49,7 @@ from retrieval.taxonomy import Taxonomy
 from retrieval.text import embed, normalize_text, tokenize
 
 FIELDS = ("category", "sentiment", "urgency")
-MODEL_VERSION = 6
+MODEL_VERSION = 7  # 7: product and SKU names masked out of the features
 N_NEIGHBORS = 5
 # Up to this many training rows, neighbours are exact (dot products of the models' features); beyond it the
 # product grows dense and slow (150 texts/s at 50k), so the store's ANN index finds them.
@@ -94,6 +95,28 @@ class _Trained:
     labels: dict[str, list[str | None]]
     models: dict[str, Any]  # field -> LinearSVC (None when fewer than 2 classes)
     encoder: str | None = None  # the sentence encoder whose vectors the models also read
+    masked: tuple[str, ...] = ()  # product and SKU names replaced by one token before features
+
+
+PRODUCT_TOKEN = " 商品 "  # what a product name becomes: the same word whatever the product
+
+
+def mask_names(text: str, names: tuple[str, ...]) -> str:
+    """``text`` with each known product / SKU name (longest first) replaced by one neutral word.
+
+    A learned model reads every token as evidence: in a store where one product had a quality
+    spike, its name alone pulled a packaging or delivery complaint toward product_quality, and a
+    name can stand for urgency the words do not say. Labels should follow what is said.
+    """
+    if not names:
+        return text
+    return _names_pattern(names).sub(PRODUCT_TOKEN, text)
+
+
+@lru_cache(maxsize=4)
+def _names_pattern(names: tuple[str, ...]) -> re.Pattern[str]:
+    # one alternation, longest names first, so "智能保温杯 Pro" wins over "保温杯" (thousands of SKUs stay cheap)
+    return re.compile("|".join(re.escape(n) for n in names))
 
 
 def _features() -> Any:
@@ -219,6 +242,8 @@ class Classifier:
         from sklearn.svm import LinearSVC
 
         ids, texts, labels = self._training_rows()
+        masked = self._names()
+        texts = [mask_names(t, masked) for t in texts]
         vec = _features()
         matrix = vec.fit_transform(texts)
         full = self._with_encoder(matrix, texts, remember=True)
@@ -230,7 +255,12 @@ class Classifier:
                 models[name] = None
                 continue
             models[name] = LinearSVC(C=0.5).fit(full[rows], y)
-        return _Trained(vec, full, ids, texts, labels, models, self.encoder.name if self.encoder else None)
+        return _Trained(vec, full, ids, texts, labels, models, self.encoder.name if self.encoder else None, masked)
+
+    def _names(self) -> tuple[str, ...]:
+        """The store's product and SKU names worth masking (3+ characters), longest first."""
+        names = {v for facet in ("product", "sku") for v in self.store.facet_values(facet)[:5000] if len(v.strip()) >= 3}
+        return tuple(sorted(names, key=lambda v: (-len(v), v)))
 
     def _with_encoder(self, matrix: Any, texts: list[str], remember: bool = False) -> Any:
         """``matrix`` with the encoder's vectors of the English texts appended (zeros elsewhere).
@@ -259,7 +289,7 @@ class Classifier:
             return []
         t = self.trained()
         cleaned = [strip_instructions(text) for text in texts]
-        clean_texts = [c for c, _ in cleaned]
+        clean_texts = [mask_names(c, t.masked) for c, _ in cleaned]
         x = t.vectorizer.transform(clean_texts)
         full = self._with_encoder(x, clean_texts) if t.encoder else x
         neighbours = self._neighbours(t, full, clean_texts)

@@ -266,3 +266,17 @@ def test_genuine_text_near_the_patterns_is_kept(text: str) -> None:
     from agent.safety import strip_instructions
 
     assert strip_instructions(text) == (text, [])
+
+
+def test_product_names_do_not_decide_the_labels(sample_store: Store) -> None:
+    """Issue 19: the same complaint about five of the store's products gets one category and one
+    urgency. Before masking, the product with a quality spike pulled packaging and delivery
+    complaints into product_quality (2 of these 6)."""
+    clf = Classifier(sample_store, TAX)
+    products = sample_store.facet_values("product")[:5]
+    templates = ["{p}的退款申请两周了还没到账", "{p}收到的时候外包装破了", "{p}用了两天就坏了，开不了机",
+                 "The {p} I ordered has not arrived after ten days", "{p}的优惠券结算时用不了", "客服一直不回复我关于{p}的问题"]
+    for t in templates:
+        results = clf.classify([t.format(p=p) for p in products])
+        assert len({r.category for r in results}) == 1, (t, [r.category for r in results])
+        assert len({r.urgency for r in results}) == 1, (t, [r.urgency for r in results])
