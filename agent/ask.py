@@ -936,7 +936,9 @@ class Asker:
             if res.total:
                 cats = "、".join(f"{w.label(g.value)} {g.count}" for g in res.groups) if w.lang == "zh" else \
                     ", ".join(f"{w.label(g.value)} {g.count}" for g in res.groups)  # fmt: skip
-                lines.append(f"{level} {res.total}（{cats}）" if w.lang == "zh" else f"{level} {res.total} ({cats})")
+                guessed = self.analytics.label_sources("urgency", level, window, f).get("model", 0)
+                note = (f"；其中 {guessed} 条由模型判断" if w.lang == "zh" else f"; {guessed} labelled by the model") if guessed else ""
+                lines.append(f"{level} {res.total}（{cats}{note}）" if w.lang == "zh" else f"{level} {res.total} ({cats}{note})")
         quotes: SearchOutput = self._call(traces, "search_quotes", self.analytics.search_quotes, SearchInput(
             window=window, filters=self._filters(intent, with_sentiment=False).model_copy(update={"urgency": "critical"}),
             k=5))  # fmt: skip

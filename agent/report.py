@@ -54,6 +54,8 @@ class Figure(BaseModel):
     previous: float
     change: float
     change_pct: float | None = None
+    model_labelled: int | None = Field(None, description="Of the current figure, records whose label the classifier "
+                                                          "guessed (not imported or set by a person).")  # fmt: skip
 
 
 class Issue(BaseModel):
@@ -140,7 +142,8 @@ def build_report(store: Store, taxonomy: Taxonomy, zone: tzinfo, week: str, *, l
         "negative_share": Figure(current=round(share_now, 4), previous=round(share_prev, 4),
                                  change=round(share_now - share_prev, 4)),
         "critical": Figure(current=critical.total_current, previous=critical.total_previous,
-                           change=critical.total_change, change_pct=critical.total_change_pct),
+                           change=critical.total_change, change_pct=critical.total_change_pct,
+                           model_labelled=a.label_sources("urgency", "critical", wk).get("model", 0)),
     }  # fmt: skip
     step("complaint categories and spikes")
     complaints = a.compare_periods(CompareInput(window=wk, field="category", filters=Filters(sentiment="negative"),
@@ -199,11 +202,14 @@ def _summary(r: WeeklyReport, names: dict[str, str]) -> str:
     if zh:
         parts = [f"{r.week}（{r.period['from']} 至 {r.period['to']}）共收到反馈 {v.current:.0f} 条，比上周"
                  f"{'增加' if v.change >= 0 else '减少'} {abs(v.change):.0f} 条；负面占比 {n.current * 100:.1f}%"
-                 f"（上周 {n.previous * 100:.1f}%），紧急个案 {c.current:.0f} 条（上周 {c.previous:.0f} 条）。"]
+                 f"（上周 {n.previous * 100:.1f}%），紧急个案 {c.current:.0f} 条（上周 {c.previous:.0f} 条）"
+                 + (f"，其中 {c.model_labelled} 条的紧急程度是模型判断的，未经人工确认" if c.model_labelled else "") + "。"]
     else:
         parts = [f"{r.week} ({r.period['from']} to {r.period['to']}): {v.current:.0f} feedback records "
                  f"({'+' if v.change >= 0 else ''}{v.change:.0f} on the week before); {n.current * 100:.1f}% negative "
-                 f"({n.previous * 100:.1f}% the week before); {c.current:.0f} critical cases ({c.previous:.0f})."]
+                 f"({n.previous * 100:.1f}% the week before); {c.current:.0f} critical cases ({c.previous:.0f})"
+                 + (f", {c.model_labelled} of them labelled critical by the model, not by a person" if c.model_labelled
+                    else "") + "."]  # fmt: skip
     for issue in r.emerging[:2]:
         detail = next((d for d in r.details if d.slice.get("category") == issue.category), None)
         conc = next((f for f in (detail.facets if detail else []) if f.concentrated), None)

@@ -271,6 +271,17 @@ class Analytics:
         return (f"{span} 没有任何反馈记录（数据中的反馈在 {first} 至 {last} 之间）。" if zh
                 else f"There is no feedback at all from {span} (the store's feedback runs from {first} to {last}).")  # fmt: skip
 
+    def label_sources(self, field: str, value: str, window: Window | None, filters: Filters | None = None) -> dict[str, int]:
+        """Who set ``field = value`` on the window's records (passing ``filters``): counts by source
+        (model, import, human), so a figure resting on the model's guesses can say so."""
+        period = self.resolve(window)
+        f = feedback_table.c
+        conds = [*self._where(period, filters), f[field] == value]
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(select(f[f"{field}_source"], func.count()).where(and_(*conds))
+                                .group_by(f[f"{field}_source"])).all()  # fmt: skip
+        return {str(src or "unknown"): int(n) for src, n in rows}
+
     def ratings(self, args: RatingInput) -> RatingOutput:
         """Average rating, the 1-5 distribution and CSAT (share of 4-5 among rated records)."""
         period = self.resolve(args.window)

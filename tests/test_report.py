@@ -18,7 +18,7 @@ from cli import app
 from evals.ask_questions import count, facet_count, iso_week, load_rows
 from retrieval.sample_data import SAMPLE_AS_OF, SAMPLE_DIR
 from retrieval.taxonomy import load_taxonomy
-from tests.conftest import ZONE
+from tests.conftest import NOW, ZONE
 
 ROWS = load_rows(SAMPLE_DIR / "feedback.csv")
 W47, W46 = iso_week(SAMPLE_AS_OF.date(), 1), iso_week(SAMPLE_AS_OF.date(), 2)
@@ -112,3 +112,25 @@ document.fonts.load('16px "FA CJK"', "商品质量").then(f => {
     shot = tmp_path / "shot.png"
     subprocess.run([*args, f"--screenshot={shot}", "--window-size=1000,2400", page.as_uri()], capture_output=True, timeout=120)
     assert shot.stat().st_size > 50_000
+
+
+
+def test_the_critical_count_says_how_much_rests_on_the_model(tmp_path: Path) -> None:
+    """Issue 19: a headline count of critical cases says how many the classifier guessed."""
+    from agent.classify import Classifier
+    from retrieval.ingest import ingest_file
+    from retrieval.store import Store
+
+    store = Store(tmp_path / "h")
+    path = tmp_path / "f.csv"
+    path.write_text("id,text,created_at,urgency\n"
+                    "c1,充电宝充电的时候冒烟着火了,2026-11-18 10:00,\n"
+                    "c2,孩子被刀片割伤了手,2026-11-19 10:00,critical\n"
+                    "c3,快递有点慢,2026-11-19 11:00,medium\n", encoding="utf-8")  # fmt: skip
+    ingest_file(store, path, taxonomy=load_taxonomy(), zone=ZONE, now=NOW,
+                labeler=Classifier(store, load_taxonomy()).labeler)  # fmt: skip
+    r = build_report(store, load_taxonomy(), ZONE, "2026-W47", charts=False)
+    c = r.headline["critical"]
+    assert (c.current, c.model_labelled) == (2, 1)  # c1 by the model, c2 imported
+    assert "其中 1 条的紧急程度是模型判断的" in r.executive_summary
+    store.close()
