@@ -24,6 +24,7 @@ demo: $(STAMP)
 	$(BIN)/feedback-agent demo
 
 test: $(STAMP)
+	$(BIN)/ruff check agent retrieval evals cli.py tests
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -86,7 +86,7 @@ TaxOpt = Annotated[Path | None, typer.Option("--taxonomy", help="Taxonomy file [
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 
 
-class KindChoice(str, Enum):
+class KindChoice(StrEnum):
     """Record kinds a command works on."""
 
     feedback = "feedback"
@@ -606,7 +606,7 @@ def reply(
         err.print(f"LLM draft not used: {draft.fallback_reason}", style="dim", markup=False, highlight=False)
 
 
-class LangChoice(str, Enum):
+class LangChoice(StrEnum):
     """Output language of generated text."""
 
     zh = "zh"

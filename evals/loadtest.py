@@ -165,7 +165,7 @@ def main() -> None:
           f"Chroma {in_chroma}, mirror {in_mirror}; lost: {lost}")
     failed = sum(len(v) for v in errors.values())
     if failed or lost or in_chroma != in_mirror:
-        print(f"FAILED: {failed} errors {dict((k, v[:3]) for k, v in errors.items() if v)}, {lost} lost")
+        print(f"FAILED: {failed} errors { {k: v[:3] for k, v in errors.items() if v} }, {lost} lost")
         sys.exit(1)
 
 

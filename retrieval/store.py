@@ -806,7 +806,7 @@ class Store:
             Records re-embedded per kind in this run.
         """
         if target.label == self.embedder.label:
-            return {k: 0 for k in KINDS}
+            return dict.fromkeys(KINDS, 0)
         with self.engine.connect() as conn:
             meta = dict(conn.execute(select(meta_table.c.key, meta_table.c.value)).all())
         prefix = meta.get("reindex_prefix", "")
@@ -903,8 +903,8 @@ class Store:
         ``full`` (the ``repair`` command) compares them always. The caller holds the home's
         writer lock.
         """
-        removed = {k: 0 for k in KINDS}
-        restored = {k: 0 for k in KINDS}
+        removed = dict.fromkeys(KINDS, 0)
+        restored = dict.fromkeys(KINDS, 0)
         self._fresh()
         for kind in KINDS if full else list(self.mismatches()):
             table = TABLES[kind]
