@@ -280,3 +280,11 @@ def test_product_names_do_not_decide_the_labels(sample_store: Store) -> None:
         results = clf.classify([t.format(p=p) for p in products])
         assert len({r.category for r in results}) == 1, (t, [r.category for r in results])
         assert len({r.urgency for r in results}) == 1, (t, [r.urgency for r in results])
+
+
+@pytest.mark.parametrize("text", ["退款申请两周了还没到账", "钱还没退回来，已经十天了", "My refund has not arrived after two weeks",
+                                  "I am still waiting for my refund"])  # fmt: skip
+def test_a_missing_refund_is_high_urgency(sample_store: Store, text: str) -> None:
+    """The taxonomy's high urgency: money taken without goods or refund, however it is phrased."""
+    r = Classifier(sample_store, TAX).classify([text])[0]
+    assert r.urgency in ("high", "critical")
