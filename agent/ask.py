@@ -22,15 +22,12 @@ import re
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from difflib import SequenceMatcher
-from functools import cache
-from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, Field
 
 from agent.llm import ChatModel, Message, ToolTrace, run_tools
-from agent.prompts import fence, load_prompt
+from agent.prompts import fence, load_data, load_prompt
 from agent.tools import (
     Analytics,
     CompareInput,
@@ -481,11 +478,9 @@ def parse_question(question: str, analytics: Analytics, taxonomy: Taxonomy) -> I
     return intent
 
 
-@cache
 def ask_limits() -> dict[str, Any]:
     """The router's measure and field cues and its notes (``agent/data/ask.yaml``)."""
-    data: dict[str, Any] = yaml.safe_load((Path(__file__).parent / "data" / "ask.yaml").read_text(encoding="utf-8"))
-    return data
+    return load_data("ask")
 
 
 def _leftover(t: _Text) -> str | None:
@@ -934,8 +929,7 @@ class Asker:
                                             CountByInput(field="category", window=window, filters=f, top=3))  # fmt: skip
             total += res.total
             if res.total:
-                cats = "、".join(f"{w.label(g.value)} {g.count}" for g in res.groups) if w.lang == "zh" else \
-                    ", ".join(f"{w.label(g.value)} {g.count}" for g in res.groups)  # fmt: skip
+                cats = ("、" if w.lang == "zh" else ", ").join(f"{w.label(g.value)} {g.count}" for g in res.groups)
                 guessed = self.analytics.label_sources("urgency", level, window, f).get("model", 0)
                 note = (f"；其中 {guessed} 条由模型判断" if w.lang == "zh" else f"; {guessed} labelled by the model") if guessed else ""
                 lines.append(f"{level} {res.total}（{cats}{note}）" if w.lang == "zh" else f"{level} {res.total} ({cats}{note})")

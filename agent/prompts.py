@@ -20,6 +20,7 @@ import yaml
 from agent.errors import ConfigError
 
 PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
+DATA_DIR = Path(__file__).resolve().parent / "data"
 _NAME = re.compile(r"^(?P<task>[a-z0-9_]+)\.v(?P<version>\d+)\.md$")
 FENCE_OPEN = "<<<UNTRUSTED_DATA"
 FENCE_CLOSE = "UNTRUSTED_DATA>>>"
@@ -89,3 +90,10 @@ def load_prompt(task: str, version: int | None = None, directory: Path = PROMPTS
     if version not in versions:
         raise ConfigError(f"prompt {task}@v{version} does not exist; have {sorted(versions)}")
     return versions[version]
+
+
+@cache
+def load_data(name: str) -> dict[str, Any]:
+    """A wording or cue file of ``agent/data`` (``reply``, ``ask``), read once per process."""
+    data: dict[str, Any] = yaml.safe_load((DATA_DIR / f"{name}.yaml").read_text(encoding="utf-8"))
+    return data

@@ -26,16 +26,13 @@ from __future__ import annotations
 
 import json
 import re
-from functools import cache
-from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, Field
 
 from agent.classify import Classification, Classifier
 from agent.llm import ChatModel, Message, complete_structured
-from agent.prompts import fence, load_prompt
+from agent.prompts import fence, load_data, load_prompt
 from agent.safety import strip_instructions
 from retrieval.pii import Redactor
 from retrieval.records import detect_language
@@ -376,11 +373,9 @@ class Replier:
 # --------------------------------------------------------------------------- composition
 
 
-@cache
 def wording() -> dict[str, Any]:
     """The reply wording catalog (``agent/data/reply.yaml``)."""
-    data: dict[str, Any] = yaml.safe_load((Path(__file__).parent / "data" / "reply.yaml").read_text(encoding="utf-8"))
-    return data
+    return load_data("reply")
 
 
 def _matches(cues: list[str], text: str) -> bool:

@@ -242,14 +242,12 @@ class Analytics:
                              example_ids=self._examples(self._where(cur_p, args.filters)),
                              rows=rows[: args.top] if args.top else rows)  # fmt: skip
 
-    def coverage(self, period: Period | None = None) -> tuple[int, str | None, str | None]:
-        """How many feedback records the store holds (in ``period``, when given), and the first and
-        last day they span in the whole store (None when it is empty)."""
+    def coverage(self) -> tuple[int, str | None, str | None]:
+        """How many feedback records the store holds, and the first and last day they span (None
+        when it is empty)."""
         f = feedback_table.c
         with self.store.engine.connect() as conn:
             lo, hi, n = conn.execute(select(func.min(f.created_ts), func.max(f.created_ts), func.count())).one()
-        if period is not None:
-            n = self._total(period, Filters())
 
         def day(ts: float | None) -> str | None:
             return datetime.fromtimestamp(ts, self.zone).date().isoformat() if ts is not None else None
@@ -258,14 +256,20 @@ class Analytics:
 
     def emptiness(self, period: Period | None, lang: str) -> str | None:
         """The plain sentence an answer must start with when there is nothing to count: the store
-        is empty, or ``period`` holds no feedback at all (with the span the store does cover)."""
+        is empty, or ``period`` holds no feedback at all (with the span the store does cover).
+
+        A window with feedback costs one indexed count; the whole store is read only to word
+        the sentence.
+        """
+        if period is not None and self._total(period, Filters()):
+            return None
         total, first, last = self.coverage()
         zh = lang == "zh"
         if total == 0:
             return ("这个数据目录里还没有任何反馈记录，先用 `feedback-agent ingest 文件` 导入，或用 --home 指向已有的数据目录。"
                     if zh else "This store holds no feedback yet: ingest a file first (`feedback-agent ingest FILE`), "
                                "or point --home at a store that has data.")  # fmt: skip
-        if period is None or self.coverage(period)[0]:
+        if period is None:
             return None
         span = f"{period.first_day.isoformat()} {'至' if zh else 'to'} {period.last_day.isoformat()}"
         return (f"{span} 没有任何反馈记录（数据中的反馈在 {first} 至 {last} 之间）。" if zh

@@ -580,10 +580,10 @@ class Store:
         stamp = now.astimezone(UTC).isoformat()
         if kind == "feedback":
             rows = [_feedback_row(r, d, stamp) for r, d in changed]  # type: ignore[arg-type]
-            metas = [{"created_ts": int(r["created_ts"])} for r in rows]
+            metas = [_chroma_metadata(kind, r["created_ts"]) for r in rows]
         else:
             rows = [_resolution_row(r, d, stamp) for r, d in changed]  # type: ignore[arg-type]
-            metas = [{"feedback_id": r["feedback_id"]} for r in rows]
+            metas = [_chroma_metadata(kind, r["feedback_id"]) for r in rows]
         ids = [r["id"] for r in rows]
         self._fresh()  # never write through an index another process has moved past
         try:
@@ -841,7 +841,7 @@ class Store:
                 if todo:
                     texts = [r[3] if kind == "feedback" else f"{r[3]}\n{r[4]}".strip() for r in todo]
                     vecs = embed(target, texts, [tokenize(t) for t in texts])
-                    metas = [{"created_ts": int(r[2])} if kind == "feedback" else {"feedback_id": r[2]} for r in todo]
+                    metas = [_chroma_metadata(kind, r[2]) for r in todo]
                     new_col.upsert(ids=[r[1] for r in todo], embeddings=list(vecs), metadatas=metas)
                     with self.kw_engine.begin() as kconn:
                         kconn.execute(insert(reindex_table), [{"kind": kind, "id": r[1], "vec": v.astype(np.float32).tobytes()}
@@ -936,7 +936,7 @@ class Store:
                 meta_col = table.c.created_ts if kind == "feedback" else table.c.feedback_id
                 with self.engine.connect() as conn:
                     meta = dict(conn.execute(select(table.c.id, meta_col).where(table.c.id.in_(ids))).all())
-                metas = [{"created_ts": int(meta[i_])} if kind == "feedback" else {"feedback_id": meta[i_]} for i_ in ids]
+                metas = [_chroma_metadata(kind, meta[i_]) for i_ in ids]
                 col.upsert(ids=ids, embeddings=list(vecs), metadatas=metas)
                 restored[kind] += len(ids)
         result = RepairResult(removed, restored)
@@ -944,6 +944,12 @@ class Store:
             with self.engine.begin() as conn:
                 self._bump_generation(conn)
         return result
+
+
+def _chroma_metadata(kind: Kind, value: Any) -> dict[str, Any]:
+    """What Chroma keeps beside a vector: the creation time of feedback, the feedback id of a
+    resolution (``value`` is that column of the mirror row)."""
+    return {"created_ts": int(value)} if kind == "feedback" else {"feedback_id": value}
 
 
 def _row_dict(row: Any) -> dict[str, Any]:
