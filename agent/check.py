@@ -45,13 +45,19 @@ class CheckReport(BaseModel):
 def run_check(model: ChatModel | None, provider: str) -> CheckReport:
     """Probe the model: a ping, a structured answer, a tool call."""
     if model is None:
-        return CheckReport(provider=provider, model=None, endpoint=None, answers=False,
-                           error="no LLM configured: every command runs on its no-LLM path")  # fmt: skip
+        return CheckReport(
+            provider=provider,
+            model=None,
+            endpoint=None,
+            answers=False,
+            error="no LLM configured: every command runs on its no-LLM path",
+        )
     report = CheckReport(provider=provider, model=model.name, endpoint=getattr(model, "endpoint", None), answers=False)
     started = time.perf_counter()
     try:
-        pong = model.complete(ChatRequest(messages=[Message(role="user", content="Reply with the single word: pong")],
-                                          max_tokens=8))  # fmt: skip
+        pong = model.complete(
+            ChatRequest(messages=[Message(role="user", content="Reply with the single word: pong")], max_tokens=8)
+        )
     except AgentError as exc:
         report.error = str(exc)
         return report
@@ -63,8 +69,9 @@ def run_check(model: ChatModel | None, provider: str) -> CheckReport:
     text = prompt.render(schema=SentimentCheck.model_json_schema(), data=fence(CHECK_TEXT))
     try:
         got = complete_structured(model, text, SentimentCheck, prompt_version=prompt.ref, max_tokens=64)
-        report.structured_output.update(ok=True, mode=got.mode, attempts=got.attempts,
-                                        value=got.value.model_dump(), expected="negative")  # fmt: skip
+        report.structured_output.update(
+            ok=True, mode=got.mode, attempts=got.attempts, value=got.value.model_dump(), expected="negative"
+        )
     except OutputValidationError as exc:
         report.structured_output.update(ok=False, error=str(exc), raw=(exc.raw or "")[:200])
     except AgentError as exc:
@@ -72,8 +79,12 @@ def run_check(model: ChatModel | None, provider: str) -> CheckReport:
     report.structured_output["modes_refused"] = sorted(m for m in getattr(model, "unsupported", set()) if ":" not in m)
 
     calls: list[str] = []
-    tool = Tool("count_feedback", "Count feedback records of one category.", CountArgs,
-                lambda a: calls.append(a.category) or {"category": a.category, "count": 42})  # fmt: skip
+    tool = Tool(
+        "count_feedback",
+        "Count feedback records of one category.",
+        CountArgs,
+        lambda a: calls.append(a.category) or {"category": a.category, "count": 42},
+    )
     tprompt = load_prompt("check_tools")
     msgs = [Message(role="user", content=tprompt.render(question="How many logistics complaints were there?"))]
     for choice_name, choice in (("auto", None), ("forced", {"type": "function", "function": {"name": tool.name}})):
@@ -83,10 +94,13 @@ def run_check(model: ChatModel | None, provider: str) -> CheckReport:
             report.tool_calling = {"ok": False, "error": str(exc)}
             break
         if run.trace and any(t.error is None for t in run.trace):
-            report.tool_calling = {"ok": True, "tool_choice": choice_name,
-                                   "calls": [t.model_dump() for t in run.trace]}  # fmt: skip
+            report.tool_calling = {"ok": True, "tool_choice": choice_name, "calls": [t.model_dump() for t in run.trace]}
             break
-        report.tool_calling = {"ok": False, "tool_choice": choice_name,
-                               "error": "the model answered without a valid tool call", "answer": run.answer[:200]}  # fmt: skip
+        report.tool_calling = {
+            "ok": False,
+            "tool_choice": choice_name,
+            "error": "the model answered without a valid tool call",
+            "answer": run.answer[:200],
+        }
     report.usage = model.usage
     return report

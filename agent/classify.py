@@ -77,7 +77,9 @@ class Classification(BaseModel):
     language: str
     neighbors: list[str] = Field(default_factory=list, description="Ids of the labelled records relied on.")
     path: str = Field(description="What decided the category: linear, knn, llm.")
-    paths: dict[str, str] = Field(default_factory=dict, description="What decided each field (rules, linear, knn, llm).")
+    paths: dict[str, str] = Field(
+        default_factory=dict, description="What decided each field (rules, linear, knn, llm)."
+    )
     reasons: list[str] = Field(default_factory=list)
     prompt_version: str | None = None
     fallback_reason: str | None = Field(None, description="Why the LLM answer was not used, if it was not.")
@@ -125,8 +127,15 @@ def _features() -> Any:
 
     return make_union(
         TfidfVectorizer(analyzer=tokenize, sublinear_tf=True),
-        TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 4), sublinear_tf=True, min_df=2,
-                        preprocessor=normalize_text, max_features=400_000, dtype=np.float32),  # fmt: skip
+        TfidfVectorizer(
+            analyzer="char_wb",
+            ngram_range=(1, 4),
+            sublinear_tf=True,
+            min_df=2,
+            preprocessor=normalize_text,
+            max_features=400_000,
+            dtype=np.float32,
+        ),
     )
 
 
@@ -146,8 +155,9 @@ class Classifier:
         model: a chat model, or None for the no-LLM path.
     """
 
-    def __init__(self, store: Store, taxonomy: Taxonomy, model: ChatModel | None = None,
-                 encoder: SentenceEncoder | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, store: Store, taxonomy: Taxonomy, model: ChatModel | None = None, encoder: SentenceEncoder | None = None
+    ) -> None:
         """Bind to a store, a taxonomy, an optional chat model and an optional sentence encoder.
 
         Training happens on first use. With an encoder, English texts also get its vectors as
@@ -170,16 +180,18 @@ class Classifier:
     def _fingerprint(self) -> str:
         tax = json.dumps(self.taxonomy.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
         encoder = self.encoder.name if self.encoder else "-"
-        key = (f"{MODEL_VERSION}|{tax}|{self.store.labels_version()}|{self.store.embedder.label}|{encoder}"
-               f"|{shipped_data_version()}")  # fmt: skip
+        key = (
+            f"{MODEL_VERSION}|{tax}|{self.store.labels_version()}|{self.store.embedder.label}|{encoder}"
+            f"|{shipped_data_version()}"
+        )
         return hashlib.sha1(key.encode()).hexdigest()[:16]
 
     def _training_rows(self) -> tuple[list[str], list[str], dict[str, list[str | None]]]:
         f = feedback_table.c
         trusted = [LabelSource.IMPORT.value, LabelSource.HUMAN.value]
-        stmt = select(f.id, f.text, f.category, f.category_source, f.sentiment, f.sentiment_source, f.urgency,
-                      f.urgency_source).where(or_(f.category_source.in_(trusted), f.sentiment_source.in_(trusted),
-                                                  f.urgency_source.in_(trusted)))  # fmt: skip
+        stmt = select(
+            f.id, f.text, f.category, f.category_source, f.sentiment, f.sentiment_source, f.urgency, f.urgency_source
+        ).where(or_(f.category_source.in_(trusted), f.sentiment_source.in_(trusted), f.urgency_source.in_(trusted)))
         ids: list[str] = []
         texts: list[str] = []
         labels: dict[str, list[str | None]] = {k: [] for k in FIELDS}
@@ -259,7 +271,9 @@ class Classifier:
 
     def _names(self) -> tuple[str, ...]:
         """The store's product and SKU names worth masking (3+ characters), longest first."""
-        names = {v for facet in ("product", "sku") for v in self.store.facet_values(facet)[:5000] if len(v.strip()) >= 3}
+        names = {
+            v for facet in ("product", "sku") for v in self.store.facet_values(facet)[:5000] if len(v.strip()) >= 3
+        }
         return tuple(sorted(names, key=lambda v: (-len(v), v)))
 
     def _with_encoder(self, matrix: Any, texts: list[str], remember: bool = False) -> Any:
@@ -297,11 +311,16 @@ class Classifier:
         for name in FIELDS:
             clf = t.models[name]
             if clf is not None:
-                probs = _softmax(np.atleast_2d(clf.decision_function(full)) if len(clf.classes_) > 2
-                                 else _binary(clf.decision_function(full)))  # fmt: skip
+                probs = _softmax(
+                    np.atleast_2d(clf.decision_function(full))
+                    if len(clf.classes_) > 2
+                    else _binary(clf.decision_function(full))
+                )
                 per_field[name] = ([str(c) for c in clf.classes_], probs)
-        results = [self._one(i, text, rid, t, neighbours[i], per_field)
-                   for i, (text, rid) in enumerate(zip(texts, ids, strict=True))]  # fmt: skip
+        results = [
+            self._one(i, text, rid, t, neighbours[i], per_field)
+            for i, (text, rid) in enumerate(zip(texts, ids, strict=True))
+        ]
         for r, (_, spans) in zip(results, cleaned, strict=True):
             if spans:
                 r.reasons.append(f"ignored instruction-like text: {spans[0][:60]!r}")
@@ -324,8 +343,15 @@ class Classifier:
         hits = self.store.ann_batch("feedback", vectors, N_NEIGHBORS * 6)
         return [[index[h] for h, _ in row if h in index][:N_NEIGHBORS] for row in hits]
 
-    def _one(self, row: int, text: str, rid: str | None, t: _Trained, neighbours: list[int],
-             per_field: dict[str, tuple[list[str], np.ndarray]]) -> Classification:  # fmt: skip
+    def _one(
+        self,
+        row: int,
+        text: str,
+        rid: str | None,
+        t: _Trained,
+        neighbours: list[int],
+        per_field: dict[str, tuple[list[str], np.ndarray]],
+    ) -> Classification:
         out: dict[str, str] = {}
         conf: dict[str, float] = {}
         paths: dict[str, str] = {}
@@ -349,16 +375,28 @@ class Classifier:
         # "呵呵" is as often a friendly laugh as a sneer (20 of 24 such hotel reviews were positive):
         # it flips sentiment only when the text is a complaint.
         not_complaints = {"praise", "suggestion", "other"}
-        if (_SARCASM.search(text) and out["sentiment"] == "positive" and "negative" in self._ids["sentiment"]
-                and not_complaints <= set(self._ids["category"]) and out["category"] not in not_complaints):
+        if (
+            _SARCASM.search(text)
+            and out["sentiment"] == "positive"
+            and "negative" in self._ids["sentiment"]
+            and not_complaints <= set(self._ids["category"])
+            and out["category"] not in not_complaints
+        ):
             out["sentiment"], paths["sentiment"] = "negative", "rules"
             reasons.append("sentiment negative: sarcasm marker in a complaint")
         return Classification(
-            id=rid, category=out["category"], sentiment=out["sentiment"], urgency=out["urgency"],
-            confidence=round(conf["category"], 4), confidences={k: round(v, 4) for k, v in conf.items()},
-            language=detect_language(text), neighbors=[t.ids[i] for i in neighbours], path=paths["category"],
-            paths=paths, reasons=reasons,
-        )  # fmt: skip
+            id=rid,
+            category=out["category"],
+            sentiment=out["sentiment"],
+            urgency=out["urgency"],
+            confidence=round(conf["category"], 4),
+            confidences={k: round(v, 4) for k, v in conf.items()},
+            language=detect_language(text),
+            neighbors=[t.ids[i] for i in neighbours],
+            path=paths["category"],
+            paths=paths,
+            reasons=reasons,
+        )
 
     def _default(self, name: str) -> str:
         ids = self._ids[name]
@@ -393,8 +431,10 @@ class Classifier:
 
     def _with_llm(self, text: str, base: Classification, t: _Trained) -> Classification:
         prompt = load_prompt("classify")
-        labels = "\n".join(f"- {c.id}: {c.name_en or ''} {c.name_zh or ''} {(c.description or '')[:160]}".rstrip()
-                           for c in self.taxonomy.categories)  # fmt: skip
+        labels = "\n".join(
+            f"- {c.id}: {c.name_en or ''} {c.name_zh or ''} {(c.description or '')[:160]}".rstrip()
+            for c in self.taxonomy.categories
+        )
         examples = []
         for nid in base.neighbors:
             i = t.ids.index(nid)
@@ -402,37 +442,55 @@ class Classifier:
             examples.append(f"{fence(t.texts[i], 'example')}\nlabels: {json.dumps(lab)}")
         schema = self._schema()
         rendered = prompt.render(
-            categories=labels, sentiments=", ".join(self._ids["sentiment"]), urgencies=", ".join(self._ids["urgency"]),
-            examples="\n\n".join(examples) or "(none)", schema=json.dumps(schema.model_json_schema(), ensure_ascii=False),
+            categories=labels,
+            sentiments=", ".join(self._ids["sentiment"]),
+            urgencies=", ".join(self._ids["urgency"]),
+            examples="\n\n".join(examples) or "(none)",
+            schema=json.dumps(schema.model_json_schema(), ensure_ascii=False),
             data=fence(text),
-        )  # fmt: skip
+        )
         try:
-            got = complete_structured(self.model, [Message(role="user", content=rendered)], schema,  # type: ignore[arg-type]
-                                      prompt_version=prompt.ref, max_tokens=128)  # fmt: skip
+            got = complete_structured(
+                self.model,
+                [Message(role="user", content=rendered)],
+                schema,  # type: ignore[arg-type]
+                prompt_version=prompt.ref,
+                max_tokens=128,
+            )
         except (OutputValidationError, AgentError) as exc:
             return base.model_copy(update={"fallback_reason": str(exc), "prompt_version": prompt.ref})
         v = got.value
-        return base.model_copy(update={
-            "category": v.category, "sentiment": v.sentiment,
-            "urgency": v.urgency if base.paths.get("urgency") != "rules" else base.urgency,
-            "confidence": round(float(v.confidence), 4), "path": "llm",
-            "paths": {**base.paths, "category": "llm", "sentiment": "llm",
-                      "urgency": base.paths.get("urgency") if base.paths.get("urgency") == "rules" else "llm"},
-            "prompt_version": prompt.ref,
-        })  # fmt: skip
+        return base.model_copy(
+            update={
+                "category": v.category,
+                "sentiment": v.sentiment,
+                "urgency": v.urgency if base.paths.get("urgency") != "rules" else base.urgency,
+                "confidence": round(float(v.confidence), 4),
+                "path": "llm",
+                "paths": {
+                    **base.paths,
+                    "category": "llm",
+                    "sentiment": "llm",
+                    "urgency": base.paths.get("urgency") if base.paths.get("urgency") == "rules" else "llm",
+                },
+                "prompt_version": prompt.ref,
+            }
+        )
 
     # ------------------------------------------------------------------ ingest hook
     def labeler(self, records: list[Feedback]) -> list[Feedback]:
         """Fill missing labels of records with model labels (source ``model``); keep the rest."""
-        todo = [i for i, r in enumerate(records)
-                if any(getattr(r.labels, f) is None for f in FIELDS)]  # fmt: skip
+        todo = [i for i, r in enumerate(records) if any(getattr(r.labels, f) is None for f in FIELDS)]
         if not todo:
             return records
         results = self.classify([records[i].text for i in todo])
         out = list(records)
         for i, res in zip(todo, results, strict=True):
-            update = {f: LabelValue(value=getattr(res, f), source=LabelSource.MODEL)
-                      for f in FIELDS if getattr(records[i].labels, f) is None}  # fmt: skip
+            update = {
+                f: LabelValue(value=getattr(res, f), source=LabelSource.MODEL)
+                for f in FIELDS
+                if getattr(records[i].labels, f) is None
+            }
             out[i] = records[i].model_copy(update={"labels": records[i].labels.model_copy(update=update)})
         return out
 

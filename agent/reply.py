@@ -46,20 +46,59 @@ MAX_EVIDENCE = 5  # candidates the next steps are chosen from (the situation pic
 
 PROMISE_WORDS: dict[str, list[str]] = {
     "refund": ["退款", "退钱", "退还", "退回", "返还", "refund", "money back", "reimburse"],
-    "compensation": ["补偿", "赔偿", "赔付", "优惠券", "代金券", "红包", "积分", "补差价", "免单", "无门槛券",
-                     "compensat", "voucher", "coupon", "store credit", "gift card", "credit"],
-    "replacement": ["换新", "补发", "重新发货", "换货", "重发", "更换", "replacement", "replace", "resend", "re-sent", "resent",
-                    "reship", "new one", "exchange"],
-}  # fmt: skip
+    "compensation": [
+        "补偿",
+        "赔偿",
+        "赔付",
+        "优惠券",
+        "代金券",
+        "红包",
+        "积分",
+        "补差价",
+        "免单",
+        "无门槛券",
+        "compensat",
+        "voucher",
+        "coupon",
+        "store credit",
+        "gift card",
+        "credit",
+    ],
+    "replacement": [
+        "换新",
+        "补发",
+        "重新发货",
+        "换货",
+        "重发",
+        "更换",
+        "replacement",
+        "replace",
+        "resend",
+        "re-sent",
+        "resent",
+        "reship",
+        "new one",
+        "exchange",
+    ],
+}
 _AMOUNT = re.compile(r"(?:[¥￥$]|rmb|usd)\s?\d+(?:\.\d+)?|\d+(?:\.\d+)?\s?(?:元|块钱|块|yuan|rmb|dollars?)", re.I)
-_DEADLINE = re.compile(r"\d+(?:\s?[-~到至]\s?\d+)?\s?(?:个)?(?:工作日|天|小时|分钟|business days?|working days?|days?|hours?)"
-                       r"|今天|明天|今日|当天|马上到账|立即到账|tomorrow|today|right away", re.I)  # fmt: skip
-_SECRETS = re.compile(r"密码|验证码|支付密码|银行卡号|卡号|信用卡|安全码|cvv|password|passcode|verification code|"
-                      r"one[- ]time code|card number|security code|pin\b", re.I)  # fmt: skip
-THREATS = re.compile(r"12315|消协|消费者协会|工商|市场监管|监管部门|起诉|律师|法院|仲裁|报警|曝光|媒体|记者|微博|抖音|小红书|"
-                     r"拒付|银行争议|信用卡争议|申请争议|"
-                     r"lawyer|attorney|\bsue\b|lawsuit|legal action|court|regulator|consumer protection|\bbbb\b|chargeback|"
-                     r"dispute (?:the|this|it)|bank dispute|journalist|the press|media|go public|social media", re.I)  # fmt: skip
+_DEADLINE = re.compile(
+    r"\d+(?:\s?[-~到至]\s?\d+)?\s?(?:个)?(?:工作日|天|小时|分钟|business days?|working days?|days?|hours?)"
+    r"|今天|明天|今日|当天|马上到账|立即到账|tomorrow|today|right away",
+    re.I,
+)
+_SECRETS = re.compile(
+    r"密码|验证码|支付密码|银行卡号|卡号|信用卡|安全码|cvv|password|passcode|verification code|"
+    r"one[- ]time code|card number|security code|pin\b",
+    re.I,
+)
+THREATS = re.compile(
+    r"12315|消协|消费者协会|工商|市场监管|监管部门|起诉|律师|法院|仲裁|报警|曝光|媒体|记者|微博|抖音|小红书|"
+    r"拒付|银行争议|信用卡争议|申请争议|"
+    r"lawyer|attorney|\bsue\b|lawsuit|legal action|court|regulator|consumer protection|\bbbb\b|chargeback|"
+    r"dispute (?:the|this|it)|bank dispute|journalist|the press|media|go public|social media",
+    re.I,
+)
 # Statements that something was already done for this customer. A draft may only offer or plan:
 # other customers' outcomes are not this customer's.
 _DONE = re.compile(
@@ -68,12 +107,17 @@ _DONE = re.compile(
     r"\bwe(?:'ve| have)\s+(?:already\s+)?(?:refunded|sent|re-?sent|issued|arranged|opened|processed|contacted|"
     r"escalated|credited|shipped|replaced|cancell?ed|filed|reported|expedited|asked|approved|reached out)\b|"
     r"\b(?:has|have) been\s+(?:refunded|sent|issued|shipped|processed|credited|replaced|approved|dispatched)\b",
-    re.I)  # fmt: skip
+    re.I,
+)
 # Names as Chinese service text writes them: a surname with a title (王先生, 李经理) or a staff
 # nickname (客服小王). The surnames are the hundred most common.
-_SURNAMES = ("王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢姜"
-             "崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤")
-_ZH_NAME = re.compile(rf"[\u4e00-\u9fff](?:先生|女士|小姐)|[{_SURNAMES}](?:经理|主管|师傅|专员)|小[{_SURNAMES.replace('于', '')}]")
+_SURNAMES = (
+    "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢姜"
+    "崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤"
+)
+_ZH_NAME = re.compile(
+    rf"[\u4e00-\u9fff](?:先生|女士|小姐)|[{_SURNAMES}](?:经理|主管|师傅|专员)|小[{_SURNAMES.replace('于', '')}]"
+)
 _EN_NAME = re.compile(r"\b(?:Mr|Mrs|Ms|Miss|Dr)\.?\s+[A-Z][a-z]+")
 
 
@@ -113,8 +157,10 @@ class ReplyDraft(BaseModel):
     needs_review: bool
     reasons: list[str]
     promises: list[Promise]
-    policy_violations: list[str] = Field(description="Problems the post-check found in the final draft (always empty "
-                                                     "for a returned draft; a failing LLM draft is replaced).")
+    policy_violations: list[str] = Field(
+        description="Problems the post-check found in the final draft (always empty "
+        "for a returned draft; a failing LLM draft is replaced)."
+    )
     classification: dict[str, Any]
     evidence: list[Evidence]
     path: Literal["template", "llm"]
@@ -186,8 +232,16 @@ def tone_problems(draft: str, message: str) -> list[str]:
     return problems
 
 
-def check_draft(draft: str, evidence: list[Evidence], cited: list[str], lang: Lang, *, message: str = "",
-                customer: str | None = None, order_id: str | None = None) -> tuple[list[Promise], list[str]]:  # fmt: skip
+def check_draft(
+    draft: str,
+    evidence: list[Evidence],
+    cited: list[str],
+    lang: Lang,
+    *,
+    message: str = "",
+    customer: str | None = None,
+    order_id: str | None = None,
+) -> tuple[list[Promise], list[str]]:
     """The draft's promises (with support) and its policy violations.
 
     ``message``, ``customer`` and ``order_id`` are this customer's own: personal data the draft
@@ -196,7 +250,11 @@ def check_draft(draft: str, evidence: list[Evidence], cited: list[str], lang: La
     by_id = {e.resolution_id: e for e in evidence}
     own = draft
     draft = re.sub(r"“[^”]*”|\"[^\"]*\"|「[^」]*」", " ", draft)  # the customer's own words, quoted, promise nothing
-    sources = [(rid, f"{by_id[rid].reply}\n{by_id[rid].action}\n{by_id[rid].compensation or ''}") for rid in cited if rid in by_id]
+    sources = [
+        (rid, f"{by_id[rid].reply}\n{by_id[rid].action}\n{by_id[rid].compensation or ''}")
+        for rid in cited
+        if rid in by_id
+    ]
     promises: list[Promise] = []
     problems: list[str] = []
     for kind, text in find_promises(draft):
@@ -207,8 +265,10 @@ def check_draft(draft: str, evidence: list[Evidence], cited: list[str], lang: La
                 support = rid
             elif kind == "amount" and any(_digits(m.group(0)) == _digits(text) for m in _AMOUNT.finditer(src)):
                 support = rid
-            elif kind == "deadline" and (text.lower() in low or (_digits(text) and any(
-                    _digits(m.group(0)) == _digits(text) for m in _DEADLINE.finditer(src)))):  # fmt: skip
+            elif kind == "deadline" and (
+                text.lower() in low
+                or (_digits(text) and any(_digits(m.group(0)) == _digits(text) for m in _DEADLINE.finditer(src)))
+            ):
                 support = rid
             if support:
                 break
@@ -218,7 +278,9 @@ def check_draft(draft: str, evidence: list[Evidence], cited: list[str], lang: La
     if m := _SECRETS.search(draft):
         problems.append(f"asks for a secret ('{m.group(0)}')")
     if m := _DONE.search(draft):
-        problems.append(f"states an action as already done ('{m.group(0)}'); only this customer's own record could say so")
+        problems.append(
+            f"states an action as already done ('{m.group(0)}'); only this customer's own record could say so"
+        )
     foreign = foreign_personal_data(own, "\n".join(x for x in (message, customer, order_id) if x))
     if foreign:
         problems.append("carries personal data that is not this customer's own (" + ", ".join(foreign) + ")")
@@ -237,8 +299,14 @@ def check_draft(draft: str, evidence: list[Evidence], cited: list[str], lang: La
 class Replier:
     """Drafts replies from one store's resolution history."""
 
-    def __init__(self, store: Store, taxonomy: Taxonomy, model: ChatModel | None = None,
-                 classifier: Classifier | None = None, prompt_version: int | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        store: Store,
+        taxonomy: Taxonomy,
+        model: ChatModel | None = None,
+        classifier: Classifier | None = None,
+        prompt_version: int | None = None,
+    ) -> None:
         """Bind the store, taxonomy, optional chat model and (shared) classifier; ``prompt_version``
         pins the reply prompt (default: the newest)."""
         self.store = store
@@ -247,8 +315,9 @@ class Replier:
         self.prompt_version = prompt_version
         self.classifier = classifier or Classifier(store, taxonomy)
 
-    def evidence(self, text: str, category: str | None, lang: Lang, k: int = MAX_EVIDENCE,
-                 critical: bool = False) -> list[Evidence]:  # fmt: skip
+    def evidence(
+        self, text: str, category: str | None, lang: Lang, k: int = MAX_EVIDENCE, critical: bool = False
+    ) -> list[Evidence]:
         """Resolved past cases of the category most similar to ``text``; same language first, and
         safety-critical cases answer critical complaints only (and vice versa)."""
         # past complaints of the same category: a coupon reply must not answer a leaking cup
@@ -262,9 +331,17 @@ class Replier:
                     continue
                 if strip_instructions(f"{res['reply']}\n{res['action']}\n{res.get('compensation') or ''}")[1]:
                     continue  # a resolution record carrying instructions is not evidence to copy from
-                ev = Evidence(resolution_id=res["id"], feedback_id=h.id, similarity=round(sim, 4), outcome=res["outcome"],
-                              action=res["action"], reply=res["reply"], compensation=res.get("compensation"),
-                              feedback_text=h.text, language=language_of(res["reply"]))  # fmt: skip
+                ev = Evidence(
+                    resolution_id=res["id"],
+                    feedback_id=h.id,
+                    similarity=round(sim, 4),
+                    outcome=res["outcome"],
+                    action=res["action"],
+                    reply=res["reply"],
+                    compensation=res.get("compensation"),
+                    feedback_text=h.text,
+                    language=language_of(res["reply"]),
+                )
                 key = (int(ev.language != lang), int((h.record.get("urgency") == "critical") != critical), rank)
                 found.append((key, ev))  # type: ignore[arg-type]
         found.sort(key=lambda p: p[0])
@@ -282,37 +359,60 @@ class Replier:
         reasons = self._review_reasons(text, clf, ev, lang, sit)
         draft, cited = compose(lang, sit, clf, ev, customer, order_id)
         if ev and not cited and not _is_thanks(clf):
-            reasons.append("证据不足：相似案例的处理方式无法对应到可承诺的措施" if lang == "zh"
-                           else "thin evidence: the similar cases' actions match no step we can offer")  # fmt: skip
+            reasons.append(
+                "证据不足：相似案例的处理方式无法对应到可承诺的措施"
+                if lang == "zh"
+                else "thin evidence: the similar cases' actions match no step we can offer"
+            )
         own = {"message": text, "customer": customer, "order_id": order_id}
         promises, problems = check_draft(draft, ev, cited, lang, **own)
         if problems:  # a composed part its own citations do not support: drop to the holding reply
             draft, cited = compose(lang, sit, clf, [], customer, order_id)
             promises, problems = check_draft(draft, ev, cited, lang, **own)
-            reasons.append("the composed steps did not pass the checks" if lang == "en" else "组合出的处理措施未通过检查")
-        result = ReplyDraft(reply=draft, language=lang, citations=cited, needs_review=bool(reasons), reasons=reasons,
-                            promises=promises, policy_violations=problems, classification=clf.model_dump(mode="json"),
-                            evidence=[_redacted(e) for e in ev], path="template")  # fmt: skip
+            reasons.append(
+                "the composed steps did not pass the checks" if lang == "en" else "组合出的处理措施未通过检查"
+            )
+        result = ReplyDraft(
+            reply=draft,
+            language=lang,
+            citations=cited,
+            needs_review=bool(reasons),
+            reasons=reasons,
+            promises=promises,
+            policy_violations=problems,
+            classification=clf.model_dump(mode="json"),
+            evidence=[_redacted(e) for e in ev],
+            path="template",
+        )
         if self.model is not None and ev:
             self._llm(result, text, customer, order_id)
         return result
 
-    def _review_reasons(self, text: str, clf: Classification, ev: list[Evidence], lang: Lang,
-                        sit: dict[str, Any]) -> list[str]:  # fmt: skip
+    def _review_reasons(
+        self, text: str, clf: Classification, ev: list[Evidence], lang: Lang, sit: dict[str, Any]
+    ) -> list[str]:
         zh = lang == "zh"
         reasons: list[str] = []
         if not ev and not _is_thanks(clf):
-            reasons.append("证据不足：没有足够相似且已解决的历史案例" if zh else "thin evidence: no similar resolved past case")
+            reasons.append(
+                "证据不足：没有足够相似且已解决的历史案例" if zh else "thin evidence: no similar resolved past case"
+            )
         if clf.urgency == "critical":
             reasons.append("紧急程度为 critical" if zh else "urgency is critical")
         if sit.get("severe"):
             reasons.append("涉及人身伤害或安全问题" if zh else "someone was hurt or a safety risk is reported")
         if m := THREATS.search(text):
-            reasons.append(f"客户提到法律/监管/媒体/拒付行动（“{m.group(0)}”）" if zh
-                           else f"the customer threatens legal, regulator, media or chargeback action ('{m.group(0)}')")  # fmt: skip
+            reasons.append(
+                f"客户提到法律/监管/媒体/拒付行动（“{m.group(0)}”）"
+                if zh
+                else f"the customer threatens legal, regulator, media or chargeback action ('{m.group(0)}')"
+            )
         if strip_instructions(text)[1]:
-            reasons.append("文本中含有针对助手的指令，已按普通内容处理" if zh
-                           else "the text contains instructions aimed at the assistant (treated as data)")  # fmt: skip
+            reasons.append(
+                "文本中含有针对助手的指令，已按普通内容处理"
+                if zh
+                else "the text contains instructions aimed at the assistant (treated as data)"
+            )
         return reasons
 
     def _llm(self, result: ReplyDraft, text: str, customer: str | None, order_id: str | None) -> None:
@@ -321,26 +421,36 @@ class Replier:
         assert self.model is not None
         prompt = load_prompt("reply", self.prompt_version)
         # result.evidence is already redacted: other customers' personal data never reaches the model
-        evidence = [{"id": e.resolution_id, "past_complaint": e.feedback_text, "action": e.action, "reply": e.reply,
-                     "compensation": e.compensation} for e in result.evidence]  # fmt: skip
+        evidence = [
+            {
+                "id": e.resolution_id,
+                "past_complaint": e.feedback_text,
+                "action": e.action,
+                "reply": e.reply,
+                "compensation": e.compensation,
+            }
+            for e in result.evidence
+        ]
         common = {
             "language": "Chinese" if result.language == "zh" else "English",
-            "customer": customer or "-", "order_id": order_id or "-",
+            "customer": customer or "-",
+            "order_id": order_id or "-",
             "classification": f"{result.classification['category']} / {result.classification['sentiment']} / "
-                              f"{result.classification['urgency']}",
+            f"{result.classification['urgency']}",
             "evidence": fence(json.dumps(evidence, ensure_ascii=False, indent=1), "past_resolutions"),
             "message": fence(text, "customer_message"),
-        }  # fmt: skip
+        }
         if prompt.version >= 2:  # the model writes from the composed draft's own parts
             sit = situation(text, result.classification["category"])
             steps = next_steps(result.language, sit, result.evidence)
             ask = sit.get("ask")
             common |= {
                 "acknowledgement": sit["ack"][result.language],
-                "steps": "\n".join(f"- [{rid}] {phrase}" for phrase, rid in steps) or "- (none: promise only to check and follow up)",
+                "steps": "\n".join(f"- [{rid}] {phrase}" for phrase, rid in steps)
+                or "- (none: promise only to check and follow up)",
                 "request": wording()["asks"][ask][result.language] if ask else "-",
                 "draft": result.reply,
-            }  # fmt: skip
+            }
         content = prompt.render(**common)
         messages = [Message(role="user", content=content)]
         reason = None
@@ -352,8 +462,15 @@ class Replier:
                 break
             d: _LLMDraft = got.value
             cited = [c for c in d.citations if c in {e.resolution_id for e in result.evidence}]
-            promises, problems = check_draft(d.reply, result.evidence, d.citations, result.language, message=text,
-                                             customer=customer, order_id=order_id)  # fmt: skip
+            promises, problems = check_draft(
+                d.reply,
+                result.evidence,
+                d.citations,
+                result.language,
+                message=text,
+                customer=customer,
+                order_id=order_id,
+            )
             if not cited:
                 problems.append("cites no past resolution")
             if not problems:
@@ -364,9 +481,12 @@ class Replier:
                 result.path, result.prompt_version, result.fallback_reason = "llm", prompt.ref, None
                 return
             reason = "; ".join(problems)
-            messages = messages + [Message(role="assistant", content=d.model_dump_json()),
-                                   Message(role="user", content="The draft was rejected: " + reason +
-                                           ". Write it again following every rule.")]  # fmt: skip
+            messages = messages + [
+                Message(role="assistant", content=d.model_dump_json()),
+                Message(
+                    role="user", content="The draft was rejected: " + reason + ". Write it again following every rule."
+                ),
+            ]
         result.fallback_reason = reason
 
 
@@ -425,8 +545,9 @@ def next_steps(lang: Lang, sit: dict[str, Any], ev: list[Evidence]) -> list[tupl
     return chosen
 
 
-def compose(lang: Lang, sit: dict[str, Any], clf: Classification, ev: list[Evidence], customer: str | None,
-            order_id: str | None) -> tuple[str, list[str]]:  # fmt: skip
+def compose(
+    lang: Lang, sit: dict[str, Any], clf: Classification, ev: list[Evidence], customer: str | None, order_id: str | None
+) -> tuple[str, list[str]]:
     """A draft from catalog parts, and the resolutions its next steps came from.
 
     Next steps (:func:`next_steps`) are phrased in the catalog as future steps or conditional

@@ -54,8 +54,11 @@ class Figure(BaseModel):
     previous: float
     change: float
     change_pct: float | None = None
-    model_labelled: int | None = Field(None, description="Of the current figure, records whose label the classifier "
-                                                          "guessed (not imported or set by a person).")  # fmt: skip
+    model_labelled: int | None = Field(
+        None,
+        description="Of the current figure, records whose label the classifier "
+        "guessed (not imported or set by a person).",
+    )
 
 
 class Issue(BaseModel):
@@ -120,13 +123,23 @@ def week_end(week: str, zone: tzinfo) -> datetime:
     return datetime.combine(monday + timedelta(days=7), time.min, tzinfo=zone)
 
 
-def build_report(store: Store, taxonomy: Taxonomy, zone: tzinfo, week: str, *, lang: Lang = "zh",
-                 model: ChatModel | None = None, charts: bool = True,
-                 progress: Callable[[str], None] | None = None) -> WeeklyReport:  # fmt: skip
+def build_report(
+    store: Store,
+    taxonomy: Taxonomy,
+    zone: tzinfo,
+    week: str,
+    *,
+    lang: Lang = "zh",
+    model: ChatModel | None = None,
+    charts: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> WeeklyReport:
     """Compute the report for ``week``."""
     step = progress or (lambda _s: None)
     a = Analytics(store, week_end(week, zone), zone)
-    names = {lab.id: ((lab.name_zh if lang == "zh" else lab.name_en) or lab.id) for lab in taxonomy.labels_of("category")}
+    names = {
+        lab.id: ((lab.name_zh if lang == "zh" else lab.name_en) or lab.id) for lab in taxonomy.labels_of("category")
+    }
     wk = Window(weeks_ago=1)
     step("headline figures")
     every = a.compare_periods(CompareInput(window=wk, field="sentiment", filters=Filters()))
@@ -137,22 +150,42 @@ def build_report(store: Store, taxonomy: Taxonomy, zone: tzinfo, week: str, *, l
     share_now = neg_now / every.total_current if every.total_current else 0.0
     share_prev = neg_prev / every.total_previous if every.total_previous else 0.0
     headline = {
-        "volume": Figure(current=every.total_current, previous=every.total_previous, change=every.total_change,
-                         change_pct=every.total_change_pct),
-        "negative_share": Figure(current=round(share_now, 4), previous=round(share_prev, 4),
-                                 change=round(share_now - share_prev, 4)),
-        "critical": Figure(current=critical.total_current, previous=critical.total_previous,
-                           change=critical.total_change, change_pct=critical.total_change_pct,
-                           model_labelled=a.label_sources("urgency", "critical", wk).get("model", 0)),
-    }  # fmt: skip
+        "volume": Figure(
+            current=every.total_current,
+            previous=every.total_previous,
+            change=every.total_change,
+            change_pct=every.total_change_pct,
+        ),
+        "negative_share": Figure(
+            current=round(share_now, 4), previous=round(share_prev, 4), change=round(share_now - share_prev, 4)
+        ),
+        "critical": Figure(
+            current=critical.total_current,
+            previous=critical.total_previous,
+            change=critical.total_change,
+            change_pct=critical.total_change_pct,
+            model_labelled=a.label_sources("urgency", "critical", wk).get("model", 0),
+        ),
+    }
     step("complaint categories and spikes")
-    complaints = a.compare_periods(CompareInput(window=wk, field="category", filters=Filters(sentiment="negative"),
-                                                order="current"))  # fmt: skip
+    complaints = a.compare_periods(
+        CompareInput(window=wk, field="category", filters=Filters(sentiment="negative"), order="current")
+    )
     spikes = {s.value: s for s in a.spikes(SpikesInput(field="category", filters=Filters(sentiment="negative"))).spikes}
-    issues = [Issue(category=r.value, name=names.get(r.value, r.value), current=r.current, previous=r.previous,
-                    change=r.change, change_pct=r.change_pct, spike=r.value in spikes,
-                    baseline_mean=spikes[r.value].baseline_mean if r.value in spikes else None)
-              for r in complaints.rows if r.current > 0]  # fmt: skip
+    issues = [
+        Issue(
+            category=r.value,
+            name=names.get(r.value, r.value),
+            current=r.current,
+            previous=r.previous,
+            change=r.change,
+            change_pct=r.change_pct,
+            spike=r.value in spikes,
+            baseline_mean=spikes[r.value].baseline_mean if r.value in spikes else None,
+        )
+        for r in complaints.rows
+        if r.current > 0
+    ]
     emerging = [i for i in issues if i.spike]
     top = (emerging + [i for i in issues if not i.spike])[:TOP_ISSUES]
     details: list[RootCause] = []
@@ -161,23 +194,46 @@ def build_report(store: Store, taxonomy: Taxonomy, zone: tzinfo, week: str, *, l
         details.append(root_cause(a, taxonomy, category=issue.category, window=wk, lang=lang))
     step("highlights and suggestions")
     praise = a.search_quotes(SearchInput(window=wk, filters=Filters(sentiment="positive"), k=3))
-    ideas = a.search_quotes(SearchInput(window=wk, filters=Filters(category="suggestion"), k=3)) if \
-        "suggestion" in names else None  # fmt: skip
+    ideas = (
+        a.search_quotes(SearchInput(window=wk, filters=Filters(category="suggestion"), k=3))
+        if "suggestion" in names
+        else None
+    )
     step("trend")
-    trend = a.series(SeriesInput(interval="week", periods=TREND_WEEKS, skip_current=1, field="category",
-                                 filters=Filters(sentiment="negative"), top=TREND_LINES))  # fmt: skip
+    trend = a.series(
+        SeriesInput(
+            interval="week",
+            periods=TREND_WEEKS,
+            skip_current=1,
+            field="category",
+            filters=Filters(sentiment="negative"),
+            top=TREND_LINES,
+        )
+    )
     report = WeeklyReport(
-        week=week, period=complaints.current_period, previous_week=complaints.previous_period["label"], lang=lang,
-        headline=headline, emerging=emerging, top_issues=top, details=details,
-        highlights=[q.model_dump() for q in praise.quotes], suggestions=[q.model_dump() for q in ideas.quotes] if ideas else [],
-        trend=trend.model_dump(), executive_summary="", citations=[],
-    )  # fmt: skip
+        week=week,
+        period=complaints.current_period,
+        previous_week=complaints.previous_period["label"],
+        lang=lang,
+        headline=headline,
+        emerging=emerging,
+        top_issues=top,
+        details=details,
+        highlights=[q.model_dump() for q in praise.quotes],
+        suggestions=[q.model_dump() for q in ideas.quotes] if ideas else [],
+        trend=trend.model_dump(),
+        executive_summary="",
+        citations=[],
+    )
     report.executive_summary = _summary(report, names)
     gap = a.emptiness(a.resolve(wk), lang)
     if gap is not None:
         report.executive_summary = gap + ("" if lang == "zh" else " ") + report.executive_summary
-    report.citations = list(dict.fromkeys(
-        [i for d in details for i in d.citations] + [q["id"] for q in report.highlights + report.suggestions]))  # fmt: skip
+    report.citations = list(
+        dict.fromkeys(
+            [i for d in details for i in d.citations] + [q["id"] for q in report.highlights + report.suggestions]
+        )
+    )
     if model is not None:
         step("executive summary (LLM)")
         _llm_summary(report, model)
@@ -200,21 +256,30 @@ def _summary(r: WeeklyReport, names: dict[str, str]) -> str:
     zh = r.lang == "zh"
     v, n, c = r.headline["volume"], r.headline["negative_share"], r.headline["critical"]
     if zh:
-        parts = [f"{r.week}（{r.period['from']} 至 {r.period['to']}）共收到反馈 {v.current:.0f} 条，比上周"
-                 f"{'增加' if v.change >= 0 else '减少'} {abs(v.change):.0f} 条；负面占比 {n.current * 100:.1f}%"
-                 f"（上周 {n.previous * 100:.1f}%），紧急个案 {c.current:.0f} 条（上周 {c.previous:.0f} 条）"
-                 + (f"，其中 {c.model_labelled} 条的紧急程度是模型判断的，未经人工确认" if c.model_labelled else "") + "。"]
+        parts = [
+            f"{r.week}（{r.period['from']} 至 {r.period['to']}）共收到反馈 {v.current:.0f} 条，比上周"
+            f"{'增加' if v.change >= 0 else '减少'} {abs(v.change):.0f} 条；负面占比 {n.current * 100:.1f}%"
+            f"（上周 {n.previous * 100:.1f}%），紧急个案 {c.current:.0f} 条（上周 {c.previous:.0f} 条）"
+            + (f"，其中 {c.model_labelled} 条的紧急程度是模型判断的，未经人工确认" if c.model_labelled else "")
+            + "。"
+        ]
     else:
-        parts = [f"{r.week} ({r.period['from']} to {r.period['to']}): {v.current:.0f} feedback records "
-                 f"({'+' if v.change >= 0 else ''}{v.change:.0f} on the week before); {n.current * 100:.1f}% negative "
-                 f"({n.previous * 100:.1f}% the week before); {c.current:.0f} critical cases ({c.previous:.0f})"
-                 + (f", {c.model_labelled} of them labelled critical by the model, not by a person" if c.model_labelled
-                    else "") + "."]  # fmt: skip
+        parts = [
+            f"{r.week} ({r.period['from']} to {r.period['to']}): {v.current:.0f} feedback records "
+            f"({'+' if v.change >= 0 else ''}{v.change:.0f} on the week before); {n.current * 100:.1f}% negative "
+            f"({n.previous * 100:.1f}% the week before); {c.current:.0f} critical cases ({c.previous:.0f})"
+            + (
+                f", {c.model_labelled} of them labelled critical by the model, not by a person"
+                if c.model_labelled
+                else ""
+            )
+            + "."
+        ]
     for issue in r.emerging[:2]:
         detail = next((d for d in r.details if d.slice.get("category") == issue.category), None)
         conc = next((f for f in (detail.facets if detail else []) if f.concentrated), None)
         if zh:
-            s = (f"新出现的问题：{issue.name}投诉 {issue.current} 条，前 4 周平均 {issue.baseline_mean:g} 条")
+            s = f"新出现的问题：{issue.name}投诉 {issue.current} 条，前 4 周平均 {issue.baseline_mean:g} 条"
             s += f"，其中 {conc.count} 条（{conc.share * 100:.1f}%）集中在 {conc.value}。" if conc else "。"
         else:
             s = f"Emerging: {issue.name} complaints at {issue.current} against a 4-week average of {issue.baseline_mean:g}"
@@ -223,15 +288,24 @@ def _summary(r: WeeklyReport, names: dict[str, str]) -> str:
     others = [i for i in r.top_issues if not i.spike][:2]
     if others:
         if zh:
-            parts.append("其他主要投诉：" + "、".join(f"{i.name} {i.current} 条（上周 {i.previous}）" for i in others) + "。")
+            parts.append(
+                "其他主要投诉：" + "、".join(f"{i.name} {i.current} 条（上周 {i.previous}）" for i in others) + "。"
+            )
         else:
-            parts.append("Other top complaints: " + ", ".join(f"{i.name} {i.current} ({i.previous} the week before)" for i in others) + ".")
+            parts.append(
+                "Other top complaints: "
+                + ", ".join(f"{i.name} {i.current} ({i.previous} the week before)" for i in others)
+                + "."
+            )
     for d in r.details:
         for f in d.facets:
             if f.concentrated and f.facet == "carrier":
-                parts.append(f"{names.get(d.slice.get('category', ''), '')}投诉的 {f.share * 100:.1f}% 来自 {f.value}（{f.count}/{f.of}）。"
-                             if zh else f"{f.share * 100:.1f}% of {names.get(d.slice.get('category', ''), '')} complaints "
-                                        f"name {f.value} ({f.count} of {f.of}).")  # fmt: skip
+                parts.append(
+                    f"{names.get(d.slice.get('category', ''), '')}投诉的 {f.share * 100:.1f}% 来自 {f.value}（{f.count}/{f.of}）。"
+                    if zh
+                    else f"{f.share * 100:.1f}% of {names.get(d.slice.get('category', ''), '')} complaints "
+                    f"name {f.value} ({f.count} of {f.of})."
+                )
     return " ".join(parts)
 
 
@@ -245,10 +319,15 @@ def _llm_summary(r: WeeklyReport, model: ChatModel) -> None:
     from agent.errors import AgentError
 
     facts = r.model_dump(mode="json", include={"week", "period", "headline", "emerging", "top_issues"})
-    facts["details"] = [{"category": d.slice.get("category"), "causes": d.causes, "actions": d.actions[:2]} for d in r.details]
+    facts["details"] = [
+        {"category": d.slice.get("category"), "causes": d.causes, "actions": d.actions[:2]} for d in r.details
+    ]
     prompt = load_prompt("report_summary")
-    text = prompt.render(language="Chinese" if r.lang == "zh" else "English",
-                         facts=fence(_json(facts), "facts"), fallback=fence(r.executive_summary, "draft"))  # fmt: skip
+    text = prompt.render(
+        language="Chinese" if r.lang == "zh" else "English",
+        facts=fence(_json(facts), "facts"),
+        fallback=fence(r.executive_summary, "draft"),
+    )
     try:
         got = complete_structured(model, [Message(role="user", content=text)], _LLMSummary, prompt_version=prompt.ref)
     except AgentError as exc:
@@ -290,8 +369,9 @@ def _plt() -> Any:
     from matplotlib import pyplot as plt
 
     font_manager.fontManager.addfont(str(cjk_font_path()))
-    plt.rcParams.update({"font.family": "Noto Sans CJK SC", "axes.unicode_minus": False, "svg.hashsalt": "fa",
-                         "figure.dpi": 100})  # fmt: skip
+    plt.rcParams.update(
+        {"font.family": "Noto Sans CJK SC", "axes.unicode_minus": False, "svg.hashsalt": "fa", "figure.dpi": 100}
+    )
     return plt
 
 
@@ -309,8 +389,13 @@ def draw_charts(r: WeeklyReport, names: dict[str, str]) -> list[Chart]:
     t = r.trend
     fig, ax = plt.subplots(figsize=(8, 3.6))
     for cat, counts in t["series"].items():
-        ax.plot(t["periods"], counts, marker="o", linewidth=2 if any(i.category == cat and i.spike for i in r.emerging) else 1.2,
-                label=names.get(cat, cat))  # fmt: skip
+        ax.plot(
+            t["periods"],
+            counts,
+            marker="o",
+            linewidth=2 if any(i.category == cat and i.spike for i in r.emerging) else 1.2,
+            label=names.get(cat, cat),
+        )
     title = "近 8 周各类投诉趋势" if zh else "Complaints per category, last 8 weeks"
     ax.set_title(title)
     ax.set_ylabel("投诉数" if zh else "complaints")
@@ -325,8 +410,13 @@ def draw_charts(r: WeeklyReport, names: dict[str, str]) -> list[Chart]:
     fig, ax = plt.subplots(figsize=(8, 3.4))
     xs = range(len(issues))
     ax.bar([x - 0.2 for x in xs], [i.previous for i in issues], width=0.4, label=r.previous_week, color="#9aa7b8")
-    bars = ax.bar([x + 0.2 for x in xs], [i.current for i in issues], width=0.4, label=r.week,
-                  color=["#d9534f" if i.spike else "#337ab7" for i in issues])  # fmt: skip
+    bars = ax.bar(
+        [x + 0.2 for x in xs],
+        [i.current for i in issues],
+        width=0.4,
+        label=r.week,
+        color=["#d9534f" if i.spike else "#337ab7" for i in issues],
+    )
     ax.bar_label(bars, fontsize=8)
     ax.set_xticks(list(xs), [i.name for i in issues], fontsize=9)
     title = "本周 vs 上周：主要投诉类别" if zh else "This week vs the week before: top complaint categories"
@@ -346,23 +436,61 @@ def draw_charts(r: WeeklyReport, names: dict[str, str]) -> list[Chart]:
 # --------------------------------------------------------------------------- rendering
 
 _TEXT = {
-    "zh": {"title": "客户反馈周报", "summary": "摘要", "headline": "核心数据", "metric": "指标", "volume": "反馈总量",
-           "negative_share": "负面占比", "critical": "紧急个案", "this": "本周", "prev": "上周", "change": "变化",
-           "emerging": "新出现的问题（突增）", "top": "主要投诉类别", "category": "类别", "spike": "突增",
-           "details": "重点问题分析", "causes": "可能原因", "actions": "建议行动", "quotes": "代表性原话",
-           "facets": "集中度", "highlights": "正面反馈", "suggestions": "用户建议", "charts": "图表", "none": "无",
-           "footer": "数字均由 feedback-agent 的分析工具从数据计算得出；括号中的编号为记录 id。",
-           "baseline": "前 4 周平均"},
-    "en": {"title": "Weekly customer feedback report", "summary": "Executive summary", "headline": "Headline numbers",
-           "metric": "Metric",
-           "volume": "Feedback volume", "negative_share": "Negative share", "critical": "Critical cases",
-           "this": "This week", "prev": "Week before", "change": "Change", "emerging": "Emerging issues (spikes)",
-           "top": "Top complaint categories", "category": "Category", "spike": "spike", "details": "Top issues in depth",
-           "causes": "Likely causes", "actions": "Suggested actions", "quotes": "Representative quotes",
-           "facets": "What concentrates it", "highlights": "Positive highlights", "suggestions": "Customer suggestions",
-           "charts": "Charts", "none": "none", "baseline": "4-week average",
-           "footer": "Every figure is computed from the data by feedback-agent's analytics tools; ids in brackets are record ids."},
-}  # fmt: skip
+    "zh": {
+        "title": "客户反馈周报",
+        "summary": "摘要",
+        "headline": "核心数据",
+        "metric": "指标",
+        "volume": "反馈总量",
+        "negative_share": "负面占比",
+        "critical": "紧急个案",
+        "this": "本周",
+        "prev": "上周",
+        "change": "变化",
+        "emerging": "新出现的问题（突增）",
+        "top": "主要投诉类别",
+        "category": "类别",
+        "spike": "突增",
+        "details": "重点问题分析",
+        "causes": "可能原因",
+        "actions": "建议行动",
+        "quotes": "代表性原话",
+        "facets": "集中度",
+        "highlights": "正面反馈",
+        "suggestions": "用户建议",
+        "charts": "图表",
+        "none": "无",
+        "footer": "数字均由 feedback-agent 的分析工具从数据计算得出；括号中的编号为记录 id。",
+        "baseline": "前 4 周平均",
+    },
+    "en": {
+        "title": "Weekly customer feedback report",
+        "summary": "Executive summary",
+        "headline": "Headline numbers",
+        "metric": "Metric",
+        "volume": "Feedback volume",
+        "negative_share": "Negative share",
+        "critical": "Critical cases",
+        "this": "This week",
+        "prev": "Week before",
+        "change": "Change",
+        "emerging": "Emerging issues (spikes)",
+        "top": "Top complaint categories",
+        "category": "Category",
+        "spike": "spike",
+        "details": "Top issues in depth",
+        "causes": "Likely causes",
+        "actions": "Suggested actions",
+        "quotes": "Representative quotes",
+        "facets": "What concentrates it",
+        "highlights": "Positive highlights",
+        "suggestions": "Customer suggestions",
+        "charts": "Charts",
+        "none": "none",
+        "baseline": "4-week average",
+        "footer": "Every figure is computed from the data by feedback-agent's analytics tools; ids in brackets are record ids.",
+    },
+}
 
 
 def _fig(name: str, f: Figure) -> tuple[str, str, str]:
@@ -381,12 +509,27 @@ def _sections(r: WeeklyReport) -> list[tuple[str, list[str], list[list[str]] | N
     rows += [[t[k], *_fig(k, f)] for k, f in r.headline.items()]
     out.append((t["headline"], [], rows))
     if r.emerging:
-        out.append((t["emerging"], [f"**{i.name}** ({i.category}): {i.current} — {t['baseline']} {i.baseline_mean:g}, "
-                                    f"{t['prev']} {i.previous}" for i in r.emerging], None))  # fmt: skip
+        out.append(
+            (
+                t["emerging"],
+                [
+                    f"**{i.name}** ({i.category}): {i.current} — {t['baseline']} {i.baseline_mean:g}, "
+                    f"{t['prev']} {i.previous}"
+                    for i in r.emerging
+                ],
+                None,
+            )
+        )
     rows = [[t["category"], t["this"], t["prev"], t["change"]]]
-    rows += [[f"{i.name} ({i.category})" + (f" ⚠ {t['spike']}" if i.spike else ""), str(i.current), str(i.previous),
-              f"{i.change:+d}" + (f" ({_pct(i.change_pct, signed=True)})" if i.change_pct is not None else "")]
-             for i in r.top_issues]  # fmt: skip
+    rows += [
+        [
+            f"{i.name} ({i.category})" + (f" ⚠ {t['spike']}" if i.spike else ""),
+            str(i.current),
+            str(i.previous),
+            f"{i.change:+d}" + (f" ({_pct(i.change_pct, signed=True)})" if i.change_pct is not None else ""),
+        ]
+        for i in r.top_issues
+    ]
     out.append((t["top"], [], rows))
     for d in r.details:
         cat = d.slice.get("category", "")
@@ -427,8 +570,7 @@ def render_markdown(r: WeeklyReport) -> str:
 # Feedback text reaches the report (quotes, product names). In Markdown it must stay text: raw
 # HTML (<script>, onerror=) becomes entities and brackets are escaped, so no link or image
 # (javascript: URLs included) can form. Our own **bold** markers are kept.
-_MD_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "[": "\\[", "]": "\\]", "\\": "\\\\",
-                             "`": "\\`"})
+_MD_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "[": "\\[", "]": "\\]", "\\": "\\\\", "`": "\\`"})
 
 
 def _md_text(s: str) -> str:
@@ -442,12 +584,16 @@ def _md_cell(s: str) -> str:
 def render_html(r: WeeklyReport) -> str:
     """A self-contained HTML page: charts and a CJK font subset embedded, no external assets."""
     t = _TEXT[r.lang]
-    body: list[str] = [f"<h1>{html.escape(t['title'])} {r.week}</h1>",
-                       f"<p class=sub>{r.period['from']} – {r.period['to']}</p>"]  # fmt: skip
+    body: list[str] = [
+        f"<h1>{html.escape(t['title'])} {r.week}</h1>",
+        f"<p class=sub>{r.period['from']} – {r.period['to']}</p>",
+    ]
     for heading, paras, table in _sections(r):
         body.append(f"<h2>{html.escape(heading)}</h2>")
         if table:
-            body.append("<table><thead><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in table[0]) + "</tr></thead><tbody>")
+            body.append(
+                "<table><thead><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in table[0]) + "</tr></thead><tbody>"
+            )
             body += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in table[1:]]
             body.append("</tbody></table>")
         if len(paras) == 1 and heading == t["summary"]:
@@ -456,8 +602,11 @@ def render_html(r: WeeklyReport) -> str:
             body.append("<ul>" + "".join(f"<li>{_inline(p)}</li>" for p in paras) + "</ul>")
     if r.charts:
         body.append(f"<h2>{html.escape(t['charts'])}</h2>")
-        body += [f'<figure><img alt="{html.escape(c.title)}" src="data:image/png;base64,{c.png_base64}">'
-                 f"<figcaption>{html.escape(c.title)}</figcaption></figure>" for c in r.charts]  # fmt: skip
+        body += [
+            f'<figure><img alt="{html.escape(c.title)}" src="data:image/png;base64,{c.png_base64}">'
+            f"<figcaption>{html.escape(c.title)}</figcaption></figure>"
+            for c in r.charts
+        ]
     body.append(f"<p class=foot>{html.escape(t['footer'])}</p>")
     content = "\n".join(body)
     font = _font_face(re.sub(r"<[^>]+>", "", content) + "".join(_TEXT[r.lang].values()))
@@ -465,7 +614,7 @@ def render_html(r: WeeklyReport) -> str:
     return f"""<!doctype html>
 <html lang="{lang_attr}"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{html.escape(t['title'])} {r.week}</title>
+<title>{html.escape(t["title"])} {r.week}</title>
 <style>
 {font}
 body {{ font-family: "FA CJK", "Noto Sans CJK SC", "PingFang SC", "Microsoft YaHei", sans-serif; max-width: 920px;
@@ -529,4 +678,3 @@ def write_report(r: WeeklyReport, out_dir: Path, formats: list[str]) -> list[Pat
         p.write_text(render_html(r), encoding="utf-8")
         written.append(p)
     return written
-

@@ -31,12 +31,55 @@ CONCENTRATION_LIFT = 1.3  # ... and this many times its share of all feedback co
 MAX_CLUSTER_RECORDS = 3000
 MAX_PAST_ACTION_RECORDS = 5000
 CLUSTER_DISTANCE = 0.55  # cosine distance, average linkage (word-hash vectors; each embedding sets its own)
-_LABEL_STOP = {"你好", "您好", "亲", "请", "谢谢", "thanks", "hello", "hi", "please", "麻烦", "一下", "说实话", "我想",
-               "反映", "希望", "尽快", "处理", "太", "失望", "给个", "说法", "客服", "the", "and", "my", "is", "was", "it"}  # fmt: skip
+_LABEL_STOP = {
+    "你好",
+    "您好",
+    "亲",
+    "请",
+    "谢谢",
+    "thanks",
+    "hello",
+    "hi",
+    "please",
+    "麻烦",
+    "一下",
+    "说实话",
+    "我想",
+    "反映",
+    "希望",
+    "尽快",
+    "处理",
+    "太",
+    "失望",
+    "给个",
+    "说法",
+    "客服",
+    "the",
+    "and",
+    "my",
+    "is",
+    "was",
+    "it",
+}
 
-FACET_WORDS = {"zh": {"category": "类别", "carrier": "快递公司", "product": "商品", "channel": "渠道", "region": "地区", "customer_tier": "客户等级"},
-               "en": {"category": "category", "carrier": "carrier", "product": "product", "channel": "channel", "region": "region",
-                      "customer_tier": "customer tier"}}  # fmt: skip
+FACET_WORDS = {
+    "zh": {
+        "category": "类别",
+        "carrier": "快递公司",
+        "product": "商品",
+        "channel": "渠道",
+        "region": "地区",
+        "customer_tier": "客户等级",
+    },
+    "en": {
+        "category": "category",
+        "carrier": "carrier",
+        "product": "product",
+        "channel": "channel",
+        "region": "region",
+        "customer_tier": "customer tier",
+    },
+}
 
 
 class FacetConcentration(BaseModel):
@@ -63,8 +106,11 @@ class Cluster(BaseModel):
     quote_id: str
     quote: str
     example_ids: list[str]
-    duplicates: int = Field(0, description="Repeat posts of a complaint already counted (same order, nearly the "
-                                            "same words): left out of size.")  # fmt: skip
+    duplicates: int = Field(
+        0,
+        description="Repeat posts of a complaint already counted (same order, nearly the "
+        "same words): left out of size.",
+    )
     duplicate_ids: list[str] = Field(default_factory=list)
 
 
@@ -109,17 +155,29 @@ class _Summary(BaseModel):
     cited_ids: list[str] = Field(description="Record ids from the facts that support the summary.")
 
 
-def root_cause(analytics: Analytics, taxonomy: Taxonomy, *, category: str | None = None, product: str | None = None,
-               window: Window | None = None, sentiment: str | None = "negative", lang: Lang = "zh",
-               model: ChatModel | None = None, extra: dict[str, str] | None = None) -> RootCause:  # fmt: skip
+def root_cause(
+    analytics: Analytics,
+    taxonomy: Taxonomy,
+    *,
+    category: str | None = None,
+    product: str | None = None,
+    window: Window | None = None,
+    sentiment: str | None = "negative",
+    lang: Lang = "zh",
+    model: ChatModel | None = None,
+    extra: dict[str, str] | None = None,
+) -> RootCause:
     """Summarise the slice ``category`` x ``product`` (complaints by default) over ``window``."""
     filters = Filters(category=category, product=product, sentiment=sentiment, **(extra or {}))
     traces: list[ToolTrace] = []
 
     def call(name: str, fn: Any, args: BaseModel) -> Any:
         result = fn(args)
-        traces.append(ToolTrace(tool=name, args=args.model_dump(mode="json", exclude_none=True),
-                                result=result.model_dump(mode="json")))  # fmt: skip
+        traces.append(
+            ToolTrace(
+                tool=name, args=args.model_dump(mode="json", exclude_none=True), result=result.model_dump(mode="json")
+            )
+        )
         return result
 
     window = window or Window(days=30)
@@ -137,11 +195,22 @@ def root_cause(analytics: Analytics, taxonomy: Taxonomy, *, category: str | None
         top = res.groups[0]
         b = base_share.get(top.value)
         lift = round(top.share / b, 2) if b else None
-        facets.append(FacetConcentration(
-            facet=facet, value=top.value, count=top.count, of=res.with_value, share=top.share, baseline_share=b,
-            lift=lift, concentrated=top.share >= CONCENTRATION_SHARE and (lift or 0) >= CONCENTRATION_LIFT
-            and res.with_value >= 5, example_ids=top.example_ids,
-            runner_up=[{"value": g.value, "count": g.count, "share": g.share} for g in res.groups[1:]]))  # fmt: skip
+        facets.append(
+            FacetConcentration(
+                facet=facet,
+                value=top.value,
+                count=top.count,
+                of=res.with_value,
+                share=top.share,
+                baseline_share=b,
+                lift=lift,
+                concentrated=top.share >= CONCENTRATION_SHARE
+                and (lift or 0) >= CONCENTRATION_LIFT
+                and res.with_value >= 5,
+                example_ids=top.example_ids,
+                runner_up=[{"value": g.value, "count": g.count, "share": g.share} for g in res.groups[1:]],
+            )
+        )
     facets.sort(key=lambda f: (not f.concentrated, -(f.lift or 0) * f.share))
     ids = analytics.newest_ids(analytics.resolve(window), filters, MAX_PAST_ACTION_RECORDS)  # one query, newest first
     clusters = _clusters(analytics, ids[:MAX_CLUSTER_RECORDS], vol.total_current)
@@ -150,18 +219,37 @@ def root_cause(analytics: Analytics, taxonomy: Taxonomy, *, category: str | None
     words = _Words(lang, taxonomy)
     causes, actions = words.causes(category, product, vol, facets, clusters, past)
     result = RootCause(
-        slice={k: v for k, v in {"category": category, "product": product, "sentiment": sentiment, **(extra or {})}.items() if v},
-        period=vol.current_period, previous_period=vol.previous_period, volume=vol.total_current,
-        previous_volume=vol.total_previous, change=vol.total_change, change_pct=vol.total_change_pct,
-        share_of_all_feedback=round(vol.total_current / everything.total_current, 4) if everything.total_current else None,
-        facets=facets, clusters=clusters, quotes=quotes, past_actions=past, causes=causes, actions=actions,
-        summary="", citations=[], tool_calls=traces,
-    )  # fmt: skip
+        slice={
+            k: v
+            for k, v in {"category": category, "product": product, "sentiment": sentiment, **(extra or {})}.items()
+            if v
+        },
+        period=vol.current_period,
+        previous_period=vol.previous_period,
+        volume=vol.total_current,
+        previous_volume=vol.total_previous,
+        change=vol.total_change,
+        change_pct=vol.total_change_pct,
+        share_of_all_feedback=round(vol.total_current / everything.total_current, 4)
+        if everything.total_current
+        else None,
+        facets=facets,
+        clusters=clusters,
+        quotes=quotes,
+        past_actions=past,
+        causes=causes,
+        actions=actions,
+        summary="",
+        citations=[],
+        tool_calls=traces,
+    )
     result.summary = words.summary(result)
     gap = analytics.emptiness(analytics.resolve(window), lang)
     if gap is not None:
         result.summary = gap + ("" if lang == "zh" else " ") + result.summary
-    result.citations = list(dict.fromkeys([c.quote_id for c in clusters] + evidence_ids([f.model_dump() for f in facets])))[:20]
+    result.citations = list(
+        dict.fromkeys([c.quote_id for c in clusters] + evidence_ids([f.model_dump() for f in facets]))
+    )[:20]
     if model is not None and result.volume:
         _llm_summary(result, model, lang)
     return result
@@ -191,17 +279,21 @@ def _clusters(analytics: Analytics, ids: list[str], total: int) -> list[Cluster]
     vectors = mat[keep]
     if getattr(embedder, "center_languages", False):
         vectors = _centred_by_language(vectors, [texts.get(got_ids[k], {}).get("language") for k in keep])
-    labels_kept = AgglomerativeClustering(n_clusters=None, metric="cosine", linkage="average",
-                                          distance_threshold=getattr(embedder, "cluster_distance", CLUSTER_DISTANCE),
-                                          ).fit_predict(vectors)  # fmt: skip
+    labels_kept = AgglomerativeClustering(
+        n_clusters=None,
+        metric="cosine",
+        linkage="average",
+        distance_threshold=getattr(embedder, "cluster_distance", CLUSTER_DISTANCE),
+    ).fit_predict(vectors)
     labels = np.full(len(got_ids), -1)
     labels[keep] = labels_kept
     for k, first in dup_of.items():
         labels[k] = labels[first]
     counted = np.zeros(len(got_ids), dtype=bool)
     counted[keep] = True
-    words = [{w for w in t.split() if not w.startswith("#") and len(w) > 1 and w.lower() not in _LABEL_STOP}
-             for t in tokens]  # fmt: skip
+    words = [
+        {w for w in t.split() if not w.startswith("#") and len(w) > 1 and w.lower() not in _LABEL_STOP} for t in tokens
+    ]
     df = Counter(w for ws in words for w in ws)
     out: list[Cluster] = []
     for lab in sorted(set(labels_kept), key=lambda x: (-int(((labels == x) & counted).sum()), int(x))):
@@ -216,11 +308,18 @@ def _clusters(analytics: Analytics, ids: list[str], total: int) -> list[Cluster]
         centroid = mat[members].mean(axis=0)
         best = members[int(np.argmax(mat[members] @ centroid))]
         rid = got_ids[best]
-        out.append(Cluster(label=" / ".join(scored[:3]) or "-", size=len(members),
-                           share=round(len(members) / max(total, 1), 4), quote_id=rid,
-                           quote=" ".join(texts[rid]["text"].split())[:200],
-                           example_ids=[got_ids[m] for m in members[:5]], duplicates=len(repeats),
-                           duplicate_ids=repeats[:10]))  # fmt: skip
+        out.append(
+            Cluster(
+                label=" / ".join(scored[:3]) or "-",
+                size=len(members),
+                share=round(len(members) / max(total, 1), 4),
+                quote_id=rid,
+                quote=" ".join(texts[rid]["text"].split())[:200],
+                example_ids=[got_ids[m] for m in members[:5]],
+                duplicates=len(repeats),
+                duplicate_ids=repeats[:10],
+            )
+        )
         if len(out) >= 5:
             break
     return out
@@ -239,7 +338,9 @@ def _centred_by_language(vectors: np.ndarray, languages: list[str | None]) -> np
     return out / np.where(norms == 0, 1, norms)
 
 
-def _near_duplicates(recs: dict[str, dict[str, Any]], ids: list[str], mat: np.ndarray, threshold: float) -> dict[int, int]:
+def _near_duplicates(
+    recs: dict[str, dict[str, Any]], ids: list[str], mat: np.ndarray, threshold: float
+) -> dict[int, int]:
     """{index: index of its first post} for repeat posts of one complaint: the same order and
     vectors at least ``threshold`` alike (ids newest first). Different customers writing the
     same words are different complaints and all count."""
@@ -270,8 +371,15 @@ def _past_actions(analytics: Analytics, ids: list[str]) -> list[PastAction]:
         for r in rows:
             by_action.setdefault(r["action"], []).append(r)
     ranked = sorted(by_action.items(), key=lambda kv: (-len(kv[1]), kv[0]))[:5]
-    return [PastAction(action=a, count=len(rs), resolved_share=round(sum(r["outcome"] == "resolved" for r in rs) / len(rs), 4),
-                       resolution_ids=[r["id"] for r in rs[:3]]) for a, rs in ranked]  # fmt: skip
+    return [
+        PastAction(
+            action=a,
+            count=len(rs),
+            resolved_share=round(sum(r["outcome"] == "resolved" for r in rs) / len(rs), 4),
+            resolution_ids=[r["id"] for r in rs[:3]],
+        )
+        for a, rs in ranked
+    ]
 
 
 # --------------------------------------------------------------------------- wording
@@ -292,8 +400,15 @@ class _Words:
     def pct(self, x: float | None) -> str:
         return "-" if x is None else f"{x * 100:.1f}%"
 
-    def causes(self, category: str | None, product: str | None, vol: Any, facets: list[FacetConcentration],
-               clusters: list[Cluster], past: list[PastAction]) -> tuple[list[str], list[str]]:  # fmt: skip
+    def causes(
+        self,
+        category: str | None,
+        product: str | None,
+        vol: Any,
+        facets: list[FacetConcentration],
+        clusters: list[Cluster],
+        past: list[PastAction],
+    ) -> tuple[list[str], list[str]]:
         zh = self.lang == "zh"
         causes: list[str] = []
         actions: list[str] = []
@@ -303,46 +418,72 @@ class _Words:
             name = FACET_WORDS[self.lang][f.facet]
             value = self.label(f.value) if f.facet == "category" else f.value
             if zh:
-                causes.append(f"问题集中在{name} {value}：{f.of} 条中占 {f.count} 条（{self.pct(f.share)}），而它在同期全部反馈中只占 "
-                              f"{self.pct(f.baseline_share)}（{f.lift} 倍）。例：{', '.join(f.example_ids[:2])}。")
+                causes.append(
+                    f"问题集中在{name} {value}：{f.of} 条中占 {f.count} 条（{self.pct(f.share)}），而它在同期全部反馈中只占 "
+                    f"{self.pct(f.baseline_share)}（{f.lift} 倍）。例：{', '.join(f.example_ids[:2])}。"
+                )
             else:
-                causes.append(f"Concentrated in {name} {value}: {f.count} of {f.of} ({self.pct(f.share)}) against "
-                              f"{self.pct(f.baseline_share)} of all feedback in the period ({f.lift}x). E.g. {', '.join(f.example_ids[:2])}.")
+                causes.append(
+                    f"Concentrated in {name} {value}: {f.count} of {f.of} ({self.pct(f.share)}) against "
+                    f"{self.pct(f.baseline_share)} of all feedback in the period ({f.lift}x). E.g. {', '.join(f.example_ids[:2])}."
+                )
             if f.facet != "category":
                 actions.append(_facet_action(self.lang, f.facet, f.value, category))
         if clusters:
             c = clusters[0]
-            causes.append(f"最大的一组相似投诉是“{c.label}”：{c.size} 条（{self.pct(c.share)}），如 {c.quote_id}：{c.quote[:60]}" if zh
-                          else f"The largest group of similar complaints is '{c.label}': {c.size} ({self.pct(c.share)}), "
-                               f"e.g. {c.quote_id}: {c.quote[:60]}")  # fmt: skip
+            causes.append(
+                f"最大的一组相似投诉是“{c.label}”：{c.size} 条（{self.pct(c.share)}），如 {c.quote_id}：{c.quote[:60]}"
+                if zh
+                else f"The largest group of similar complaints is '{c.label}': {c.size} ({self.pct(c.share)}), "
+                f"e.g. {c.quote_id}: {c.quote[:60]}"
+            )
         if vol.total_change_pct is not None and vol.total_change >= 5 and vol.total_change_pct >= 50:
-            causes.append(f"量比上一期增加 {vol.total_change} 条（+{vol.total_change_pct}%），是新出现或恶化的问题。" if zh
-                          else f"Volume rose by {vol.total_change} (+{vol.total_change_pct}%) on the previous period: a new or worsening problem.")  # fmt: skip
-            actions.insert(0, "把它列为本周优先事项，指定负责人并每天跟踪量的变化。" if zh
-                           else "Make it this week's priority: name an owner and track the daily volume.")  # fmt: skip
+            causes.append(
+                f"量比上一期增加 {vol.total_change} 条（+{vol.total_change_pct}%），是新出现或恶化的问题。"
+                if zh
+                else f"Volume rose by {vol.total_change} (+{vol.total_change_pct}%) on the previous period: a new or worsening problem."
+            )
+            actions.insert(
+                0,
+                "把它列为本周优先事项，指定负责人并每天跟踪量的变化。"
+                if zh
+                else "Make it this week's priority: name an owner and track the daily volume.",
+            )
         proven = [p for p in past if p.count >= 2 and p.resolved_share >= 0.5]
         if proven:
             p = proven[0]
-            actions.append(f"以往最常用的处理办法是“{p.action}”（{p.count} 次，{self.pct(p.resolved_share)} 已解决，如 {p.resolution_ids[0]}），可作为客服标准话术。" if zh
-                           else f"The most common past fix was '{p.action}' ({p.count} times, {self.pct(p.resolved_share)} resolved, "
-                                f"e.g. {p.resolution_ids[0]}); make it the agents' standard answer.")  # fmt: skip
+            actions.append(
+                f"以往最常用的处理办法是“{p.action}”（{p.count} 次，{self.pct(p.resolved_share)} 已解决，如 {p.resolution_ids[0]}），可作为客服标准话术。"
+                if zh
+                else f"The most common past fix was '{p.action}' ({p.count} times, {self.pct(p.resolved_share)} resolved, "
+                f"e.g. {p.resolution_ids[0]}); make it the agents' standard answer."
+            )
         if not causes:
-            causes.append("没有明显集中的快递、商品、渠道或地区，问题较分散。" if zh
-                          else "No carrier, product, channel or region stands out; the complaints are spread out.")  # fmt: skip
+            causes.append(
+                "没有明显集中的快递、商品、渠道或地区，问题较分散。"
+                if zh
+                else "No carrier, product, channel or region stands out; the complaints are spread out."
+            )
         return causes, list(dict.fromkeys(actions))
 
     def summary(self, r: RootCause) -> str:
         zh = self.lang == "zh"
         cat = r.slice.get("category")
-        scope = " · ".join(x for x in (r.slice.get("product"), self.label(cat) if cat or not r.slice.get("product") else None) if x)
+        scope = " · ".join(
+            x for x in (r.slice.get("product"), self.label(cat) if cat or not r.slice.get("product") else None) if x
+        )
         what = "投诉" if r.slice.get("sentiment") == "negative" else "反馈"
         if zh:
-            head = (f"{r.period['from']} 至 {r.period['to']}，{scope} {what} {r.volume} 条，上一期 {r.previous_volume} 条"
-                    f"（{'+' if r.change >= 0 else ''}{r.change}）。")  # fmt: skip
+            head = (
+                f"{r.period['from']} 至 {r.period['to']}，{scope} {what} {r.volume} 条，上一期 {r.previous_volume} 条"
+                f"（{'+' if r.change >= 0 else ''}{r.change}）。"
+            )
         else:
             what = "complaints" if what == "投诉" else "feedback records"
-            head = (f"From {r.period['from']} to {r.period['to']}: {r.volume} {scope} {what}, against {r.previous_volume} "
-                    f"in the previous period ({'+' if r.change >= 0 else ''}{r.change}).")  # fmt: skip
+            head = (
+                f"From {r.period['from']} to {r.period['to']}: {r.volume} {scope} {what}, against {r.previous_volume} "
+                f"in the previous period ({'+' if r.change >= 0 else ''}{r.change})."
+            )
         if not r.volume:
             return head
         return " ".join([head, *r.causes[:2]])
@@ -351,44 +492,83 @@ class _Words:
 def _facet_action(lang: Lang, facet: str, value: str, category: str | None) -> str:
     zh = lang == "zh"
     if facet == "carrier":
-        return (f"与{value}复盘时效和丢件，约定赔付与改进期限；改进前把受影响线路的订单分流到其他快递。" if zh
-                else f"Review delivery times and lost parcels with {value}, agree on remedies and a deadline; route affected lanes to another carrier meanwhile.")  # fmt: skip
+        return (
+            f"与{value}复盘时效和丢件，约定赔付与改进期限；改进前把受影响线路的订单分流到其他快递。"
+            if zh
+            else f"Review delivery times and lost parcels with {value}, agree on remedies and a deadline; route affected lanes to another carrier meanwhile."
+        )
     if facet == "product":
         if category == "packaging":
-            return (f"检查{value}的包装规格（缓冲材料、箱体强度），与仓库确认打包流程。" if zh
-                    else f"Check {value}'s packing spec (padding, box strength) and the warehouse packing process.")  # fmt: skip
-        return (f"对{value}做批次质检并联系供应商排查；问题确认前考虑暂停销售，并主动联系已购用户。" if zh
-                else f"Run a batch inspection of {value} with the supplier; consider pausing sales until it is fixed and contact buyers proactively.")  # fmt: skip
+            return (
+                f"检查{value}的包装规格（缓冲材料、箱体强度），与仓库确认打包流程。"
+                if zh
+                else f"Check {value}'s packing spec (padding, box strength) and the warehouse packing process."
+            )
+        return (
+            f"对{value}做批次质检并联系供应商排查；问题确认前考虑暂停销售，并主动联系已购用户。"
+            if zh
+            else f"Run a batch inspection of {value} with the supplier; consider pausing sales until it is fixed and contact buyers proactively."
+        )
     if facet == "channel":
-        return (f"检查{value}渠道的接待与话术，确认是否有该渠道特有的流程问题。" if zh
-                else f"Check the {value} channel's handling and scripts for a channel-specific process problem.")  # fmt: skip
+        return (
+            f"检查{value}渠道的接待与话术，确认是否有该渠道特有的流程问题。"
+            if zh
+            else f"Check the {value} channel's handling and scripts for a channel-specific process problem."
+        )
     if facet == "region":
-        return (f"排查{value}地区的仓库与配送网点。" if zh else f"Check the warehouse and delivery stations serving {value}.")
-    return (f"针对{value}客户群单独跟进。" if zh else f"Follow up with {value} customers specifically.")
+        return (
+            f"排查{value}地区的仓库与配送网点。"
+            if zh
+            else f"Check the warehouse and delivery stations serving {value}."
+        )
+    return f"针对{value}客户群单独跟进。" if zh else f"Follow up with {value} customers specifically."
 
 
 def _llm_summary(result: RootCause, model: ChatModel, lang: Lang) -> None:
     from agent.errors import AgentError
 
     prompt = load_prompt("rootcause")
-    facts = result.model_dump(mode="json", include={"slice", "period", "previous_period", "volume", "previous_volume",
-                                                   "change", "change_pct", "facets", "clusters", "past_actions",
-                                                   "causes", "actions"})  # fmt: skip
-    text = prompt.render(language="Chinese" if lang == "zh" else "English",
-                         facts=fence(json.dumps(facts, ensure_ascii=False), "facts"))  # fmt: skip
+    facts = result.model_dump(
+        mode="json",
+        include={
+            "slice",
+            "period",
+            "previous_period",
+            "volume",
+            "previous_volume",
+            "change",
+            "change_pct",
+            "facets",
+            "clusters",
+            "past_actions",
+            "causes",
+            "actions",
+        },
+    )
+    text = prompt.render(
+        language="Chinese" if lang == "zh" else "English", facts=fence(json.dumps(facts, ensure_ascii=False), "facts")
+    )
     try:
         got = complete_structured(model, [Message(role="user", content=text)], _Summary, prompt_version=prompt.ref)
     except AgentError as exc:
         result.fallback_reason = f"LLM call failed: {exc}"
         return
-    known = set(evidence_ids(facts)) | {c.quote_id for c in result.clusters} | {
-        i for p in result.past_actions for i in p.resolution_ids}
+    known = (
+        set(evidence_ids(facts))
+        | {c.quote_id for c in result.clusters}
+        | {i for p in result.past_actions for i in p.resolution_ids}
+    )
     cited = [i for i in got.value.cited_ids if i in known]
     bad_numbers = unsupported_numbers(got.value.summary, [facts])
     wrong_lang = question_language(got.value.summary) != lang
     if bad_numbers or not cited or wrong_lang:
-        result.fallback_reason = ("numbers not in the facts: " + ", ".join(bad_numbers[:5]) if bad_numbers
-                                  else "no valid record id cited" if not cited else "summary in the wrong language")  # fmt: skip
+        result.fallback_reason = (
+            "numbers not in the facts: " + ", ".join(bad_numbers[:5])
+            if bad_numbers
+            else "no valid record id cited"
+            if not cited
+            else "summary in the wrong language"
+        )
         return
     result.summary, result.path, result.prompt_version = got.value.summary.strip(), "llm", prompt.ref
     result.citations = list(dict.fromkeys(cited + result.citations))

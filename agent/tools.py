@@ -25,8 +25,18 @@ from agent.llm import Tool
 from retrieval.search import Searcher, SearchFilters
 from retrieval.store import Store, feedback_table
 
-Facet = Literal["category", "subcategory", "sentiment", "urgency", "channel", "product", "carrier", "region",
-                "customer_tier", "language"]  # fmt: skip
+Facet = Literal[
+    "category",
+    "subcategory",
+    "sentiment",
+    "urgency",
+    "channel",
+    "product",
+    "carrier",
+    "region",
+    "customer_tier",
+    "language",
+]
 FACETS: tuple[str, ...] = Facet.__args__  # type: ignore[attr-defined]
 EXAMPLES_PER_GROUP = 3
 
@@ -40,17 +50,28 @@ class Window(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     days: int | None = Field(None, ge=1, le=3660, description="The last N days up to as-of.")
-    weeks_ago: int | None = Field(None, ge=0, le=520,
-                                  description="An ISO week (Mon-Sun): 0 = this week so far, 1 = last week, 2 = the week before last.")  # fmt: skip
+    weeks_ago: int | None = Field(
+        None,
+        ge=0,
+        le=520,
+        description="An ISO week (Mon-Sun): 0 = this week so far, 1 = last week, 2 = the week before last.",
+    )
     week: str | None = Field(None, pattern=r"^\d{4}-W\d{2}$", description="An ISO week such as 2026-W47.")
-    months_ago: int | None = Field(None, ge=0, le=240, description="A calendar month: 0 = this month so far, 1 = last month.")
+    months_ago: int | None = Field(
+        None, ge=0, le=240, description="A calendar month: 0 = this month so far, 1 = last month."
+    )
     since: date | None = Field(None, description="First day (inclusive), with or without `until`.")
     until: date | None = Field(None, description="Last day (inclusive); default as-of.")
 
     @model_validator(mode="after")
     def _one_form(self) -> Window:
-        forms = [self.days is not None, self.weeks_ago is not None, self.week is not None,
-                 self.months_ago is not None, self.since is not None or self.until is not None]  # fmt: skip
+        forms = [
+            self.days is not None,
+            self.weeks_ago is not None,
+            self.week is not None,
+            self.months_ago is not None,
+            self.since is not None or self.until is not None,
+        ]
         if sum(forms) > 1:
             raise ValueError("give one of days, weeks_ago, week, months_ago or since/until")
         if self.since and self.until and self.since > self.until:
@@ -148,14 +169,20 @@ class Analytics:
                 start = today - timedelta(days=today.weekday()) - timedelta(days=7 * (w.weeks_ago or 0))
             y, n, _ = start.isocalendar()
             end = start + timedelta(days=7)
-            return Period(start=start, end=min(end, now) if end > now > start else end, label=f"{y}-W{n:02d}", unit="week")
+            return Period(
+                start=start, end=min(end, now) if end > now > start else end, label=f"{y}-W{n:02d}", unit="week"
+            )
         if w.months_ago is not None:
             first = today.replace(day=1)
             for _ in range(w.months_ago):
                 first = (first - timedelta(days=1)).replace(day=1)
             nxt = (first + timedelta(days=32)).replace(day=1)
-            return Period(start=first, end=min(nxt, now) if nxt > now > first else nxt,
-                          label=first.strftime("%Y-%m"), unit="month")  # fmt: skip
+            return Period(
+                start=first,
+                end=min(nxt, now) if nxt > now > first else nxt,
+                label=first.strftime("%Y-%m"),
+                unit="month",
+            )
         if w.since is not None or w.until is not None:
             end = datetime.combine(w.until, time.min, tzinfo=self.zone) + timedelta(days=1) if w.until else now
             start = datetime.combine(w.since, time.min, tzinfo=self.zone) if w.since else end - timedelta(days=30)
@@ -198,12 +225,25 @@ class Analytics:
         known = total - unknown
         ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
         shown = ordered[:top] if top else ordered
-        groups = [Group(value=v, count=n, share=round(n / known, 4) if known else 0.0,
-                        example_ids=self._examples(conds + [col == v]))
-                  for v, n in shown]  # fmt: skip
-        return CountByOutput(field=field, period=period.describe(), filters=filters.active(), total=total,
-                             with_value=known, without_value=unknown, groups=groups,
-                             other_groups=len(ordered) - len(shown))  # fmt: skip
+        groups = [
+            Group(
+                value=v,
+                count=n,
+                share=round(n / known, 4) if known else 0.0,
+                example_ids=self._examples(conds + [col == v]),
+            )
+            for v, n in shown
+        ]
+        return CountByOutput(
+            field=field,
+            period=period.describe(),
+            filters=filters.active(),
+            total=total,
+            with_value=known,
+            without_value=unknown,
+            groups=groups,
+            other_groups=len(ordered) - len(shown),
+        )
 
     def newest_ids(self, period: Period, filters: Filters, limit: int) -> list[str]:
         """Ids of a slice's records, newest first (ties by id)."""
@@ -233,14 +273,29 @@ class Analytics:
             p_map = {g.value: g.count for g in prev.groups}
             for value in sorted(set(c_map) | set(p_map)):
                 a, b = c_map[value].count if value in c_map else 0, p_map.get(value, 0)
-                rows.append(Change(value=value, current=a, previous=b, change=a - b, change_pct=_pct(a, b),
-                                   example_ids=c_map[value].example_ids if value in c_map else []))  # fmt: skip
+                rows.append(
+                    Change(
+                        value=value,
+                        current=a,
+                        previous=b,
+                        change=a - b,
+                        change_pct=_pct(a, b),
+                        example_ids=c_map[value].example_ids if value in c_map else [],
+                    )
+                )
             rows.sort(key=lambda r: (-r.change, -r.current, r.value) if args.order == "rise" else (-r.current, r.value))
-        return CompareOutput(field=args.field, current_period=cur_p.describe(), previous_period=prev_p.describe(),
-                             filters=args.filters.active(), total_current=total_cur, total_previous=total_prev,
-                             total_change=total_cur - total_prev, total_change_pct=_pct(total_cur, total_prev),
-                             example_ids=self._examples(self._where(cur_p, args.filters)),
-                             rows=rows[: args.top] if args.top else rows)  # fmt: skip
+        return CompareOutput(
+            field=args.field,
+            current_period=cur_p.describe(),
+            previous_period=prev_p.describe(),
+            filters=args.filters.active(),
+            total_current=total_cur,
+            total_previous=total_prev,
+            total_change=total_cur - total_prev,
+            total_change_pct=_pct(total_cur, total_prev),
+            example_ids=self._examples(self._where(cur_p, args.filters)),
+            rows=rows[: args.top] if args.top else rows,
+        )
 
     def coverage(self) -> tuple[int, str | None, str | None]:
         """How many feedback records the store holds, and the first and last day they span (None
@@ -266,24 +321,33 @@ class Analytics:
         total, first, last = self.coverage()
         zh = lang == "zh"
         if total == 0:
-            return ("这个数据目录里还没有任何反馈记录，先用 `feedback-agent ingest 文件` 导入，或用 --home 指向已有的数据目录。"
-                    if zh else "This store holds no feedback yet: ingest a file first (`feedback-agent ingest FILE`), "
-                               "or point --home at a store that has data.")  # fmt: skip
+            return (
+                "这个数据目录里还没有任何反馈记录，先用 `feedback-agent ingest 文件` 导入，或用 --home 指向已有的数据目录。"
+                if zh
+                else "This store holds no feedback yet: ingest a file first (`feedback-agent ingest FILE`), "
+                "or point --home at a store that has data."
+            )
         if period is None:
             return None
         span = f"{period.first_day.isoformat()} {'至' if zh else 'to'} {period.last_day.isoformat()}"
-        return (f"{span} 没有任何反馈记录（数据中的反馈在 {first} 至 {last} 之间）。" if zh
-                else f"There is no feedback at all from {span} (the store's feedback runs from {first} to {last}).")  # fmt: skip
+        return (
+            f"{span} 没有任何反馈记录（数据中的反馈在 {first} 至 {last} 之间）。"
+            if zh
+            else f"There is no feedback at all from {span} (the store's feedback runs from {first} to {last})."
+        )
 
-    def label_sources(self, field: str, value: str, window: Window | None, filters: Filters | None = None) -> dict[str, int]:
+    def label_sources(
+        self, field: str, value: str, window: Window | None, filters: Filters | None = None
+    ) -> dict[str, int]:
         """Who set ``field = value`` on the window's records (passing ``filters``): counts by source
         (model, import, human), so a figure resting on the model's guesses can say so."""
         period = self.resolve(window)
         f = feedback_table.c
         conds = [*self._where(period, filters), f[field] == value]
         with self.store.engine.connect() as conn:
-            rows = conn.execute(select(f[f"{field}_source"], func.count()).where(and_(*conds))
-                                .group_by(f[f"{field}_source"])).all()  # fmt: skip
+            rows = conn.execute(
+                select(f[f"{field}_source"], func.count()).where(and_(*conds)).group_by(f[f"{field}_source"])
+            ).all()
         return {str(src or "unknown"): int(n) for src, n in rows}
 
     def ratings(self, args: RatingInput) -> RatingOutput:
@@ -300,10 +364,16 @@ class Analytics:
             dist[key] = dist.get(key, 0) + int(c)
         avg = round(sum(float(r) * int(c) for r, c in rows) / n, 2) if n else None
         csat = round(sum(c for k, c in dist.items() if int(k) >= 4) / n, 4) if n else None
-        return RatingOutput(period=period.describe(), filters=args.filters.active(), rated=n,
-                            total=self._total(period, args.filters), average=avg, csat=csat,
-                            distribution=dict(sorted(dist.items())),
-                            example_ids=self._examples(conds))  # fmt: skip
+        return RatingOutput(
+            period=period.describe(),
+            filters=args.filters.active(),
+            rated=n,
+            total=self._total(period, args.filters),
+            average=avg,
+            csat=csat,
+            distribution=dict(sorted(dist.items())),
+            example_ids=self._examples(conds),
+        )
 
     def _total(self, period: Period, filters: Filters) -> int:
         stmt = select(func.count()).select_from(feedback_table).where(and_(*self._where(period, filters)))
@@ -319,8 +389,11 @@ class Analytics:
             latest = self.resolve(Window(days=1))
         edges = [latest]
         for _ in range(args.baseline_periods):
-            edges.append(edges[-1].previous() if args.period == "week" else
-                         Period(start=edges[-1].start - timedelta(days=unit), end=edges[-1].start, label="day"))  # fmt: skip
+            edges.append(
+                edges[-1].previous()
+                if args.period == "week"
+                else Period(start=edges[-1].start - timedelta(days=unit), end=edges[-1].start, label="day")
+            )
         buckets = self._bucket_counts(args.field, edges, args.filters)
         out: list[Spike] = []
         for value, per in buckets.items():
@@ -328,16 +401,33 @@ class Analytics:
             mean = sum(base) / len(base) if base else 0.0
             score = (current - mean) / math.sqrt(mean + 1.0)
             ratio = current / mean if mean else None
-            is_spike = current - mean >= args.min_increase and score >= args.min_score and (ratio is None or ratio >= 1.5)
+            is_spike = (
+                current - mean >= args.min_increase and score >= args.min_score and (ratio is None or ratio >= 1.5)
+            )
             if is_spike or args.include_all:
-                out.append(Spike(value=value, current=current, baseline_mean=round(mean, 2), baseline=base,
-                                 ratio=round(ratio, 2) if ratio is not None else None, score=round(score, 2),
-                                 is_spike=is_spike, example_ids=self._examples(
-                                     self._where(latest, args.filters) + [feedback_table.c[args.field] == value])))  # fmt: skip
+                out.append(
+                    Spike(
+                        value=value,
+                        current=current,
+                        baseline_mean=round(mean, 2),
+                        baseline=base,
+                        ratio=round(ratio, 2) if ratio is not None else None,
+                        score=round(score, 2),
+                        is_spike=is_spike,
+                        example_ids=self._examples(
+                            self._where(latest, args.filters) + [feedback_table.c[args.field] == value]
+                        ),
+                    )
+                )
         out.sort(key=lambda s: (not s.is_spike, -s.score, s.value))
-        return SpikesOutput(field=args.field, period=args.period, latest_period=latest.describe(),
-                            baseline_periods=[p.describe() for p in edges[1:]], filters=args.filters.active(),
-                            spikes=out)  # fmt: skip
+        return SpikesOutput(
+            field=args.field,
+            period=args.period,
+            latest_period=latest.describe(),
+            baseline_periods=[p.describe() for p in edges[1:]],
+            filters=args.filters.active(),
+            spikes=out,
+        )
 
     def _bucket_counts(self, field: str, periods: list[Period], filters: Filters) -> dict[str, list[int]]:
         """Counts per value for each period (periods given newest first), one query."""
@@ -360,12 +450,20 @@ class Analytics:
     def series(self, args: SeriesInput) -> SeriesOutput:
         """Counts per day or ISO week over the last N periods (optionally split by a field)."""
         if args.interval == "week":
-            periods = [self.resolve(Window(weeks_ago=i)) for i in range(args.periods - 1 + args.skip_current, -1 + args.skip_current, -1)]
+            periods = [
+                self.resolve(Window(weeks_ago=i))
+                for i in range(args.periods - 1 + args.skip_current, -1 + args.skip_current, -1)
+            ]
         else:
             today = datetime.combine(self.as_of.date(), time.min, tzinfo=self.zone)
-            periods = [Period(start=today - timedelta(days=i), end=today - timedelta(days=i - 1),
-                              label=(today - timedelta(days=i)).date().isoformat())
-                       for i in range(args.periods - 1, -1, -1)]  # fmt: skip
+            periods = [
+                Period(
+                    start=today - timedelta(days=i),
+                    end=today - timedelta(days=i - 1),
+                    label=(today - timedelta(days=i)).date().isoformat(),
+                )
+                for i in range(args.periods - 1, -1, -1)
+            ]
         field = args.field or "sentiment"
         buckets = self._bucket_counts(field, list(reversed(periods)), args.filters)
         labels = [p.label for p in periods]
@@ -380,8 +478,14 @@ class Analytics:
             totals = [a + b for a, b in zip(totals, nulls, strict=True)]
             by_value = {}
         ranked = sorted(by_value, key=lambda v: (-sum(by_value[v]), v))
-        return SeriesOutput(interval=args.interval, field=args.field, periods=labels, totals=totals,
-                            series={v: by_value[v] for v in ranked[: args.top]}, filters=args.filters.active())  # fmt: skip
+        return SeriesOutput(
+            interval=args.interval,
+            field=args.field,
+            periods=labels,
+            totals=totals,
+            series={v: by_value[v] for v in ranked[: args.top]},
+            filters=args.filters.active(),
+        )
 
     def _null_counts(self, field: str, periods: list[Period], filters: Filters) -> list[int]:
         f = feedback_table.c
@@ -389,7 +493,9 @@ class Analytics:
         with self.store.engine.connect() as conn:
             for p in periods:
                 conds = self._where(p, filters) + [(f[field].is_(None)) | (f[field] == "")]
-                out.append(int(conn.execute(select(func.count()).select_from(feedback_table).where(and_(*conds))).scalar_one()))
+                out.append(
+                    int(conn.execute(select(func.count()).select_from(feedback_table).where(and_(*conds))).scalar_one())
+                )
         return out
 
     def search_quotes(self, args: SearchInput) -> SearchOutput:
@@ -398,8 +504,11 @@ class Analytics:
         filt = args.filters.active()
         quotes: list[Quote] = []
         if args.query and args.query.strip():
-            sf = SearchFilters(since=period.start, until=period.end - timedelta(microseconds=1),
-                               **{k: v for k, v in filt.items() if k in SearchFilters.model_fields})  # fmt: skip
+            sf = SearchFilters(
+                since=period.start,
+                until=period.end - timedelta(microseconds=1),
+                **{k: v for k, v in filt.items() if k in SearchFilters.model_fields},
+            )
             extra = {k: v for k, v in filt.items() if k not in SearchFilters.model_fields}
             hits = Searcher(self.store).search(args.query, k=args.k * (3 if extra else 1), filters=sf, with_links=False)
             for h in hits:
@@ -419,30 +528,81 @@ class Analytics:
         for rid in args.ids:
             if rid in recs:
                 r = recs[rid]
-                found.append({**{k: r.get(k) for k in ("id", "text", "created_at", "channel", "product", "carrier",
-                                                     "region", "category", "sentiment", "urgency", "order_id")},
-                              "resolutions": [{k: x.get(k) for k in ("id", "action", "outcome", "compensation")}
-                                              for x in links.get(rid, [])]})  # fmt: skip
+                found.append(
+                    {
+                        **{
+                            k: r.get(k)
+                            for k in (
+                                "id",
+                                "text",
+                                "created_at",
+                                "channel",
+                                "product",
+                                "carrier",
+                                "region",
+                                "category",
+                                "sentiment",
+                                "urgency",
+                                "order_id",
+                            )
+                        },
+                        "resolutions": [
+                            {k: x.get(k) for k in ("id", "action", "outcome", "compensation")}
+                            for x in links.get(rid, [])
+                        ],
+                    }
+                )
         return RecordsOutput(records=found, missing=[i for i in args.ids if i not in recs])
 
     def tools(self) -> list[Tool]:
         """The tools offered to a chat model."""
         return [
-            Tool("count_by", "Count feedback per value of a field (category, sentiment, product, carrier, ...) over a "
-                 "window, largest first, with shares and example ids. Complaints: filters.sentiment='negative'.",
-                 CountByInput, self.count_by),
-            Tool("top_facets", "Top-N values of a facet (carrier, product, channel, region, ...) within a slice, "
-                 "e.g. which carrier concentrates logistics complaints.", TopInput, self.top),
-            Tool("compare_periods", "Counts in a window vs the period before (e.g. last week vs the week before), "
-                 "overall and per value of a field, with change and % change.", CompareInput, self.compare_periods),
-            Tool("detect_spikes", "Values of a field whose latest week (or day) is far above their own baseline.",
-                 SpikesInput, self.spikes),
-            Tool("time_series", "Counts per day or ISO week over the last N periods, optionally per value of a field.",
-                 SeriesInput, self.series),
-            Tool("search_quotes", "Representative feedback texts with ids: hybrid search for a query, or the newest "
-                 "records of a slice.", SearchInput, self.search_quotes),
-            Tool("get_records", "Look up feedback records by id (with their resolutions).", GetRecordsInput, self.get_records),
-        ]  # fmt: skip
+            Tool(
+                "count_by",
+                "Count feedback per value of a field (category, sentiment, product, carrier, ...) over a "
+                "window, largest first, with shares and example ids. Complaints: filters.sentiment='negative'.",
+                CountByInput,
+                self.count_by,
+            ),
+            Tool(
+                "top_facets",
+                "Top-N values of a facet (carrier, product, channel, region, ...) within a slice, "
+                "e.g. which carrier concentrates logistics complaints.",
+                TopInput,
+                self.top,
+            ),
+            Tool(
+                "compare_periods",
+                "Counts in a window vs the period before (e.g. last week vs the week before), "
+                "overall and per value of a field, with change and % change.",
+                CompareInput,
+                self.compare_periods,
+            ),
+            Tool(
+                "detect_spikes",
+                "Values of a field whose latest week (or day) is far above their own baseline.",
+                SpikesInput,
+                self.spikes,
+            ),
+            Tool(
+                "time_series",
+                "Counts per day or ISO week over the last N periods, optionally per value of a field.",
+                SeriesInput,
+                self.series,
+            ),
+            Tool(
+                "search_quotes",
+                "Representative feedback texts with ids: hybrid search for a query, or the newest records of a slice.",
+                SearchInput,
+                self.search_quotes,
+            ),
+            Tool(
+                "get_records",
+                "Look up feedback records by id (with their resolutions).",
+                GetRecordsInput,
+                self.get_records,
+            ),
+        ]
 
 
 def _pct(a: int, b: int) -> float | None:
@@ -450,8 +610,12 @@ def _pct(a: int, b: int) -> float | None:
 
 
 def _quote(r: dict[str, Any]) -> Quote:
-    return Quote(id=r["id"], text=r["text"], created_at=r["created_at"],
-                 **{k: r.get(k) for k in ("category", "sentiment", "product", "carrier", "channel")})  # fmt: skip
+    return Quote(
+        id=r["id"],
+        text=r["text"],
+        created_at=r["created_at"],
+        **{k: r.get(k) for k in ("category", "sentiment", "product", "carrier", "channel")},
+    )
 
 
 # --------------------------------------------------------------------------- schemas
@@ -692,5 +856,3 @@ def evidence_ids(result: Any) -> list[str]:
 
     walk(result)
     return list(dict.fromkeys(found))
-
-

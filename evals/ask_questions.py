@@ -29,10 +29,14 @@ Row = dict[str, Any]
 DayRange = tuple[date, date]  # inclusive
 
 NAMES = {  # how people name categories in questions
-    "logistics": ("logistics", "物流"), "product_quality": ("product quality", "质量"),
-    "packaging": ("packaging", "包装"), "after_sales": ("refund", "售后"), "customer_service": ("customer service", "客服"),
-    "price_promotion": ("coupon", "价格优惠"), "app_website": ("app", "APP"),
-}  # fmt: skip
+    "logistics": ("logistics", "物流"),
+    "product_quality": ("product quality", "质量"),
+    "packaging": ("packaging", "包装"),
+    "after_sales": ("refund", "售后"),
+    "customer_service": ("customer service", "客服"),
+    "price_promotion": ("coupon", "价格优惠"),
+    "app_website": ("app", "APP"),
+}
 
 
 def load_rows(path: Path) -> list[Row]:
@@ -57,14 +61,20 @@ def last_days(as_of: date, n: int) -> DayRange:
 
 def count(rows: list[Row], days: DayRange, **eq: str) -> Counter[str]:
     """Negative rows in the range passing ``eq``, counted by category."""
-    return Counter(r["category"] for r in rows if days[0] <= r["day"] <= days[1] and r["sentiment"] == "negative"
-                   and all(r[k] == v for k, v in eq.items()))  # fmt: skip
+    return Counter(
+        r["category"]
+        for r in rows
+        if days[0] <= r["day"] <= days[1] and r["sentiment"] == "negative" and all(r[k] == v for k, v in eq.items())
+    )
 
 
 def facet_count(rows: list[Row], days: DayRange, facet: str, category: str) -> Counter[str]:
     """Negative rows of a category in the range, counted by a facet (rows without a value skipped)."""
-    return Counter(r[facet] for r in rows if days[0] <= r["day"] <= days[1] and r["sentiment"] == "negative"
-                   and r["category"] == category and r[facet])  # fmt: skip
+    return Counter(
+        r[facet]
+        for r in rows
+        if days[0] <= r["day"] <= days[1] and r["sentiment"] == "negative" and r["category"] == category and r[facet]
+    )
 
 
 def _unique_top(counter: Counter[str]) -> tuple[str, int] | None:
@@ -80,8 +90,15 @@ def questions(rows: list[Row], as_of: date) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
 
     def add(kind: str, text: str, expected: list[Any]) -> None:
-        out.append({"id": f"q{len(out) + 1:03d}", "kind": kind, "question": text, "as_of": as_of.isoformat(),
-                    "expected": expected})  # fmt: skip
+        out.append(
+            {
+                "id": f"q{len(out) + 1:03d}",
+                "kind": kind,
+                "question": text,
+                "as_of": as_of.isoformat(),
+                "expected": expected,
+            }
+        )
 
     windows: list[tuple[str, str, Callable[[], DayRange]]] = [
         ("last week", "上周", lambda: iso_week(as_of, 1)),
@@ -89,19 +106,36 @@ def questions(rows: list[Row], as_of: date) -> list[dict[str, Any]]:
         ("the past 14 days", "近两周", lambda: last_days(as_of, 14)),
         ("the last 7 days", "最近7天", lambda: last_days(as_of, 7)),
     ]
-    top_en = ["What were customers complaining about most in {w}?", "Top complaint category in {w}?",
-              "which category got the most complaints in {w}", "biggest source of complaints {w}?"]
-    top_zh = ["{w}用户投诉最多的是哪一类？", "{w}大家主要在抱怨什么", "{w}投诉最多的问题是什么？", "{w}哪类问题被吐槽得最多"]
+    top_en = [
+        "What were customers complaining about most in {w}?",
+        "Top complaint category in {w}?",
+        "which category got the most complaints in {w}",
+        "biggest source of complaints {w}?",
+    ]
+    top_zh = [
+        "{w}用户投诉最多的是哪一类？",
+        "{w}大家主要在抱怨什么",
+        "{w}投诉最多的问题是什么？",
+        "{w}哪类问题被吐槽得最多",
+    ]
     for i, (w_en, w_zh, days) in enumerate(windows):
         top = _unique_top(count(rows, days()))
         if top:
             add("top", top_en[i % len(top_en)].format(w=w_en), [top[0], top[1]])
             add("top", top_zh[i % len(top_zh)].format(w=w_zh), [top[0], top[1]])
 
-    cnt_en = ["How many {c} complaints last week vs the week before?", "{c} complaints last week compared with the week before",
-              "number of {c} complaints last week, and the week before?", "how many complaints about {c} did we get last week compared to the previous week"]  # fmt: skip
-    cnt_zh = ["上周{c}投诉有多少条？和前一周比呢？", "上周{c}问题多少条，比上上周多还是少", "{c}相关的投诉上周有几条，环比如何",
-              "上周关于{c}的差评数量和前一周对比"]  # fmt: skip
+    cnt_en = [
+        "How many {c} complaints last week vs the week before?",
+        "{c} complaints last week compared with the week before",
+        "number of {c} complaints last week, and the week before?",
+        "how many complaints about {c} did we get last week compared to the previous week",
+    ]
+    cnt_zh = [
+        "上周{c}投诉有多少条？和前一周比呢？",
+        "上周{c}问题多少条，比上上周多还是少",
+        "{c}相关的投诉上周有几条，环比如何",
+        "上周关于{c}的差评数量和前一周对比",
+    ]
     last, before = iso_week(as_of, 1), iso_week(as_of, 2)
     for i, (cat, (en, zh)) in enumerate(NAMES.items()):
         a, b = count(rows, last)[cat], count(rows, before)[cat]
@@ -109,17 +143,52 @@ def questions(rows: list[Row], as_of: date) -> list[dict[str, Any]]:
         add("count", cnt_zh[i % len(cnt_zh)].format(c=zh), [a, b])
 
     conc = [
-        ("carrier", "logistics", "the last 30 days", "最近30天", lambda: last_days(as_of, 30),
-         "Which carrier is behind most logistics complaints in {w}?", "{w}物流投诉主要集中在哪家快递？"),
-        ("carrier", "logistics", "last week", "上周", lambda: iso_week(as_of, 1),
-         "which courier had the most delivery complaints {w}", "{w}哪家快递公司的物流投诉最多"),
-        ("product", "product_quality", "last week", "上周", lambda: iso_week(as_of, 1),
-         "Which product concentrates the quality complaints {w}?", "{w}质量问题主要集中在哪个商品？"),
-        ("product", "product_quality", "the last 30 days", "最近30天", lambda: last_days(as_of, 30),
-         "what product is driving product quality complaints over {w}", "{w}哪款商品的质量投诉最多"),
-        ("product", "packaging", "the last 30 days", "最近30天", lambda: last_days(as_of, 30),
-         "which product has the most packaging complaints in {w}?", "{w}包装问题集中在哪个产品"),
-    ]  # fmt: skip
+        (
+            "carrier",
+            "logistics",
+            "the last 30 days",
+            "最近30天",
+            lambda: last_days(as_of, 30),
+            "Which carrier is behind most logistics complaints in {w}?",
+            "{w}物流投诉主要集中在哪家快递？",
+        ),
+        (
+            "carrier",
+            "logistics",
+            "last week",
+            "上周",
+            lambda: iso_week(as_of, 1),
+            "which courier had the most delivery complaints {w}",
+            "{w}哪家快递公司的物流投诉最多",
+        ),
+        (
+            "product",
+            "product_quality",
+            "last week",
+            "上周",
+            lambda: iso_week(as_of, 1),
+            "Which product concentrates the quality complaints {w}?",
+            "{w}质量问题主要集中在哪个商品？",
+        ),
+        (
+            "product",
+            "product_quality",
+            "the last 30 days",
+            "最近30天",
+            lambda: last_days(as_of, 30),
+            "what product is driving product quality complaints over {w}",
+            "{w}哪款商品的质量投诉最多",
+        ),
+        (
+            "product",
+            "packaging",
+            "the last 30 days",
+            "最近30天",
+            lambda: last_days(as_of, 30),
+            "which product has the most packaging complaints in {w}?",
+            "{w}包装问题集中在哪个产品",
+        ),
+    ]
     for facet, cat, w_en, w_zh, days, q_en, q_zh in conc:
         counter = facet_count(rows, days(), facet, cat)
         top = _unique_top(counter)
@@ -128,8 +197,11 @@ def questions(rows: list[Row], as_of: date) -> list[dict[str, Any]]:
             add("concentration", q_en.format(w=w_en), expected)
             add("concentration", q_zh.format(w=w_zh), expected)
 
-    rise_en = ["Which category rose most week over week?", "what complaint category increased the most last week?",
-               "Which complaints grew the most last week compared to the week before?"]  # fmt: skip
+    rise_en = [
+        "Which category rose most week over week?",
+        "what complaint category increased the most last week?",
+        "Which complaints grew the most last week compared to the week before?",
+    ]
     rise_zh = ["上周哪类投诉涨得最多？", "哪个类别的投诉环比增长最多", "和上上周相比，上周哪类问题增加得最多"]
     now, prev = count(rows, last), count(rows, before)
     deltas = Counter({c: now[c] - prev[c] for c in set(now) | set(prev)})

@@ -74,7 +74,9 @@ def main() -> None:
     ap.add_argument("--records", type=int, default=50_000)
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--skip-langchain", action="store_true", help="only our path")
-    ap.add_argument("--unlabelled", type=int, default=50_000, help="records for the unlabelled-ingest figures (0: skip)")
+    ap.add_argument(
+        "--unlabelled", type=int, default=50_000, help="records for the unlabelled-ingest figures (0: skip)"
+    )
     ap.add_argument("--only-unlabelled", action="store_true", help="only the unlabelled-ingest figures")
     args = ap.parse_args()
     if args.only_unlabelled:
@@ -99,8 +101,9 @@ def main() -> None:
 
         store = Store(tmpdir / "ours", HashEmbedding())
         t = time.perf_counter()
-        summary = ingest_file(store, csv_path, taxonomy=load_taxonomy(), zone=ZONE, now=datetime.now(UTC),
-                              batch_size=2000)  # fmt: skip
+        summary = ingest_file(
+            store, csv_path, taxonomy=load_taxonomy(), zone=ZONE, now=datetime.now(UTC), batch_size=2000
+        )
         took = time.perf_counter() - t
         assert summary.added == len(rows), summary
         results["ours_ingest_s"] = round(took, 2)
@@ -138,12 +141,21 @@ def main() -> None:
         if not args.skip_langchain:
             from langchain_chroma import Chroma
 
-            lc = Chroma(collection_name="bench", embedding_function=LangChainHashEmbeddings(HashEmbedding()),
-                        persist_directory=str(tmpdir / "langchain"),
-                        collection_metadata={"hnsw:space": "cosine"})  # fmt: skip
+            lc = Chroma(
+                collection_name="bench",
+                embedding_function=LangChainHashEmbeddings(HashEmbedding()),
+                persist_directory=str(tmpdir / "langchain"),
+                collection_metadata={"hnsw:space": "cosine"},
+            )
             texts = [r["text"] for r in rows]
-            metas = [{"created_ts": int(datetime.strptime(r["created_at"], "%Y-%m-%d %H:%M:%S")
-                                        .replace(tzinfo=ZONE).timestamp())} for r in rows]  # fmt: skip
+            metas = [
+                {
+                    "created_ts": int(
+                        datetime.strptime(r["created_at"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=ZONE).timestamp()
+                    )
+                }
+                for r in rows
+            ]
             t = time.perf_counter()
             ids = [r["id"] for r in rows]
             step = 5000  # Chroma rejects one upsert above its max batch (5,461 here), so chunk as a user must
@@ -153,14 +165,22 @@ def main() -> None:
             results["langchain_ingest_s"] = round(took, 2)
             results["langchain_ingest_rps"] = round(len(rows) / took)
             results["langchain_search"] = timed(lambda q: lc.similarity_search(q, k=10), queries)
-            where = {"$and": [{"created_ts": {"$gte": int(window.since.timestamp())}},
-                              {"created_ts": {"$lte": int(window.until.timestamp())}}]}  # fmt: skip
+            where = {
+                "$and": [
+                    {"created_ts": {"$gte": int(window.since.timestamp())}},
+                    {"created_ts": {"$lte": int(window.until.timestamp())}},
+                ]
+            }
             results["langchain_search_30d"] = timed(lambda q: lc.similarity_search(q, k=10, filter=where), queries)
-            results["ratio_ingest_ours_over_langchain"] = round(results["ours_ingest_rps"] / results["langchain_ingest_rps"], 2)
+            results["ratio_ingest_ours_over_langchain"] = round(
+                results["ours_ingest_rps"] / results["langchain_ingest_rps"], 2
+            )
             results["ratio_p95_langchain_over_ours"] = round(
-                results["langchain_search"]["p95_ms"] / results["ours_search"]["p95_ms"], 2)
+                results["langchain_search"]["p95_ms"] / results["ours_search"]["p95_ms"], 2
+            )
             results["ratio_p95_30d_langchain_over_ours"] = round(
-                results["langchain_search_30d"]["p95_ms"] / results["ours_search_30d"]["p95_ms"], 2)
+                results["langchain_search_30d"]["p95_ms"] / results["ours_search_30d"]["p95_ms"], 2
+            )
     results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     _print(results)
     if args.unlabelled:
@@ -193,12 +213,20 @@ def bench_unlabelled(n: int) -> list[dict[str, Any]]:
             store = open_store(settings)
             t = time.perf_counter()
             labeler = Classifier(store, load_taxonomy(), encoder=make_encoder(settings)).labeler if classify else None
-            summary = ingest_file(store, csv_path, taxonomy=load_taxonomy(), zone=ZONE, now=datetime.now(UTC),
-                                  labeler=labeler)  # fmt: skip
+            summary = ingest_file(
+                store, csv_path, taxonomy=load_taxonomy(), zone=ZONE, now=datetime.now(UTC), labeler=labeler
+            )
             took = time.perf_counter() - t
             store.close()
-            out.append({"embedding": embedding, "classify_on_ingest": classify, "records": summary.added,
-                        "seconds": round(took, 1), "records_per_s": round(summary.added / took)})  # fmt: skip
+            out.append(
+                {
+                    "embedding": embedding,
+                    "classify_on_ingest": classify,
+                    "records": summary.added,
+                    "seconds": round(took, 1),
+                    "records_per_s": round(summary.added / took),
+                }
+            )
     return out
 
 
@@ -225,14 +253,23 @@ def _bench_ask(store: Store, as_of: datetime) -> dict[str, float]:
 
 
 def _print(r: dict[str, Any]) -> None:
-    print(f"\nfeedback-agent bench: {r['records']:,} records ({r['csv_mb']} MB CSV), {r['queries']} queries, k={r['k']}")
+    print(
+        f"\nfeedback-agent bench: {r['records']:,} records ({r['csv_mb']} MB CSV), {r['queries']} queries, k={r['k']}"
+    )
     print(f"{'':38}{'ours':>14}{'langchain-chroma':>20}{'ratio':>10}")
     lc = "langchain_ingest_rps" in r
-    print(f"{'ingest records/s':38}{r['ours_ingest_rps']:>14,}"
-          + (f"{r['langchain_ingest_rps']:>20,}{r['ratio_ingest_ours_over_langchain']:>9}x" if lc else ""))  # fmt: skip
+    print(
+        f"{'ingest records/s':38}{r['ours_ingest_rps']:>14,}"
+        + (f"{r['langchain_ingest_rps']:>20,}{r['ratio_ingest_ours_over_langchain']:>9}x" if lc else "")
+    )
     for label, ours, theirs, ratio in (
         ("similar p50/p95 ms, no filter", "ours_search", "langchain_search", "ratio_p95_langchain_over_ours"),
-        ("similar p50/p95 ms, 30-day window", "ours_search_30d", "langchain_search_30d", "ratio_p95_30d_langchain_over_ours"),
+        (
+            "similar p50/p95 ms, 30-day window",
+            "ours_search_30d",
+            "langchain_search_30d",
+            "ratio_p95_30d_langchain_over_ours",
+        ),
     ):
         o = r[ours]
         line = f"{label:38}{o['p50_ms']:>6} / {o['p95_ms']:<6}"
@@ -242,15 +279,19 @@ def _print(r: dict[str, Any]) -> None:
         print(line)
     n = r["ours_search_30d_category_channel"]
     print(f"{'similar p50/p95 ms, 30d+category+channel':38}{n['p50_ms']:>6} / {n['p95_ms']:<6}")
-    print(f"batch classify (no LLM): {r['classify_texts_per_s']:,} texts/s over {r['classify_texts']:,} texts "
-          f"(model trained on {r['records']:,} labelled records in {r['classify_train_s']} s; "
-          f"{r['classify_english_share']:.0%} English; encoder {r['encoder'] or 'off'})")
+    print(
+        f"batch classify (no LLM): {r['classify_texts_per_s']:,} texts/s over {r['classify_texts']:,} texts "
+        f"(model trained on {r['records']:,} labelled records in {r['classify_train_s']} s; "
+        f"{r['classify_english_share']:.0%} English; encoder {r['encoder'] or 'off'})"
+    )
     if r.get("encoder_texts_per_s"):
         print(f"sentence encoder alone (uncached, distinct English texts): {r['encoder_texts_per_s']:,} texts/s")
     a = r["ask"]
     print(f"ask (no LLM), {a['questions']} questions: p50 {a['p50_ms']} ms, p95 {a['p95_ms']} ms, max {a['max_ms']} ms")
-    print(f"peak RSS: {r['peak_rss_mb']} MB   (ours = hybrid vector+keyword with exact-code lookup and linked"
-          " resolutions; langchain = vector only)")
+    print(
+        f"peak RSS: {r['peak_rss_mb']} MB   (ours = hybrid vector+keyword with exact-code lookup and linked"
+        " resolutions; langchain = vector only)"
+    )
 
 
 if __name__ == "__main__":

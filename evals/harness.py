@@ -47,8 +47,14 @@ def file_sha256(path: Path) -> str:
 def git_commit(cwd: Path | None = None) -> str | None:
     """The checkout's commit, when there is one."""
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=cwd or Path(__file__).resolve().parent.parent, check=True)  # fmt: skip
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=cwd or Path(__file__).resolve().parent.parent,
+            check=True,
+        )
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -77,8 +83,9 @@ def field_metrics(gold: list[str], pred: list[str]) -> dict[str, Any]:
     }
 
 
-def load_gold(path: Path, taxonomy: Taxonomy, mapping: dict[str, str] | None, limit: int | None) -> tuple[
-        list[str], list[str | None], dict[str, list[str | None]], int]:  # fmt: skip
+def load_gold(
+    path: Path, taxonomy: Taxonomy, mapping: dict[str, str] | None, limit: int | None
+) -> tuple[list[str], list[str | None], dict[str, list[str | None]], int]:
     """Texts, ids and gold labels (None where absent) of a dataset; rows with unknown labels are skipped."""
     texts: list[str] = []
     ids: list[str | None] = []
@@ -114,8 +121,16 @@ def load_gold(path: Path, taxonomy: Taxonomy, mapping: dict[str, str] | None, li
 
 
 @contextmanager
-def store_for(store: Store | None, history_from: Path | None, *, embedder: Embedder, taxonomy: Taxonomy,
-              zone: tzinfo, mapping: dict[str, str] | None = None, info: dict[str, Any] | None = None) -> Iterator[Store]:  # fmt: skip
+def store_for(
+    store: Store | None,
+    history_from: Path | None,
+    *,
+    embedder: Embedder,
+    taxonomy: Taxonomy,
+    zone: tzinfo,
+    mapping: dict[str, str] | None = None,
+    info: dict[str, Any] | None = None,
+) -> Iterator[Store]:
     """``store``, or with ``history_from`` a fresh temporary store holding that file (removed after).
 
     ``info`` receives the file's path, hash and ingest counts.
@@ -128,11 +143,22 @@ def store_for(store: Store | None, history_from: Path | None, *, embedder: Embed
     with tempfile.TemporaryDirectory(prefix="fa-eval-") as tmp:
         temp = Store(Path(tmp), embedder)
         try:
-            summary = ingest_file(temp, history_from, taxonomy=taxonomy, zone=zone, now=datetime.now(UTC),
-                                  mapping=mapping, batch_size=2000)  # fmt: skip
+            summary = ingest_file(
+                temp,
+                history_from,
+                taxonomy=taxonomy,
+                zone=zone,
+                now=datetime.now(UTC),
+                mapping=mapping,
+                batch_size=2000,
+            )
             if info is not None:
-                info.update(path=str(history_from), sha256=file_sha256(history_from), added=summary.added,
-                            rejected=summary.rejected)  # fmt: skip
+                info.update(
+                    path=str(history_from),
+                    sha256=file_sha256(history_from),
+                    added=summary.added,
+                    rejected=summary.rejected,
+                )
             yield temp
         finally:
             temp.close()
@@ -169,8 +195,9 @@ def eval_classify(
     """
     texts, ids, gold, skipped = load_gold(dataset, taxonomy, mapping, limit)
     train_info: dict[str, Any] = {}
-    with store_for(store, history_from, embedder=embedder, taxonomy=taxonomy, zone=zone, mapping=mapping,
-                   info=train_info) as store:  # fmt: skip
+    with store_for(
+        store, history_from, embedder=embedder, taxonomy=taxonomy, zone=zone, mapping=mapping, info=train_info
+    ) as store:
         clf = Classifier(store, taxonomy, model, encoder)
         started = time.perf_counter()
         clf.trained()
@@ -206,8 +233,17 @@ def eval_classify(
     }
 
 
-def record_run(history: Path, task: str, dataset: Path, result: dict[str, Any], *, provider: str,
-               model_name: str | None, embedding: str, taxonomy: Taxonomy) -> dict[str, Any]:  # fmt: skip
+def record_run(
+    history: Path,
+    task: str,
+    dataset: Path,
+    result: dict[str, Any],
+    *,
+    provider: str,
+    model_name: str | None,
+    embedding: str,
+    taxonomy: Taxonomy,
+) -> dict[str, Any]:
     """Append one run to the history (JSON lines) and return the record."""
     now = datetime.now(UTC)
     record = {
@@ -266,8 +302,9 @@ def paraphrase_docs(dataset: Path) -> list[dict[str, Any]]:
     return [r for r in rows if r.get("type") == "doc"]
 
 
-def eval_retrieval(*, dataset: Path, store: Store, k: int = 5, limit: int | None = None,
-                   mode: str = "hybrid") -> dict[str, Any]:  # fmt: skip
+def eval_retrieval(
+    *, dataset: Path, store: Store, k: int = 5, limit: int | None = None, mode: str = "hybrid"
+) -> dict[str, Any]:
     """Score similar-case search: hit@1, hit@k and MRR over queries with expected ids or a category.
 
     A row holds ``query`` (or ``text``) and ``expected_ids`` (a list, or ids separated by spaces
@@ -297,8 +334,11 @@ def eval_retrieval(*, dataset: Path, store: Store, k: int = 5, limit: int | None
     n = skipped = 0
     started = time.perf_counter()
     with open(dataset, encoding="utf-8-sig", newline="") as fh:
-        rows = [json.loads(line) for line in fh if line.strip()] if dataset.suffix == ".jsonl" else \
-            list(csv.DictReader(fh))  # fmt: skip
+        rows = (
+            [json.loads(line) for line in fh if line.strip()]
+            if dataset.suffix == ".jsonl"
+            else list(csv.DictReader(fh))
+        )
     for values in rows:
         if limit is not None and n >= limit:
             break
@@ -313,8 +353,14 @@ def eval_retrieval(*, dataset: Path, store: Store, k: int = 5, limit: int | None
             continue
         n += 1
         results = ranked(query)
-        rank = next((i for i, (rid, rec) in enumerate(results, start=1)
-                     if rid in ids or (category is not None and rec.get("category") == category)), None)  # fmt: skip
+        rank = next(
+            (
+                i
+                for i, (rid, rec) in enumerate(results, start=1)
+                if rid in ids or (category is not None and rec.get("category") == category)
+            ),
+            None,
+        )
         if rank is not None:
             hitsk += 1
             hits1 += rank == 1
@@ -328,10 +374,14 @@ def eval_retrieval(*, dataset: Path, store: Store, k: int = 5, limit: int | None
         "n": n,
         "skipped_rows": skipped,
         "k": k,
-        "metrics": {"retrieval": {f"hit@{k}": round(hitsk / n, 4) if n else 0.0,
-                                  "hit@1": round(hits1 / n, 4) if n else 0.0,
-                                  "mrr": round(rr / n, 4) if n else 0.0,
-                                  **{f"hit@1_{p}": round(a / b, 4) for p, (a, b) in sorted(pairs.items())}}},  # fmt: skip
+        "metrics": {
+            "retrieval": {
+                f"hit@{k}": round(hitsk / n, 4) if n else 0.0,
+                "hit@1": round(hits1 / n, 4) if n else 0.0,
+                "mrr": round(rr / n, 4) if n else 0.0,
+                **{f"hit@1_{p}": round(a / b, 4) for p, (a, b) in sorted(pairs.items())},
+            }
+        },
         "mode": mode,
         "embedding": store.embedder.label,
         "latency_ms_per_item": round(elapsed / max(n, 1) * 1000, 3),
@@ -354,8 +404,15 @@ def compare_runs(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
         ma, mb = a["metrics"][field], b["metrics"][field]
         for name in sorted(set(ma) & set(mb)):
             if isinstance(ma[name], int | float) and isinstance(mb[name], int | float) and name != "n":
-                out.append({"field": field, "metric": name, "a": ma[name], "b": mb[name],
-                            "delta": round(mb[name] - ma[name], 4)})  # fmt: skip
+                out.append(
+                    {
+                        "field": field,
+                        "metric": name,
+                        "a": ma[name],
+                        "b": mb[name],
+                        "delta": round(mb[name] - ma[name], 4),
+                    }
+                )
     return out
 
 
@@ -389,8 +446,19 @@ def load_thresholds(path: Path, dataset: Path) -> dict[str, Any]:
     return dict(data.get(dataset.name, {}))
 
 
-TABLE_METRICS = {"accuracy", "macro_f1", "mrr", "exact_in_tools", "exact_in_answer", "language_match",
-                 "citation_validity", "groundedness", "policy_violations", "review_recall", "llm_judge_1_5"}
+TABLE_METRICS = {
+    "accuracy",
+    "macro_f1",
+    "mrr",
+    "exact_in_tools",
+    "exact_in_answer",
+    "language_match",
+    "citation_validity",
+    "groundedness",
+    "policy_violations",
+    "review_recall",
+    "llm_judge_1_5",
+}
 
 
 def _trained_on(run: dict[str, Any]) -> str:
@@ -406,19 +474,25 @@ def markdown_table(runs: list[dict[str, Any]]) -> str:
     latest: dict[tuple[str, str, str], dict[str, Any]] = {}
     for run in runs:
         latest[(run["task"], run["dataset"], _trained_on(run))] = run
-    lines = ["| date | commit | task | dataset | trained on | n | results | provider | run |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    lines = [
+        "| date | commit | task | dataset | trained on | n | results | provider | run |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for (task, dataset, trained), r in sorted(latest.items()):
         parts = []
         for field, m in r.get("metrics", {}).items():
-            scalars = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in m.items()
-                                if isinstance(v, int | float) and not isinstance(v, bool) and k in TABLE_METRICS
-                                or k.startswith("hit@"))  # fmt: skip
+            scalars = ", ".join(
+                f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
+                for k, v in m.items()
+                if isinstance(v, int | float) and not isinstance(v, bool) and k in TABLE_METRICS or k.startswith("hit@")
+            )
             parts.append(f"{field}: {scalars}")
         if "invalid_labels" in r:
             parts.append(f"invalid labels {r['invalid_labels']}")
-        lines.append(f"| {r['timestamp'][:10]} | {r.get('git_commit') or '?'} | {task} | {dataset} | {trained} | {r.get('n')} | "
-                     f"{'; '.join(parts)} | {r.get('provider')} | {r['run_id']} |")  # fmt: skip
+        lines.append(
+            f"| {r['timestamp'][:10]} | {r.get('git_commit') or '?'} | {task} | {dataset} | {trained} | {r.get('n')} | "
+            f"{'; '.join(parts)} | {r.get('provider')} | {r['run_id']} |"
+        )
     return "\n".join(lines)
 
 
@@ -429,6 +503,7 @@ _DATE_OR_ID = re.compile(r"\d{4}-\d{2}-\d{2}|\d{4}-W\d{2}|\b[A-Za-z]+[\w-]*\d[\w
 
 def figure_in_results(value: Any, results: list[Any]) -> bool:
     """An expected figure is a number or a string value somewhere in the tool results."""
+
     def walk(node: Any) -> bool:
         if isinstance(node, dict):
             return any(walk(v) for v in node.values())
@@ -457,8 +532,16 @@ def figure_in_answer(value: Any, answer: str, taxonomy: Taxonomy) -> bool:
     return any(n.lower() in answer.lower() for n in names)
 
 
-def eval_ask(*, dataset: Path, store: Store, taxonomy: Taxonomy, zone: tzinfo, model: ChatModel | None = None,
-             limit: int | None = None, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:  # fmt: skip
+def eval_ask(
+    *,
+    dataset: Path,
+    store: Store,
+    taxonomy: Taxonomy,
+    zone: tzinfo,
+    model: ChatModel | None = None,
+    limit: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
     """Ask each question of a JSONL file and check its expected figures.
 
     A row holds ``question``, ``as_of`` (a date: its end of day, or a timestamp) and ``expected``:
@@ -496,19 +579,33 @@ def eval_ask(*, dataset: Path, store: Store, taxonomy: Taxonomy, zone: tzinfo, m
         prompts |= {answer.prompt_version} if answer.prompt_version else set()
         per_kind.setdefault(str(row.get("kind", "all")), []).append(int(t_ok and a_ok))
         if not (t_ok and a_ok):
-            failures.append({"id": row.get("id"), "question": row["question"], "expected": row["expected"],
-                             "in_tools": t_ok, "in_answer": a_ok, "understood": answer.understood,
-                             "answer": answer.answer[:300]})  # fmt: skip
+            failures.append(
+                {
+                    "id": row.get("id"),
+                    "question": row["question"],
+                    "expected": row["expected"],
+                    "in_tools": t_ok,
+                    "in_answer": a_ok,
+                    "understood": answer.understood,
+                    "answer": answer.answer[:300],
+                }
+            )
         if progress is not None:
             progress(i, len(rows))
     elapsed = time.perf_counter() - started
     n = len(rows)
     return {
         "n": n,
-        "metrics": {"ask": {"exact_in_tools": round(ok_tools / n, 4), "exact_in_answer": round(ok_answer / n, 4),
-                            "accuracy": round(ok_both / n, 4), "understood": round(understood / n, 4),
-                            "silent_wrong": silent_wrong,
-                            **{f"accuracy_{k}": round(sum(v) / len(v), 4) for k, v in sorted(per_kind.items())}}},
+        "metrics": {
+            "ask": {
+                "exact_in_tools": round(ok_tools / n, 4),
+                "exact_in_answer": round(ok_answer / n, 4),
+                "accuracy": round(ok_both / n, 4),
+                "understood": round(understood / n, 4),
+                "silent_wrong": silent_wrong,
+                **{f"accuracy_{k}": round(sum(v) / len(v), 4) for k, v in sorted(per_kind.items())},
+            }
+        },
         "paths": dict(paths),
         "failures": failures[:50],
         "latency_ms_per_item": round(elapsed / n * 1000, 3),
@@ -521,20 +618,29 @@ def eval_ask(*, dataset: Path, store: Store, taxonomy: Taxonomy, zone: tzinfo, m
 
 # The harness's own judges of tense and tone (independent of agent/reply.py's checks): a reply
 # that says an action already happened, and words that make harm sound small.
-_DONE_CLAIM = re.compile(r"已经?(?:为您|给您|帮您|向您)?(?:退款|退回|退还|补发|重发|发放|安排|处理|联系|寄出|发出|更换|加急|提交|升级)|"
-                         r"\b(?:we've|we have|has been|have been)\s+(?:already\s+)?\w+ed\b|\bwe (?:re-?sent|refunded|issued)\b",
-                         re.I)  # fmt: skip
+_DONE_CLAIM = re.compile(
+    r"已经?(?:为您|给您|帮您|向您)?(?:退款|退回|退还|补发|重发|发放|安排|处理|联系|寄出|发出|更换|加急|提交|升级)|"
+    r"\b(?:we've|we have|has been|have been)\s+(?:already\s+)?\w+ed\b|\bwe (?:re-?sent|refunded|issued)\b",
+    re.I,
+)
 _SMALL_HARM = re.compile(r"不便|麻烦|inconvenien|hassle", re.I)
 _CONDITIONAL = re.compile(r"(?:once|after|when|as soon as|until|before|if)\s*$|(?:核实后|确认后|如果|若)\s*$", re.I)
 
 
 def _claims_done(reply: str) -> bool:
     """A statement that something already happened; "once we have checked" is a condition, not one."""
-    return any(not _CONDITIONAL.search(reply[max(0, m.start() - 12):m.start()]) for m in _DONE_CLAIM.finditer(reply))
+    return any(not _CONDITIONAL.search(reply[max(0, m.start() - 12) : m.start()]) for m in _DONE_CLAIM.finditer(reply))
 
 
-def eval_reply(*, dataset: Path, store: Store, taxonomy: Taxonomy, model: ChatModel | None = None,
-               limit: int | None = None, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:  # fmt: skip
+def eval_reply(
+    *,
+    dataset: Path,
+    store: Store,
+    taxonomy: Taxonomy,
+    model: ChatModel | None = None,
+    limit: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
     """Draft a reply for each complaint of a JSONL file and check it.
 
     A row holds ``text`` and optionally ``customer``, ``order_id``, ``language`` (default: the
@@ -573,8 +679,15 @@ def eval_reply(*, dataset: Path, store: Store, taxonomy: Taxonomy, model: ChatMo
         stored = store.records("resolution", d.citations)
         sims = {e.resolution_id: e.similarity for e in d.evidence}
         c_ok = all(c in stored and sims.get(c, 0) >= evidence_threshold(store) for c in d.citations)
-        promises, problems = check_draft(d.reply, d.evidence, d.citations, want, message=text,
-                                         customer=row.get("customer"), order_id=row.get("order_id"))  # fmt: skip
+        promises, problems = check_draft(
+            d.reply,
+            d.evidence,
+            d.citations,
+            want,
+            message=text,
+            customer=row.get("customer"),
+            order_id=row.get("order_id"),
+        )
         g_ok = all(p.supported_by for p in promises)
         lang_ok += l_ok
         cites_ok += c_ok
@@ -601,18 +714,33 @@ def eval_reply(*, dataset: Path, store: Store, taxonomy: Taxonomy, model: ChatMo
                 judge.append(score)
         tone_bad = row.get("severity") in ("injury", "safety") and _SMALL_HARM.search(d.reply)
         echo_bad = any(str(w).lower() in d.reply.lower() for w in row.get("insults") or [])
-        if not (l_ok and c_ok and g_ok and not problems) or (row.get("expect_review") is True and not d.needs_review) \
-                or done or tone_bad or echo_bad:  # fmt: skip
-            failures.append({"id": row.get("id"), "text": text[:120], "reply": d.reply[:200], "problems": problems,
-                             "needs_review": d.needs_review})  # fmt: skip
+        if (
+            not (l_ok and c_ok and g_ok and not problems)
+            or (row.get("expect_review") is True and not d.needs_review)
+            or done
+            or tone_bad
+            or echo_bad
+        ):
+            failures.append(
+                {
+                    "id": row.get("id"),
+                    "text": text[:120],
+                    "reply": d.reply[:200],
+                    "problems": problems,
+                    "needs_review": d.needs_review,
+                }
+            )
         if progress is not None:
             progress(i, len(rows))
     n = len(rows)
     metrics: dict[str, Any] = {
-        "language_match": round(lang_ok / n, 4), "citation_validity": round(cites_ok / n, 4),
-        "groundedness": round(grounded / n, 4), "cited_share": round(cited_any / n, 4),
-        "policy_violations": violations, "tense_ok": round(tense_ok / n, 4),
-    }  # fmt: skip
+        "language_match": round(lang_ok / n, 4),
+        "citation_validity": round(cites_ok / n, 4),
+        "groundedness": round(grounded / n, 4),
+        "cited_share": round(cited_any / n, 4),
+        "policy_violations": violations,
+        "tense_ok": round(tense_ok / n, 4),
+    }
     if tone_total:
         metrics["tone_ok"] = round(tone_ok / tone_total, 4)
     if echo_total:
@@ -647,8 +775,13 @@ def _judge(model: ChatModel, text: str, reply: str) -> float | None:
 
     prompt = load_prompt("judge_reply")
     try:
-        got = complete_structured(model, prompt.render(message=fence(text, "customer_message"), reply=fence(reply, "draft")),
-                                  Verdict, prompt_version=prompt.ref, max_tokens=128)  # fmt: skip
+        got = complete_structured(
+            model,
+            prompt.render(message=fence(text, "customer_message"), reply=fence(reply, "draft")),
+            Verdict,
+            prompt_version=prompt.ref,
+            max_tokens=128,
+        )
     except AgentError:
         return None
     return float(got.value.score)

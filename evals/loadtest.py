@@ -50,8 +50,13 @@ def free_port() -> int:
 def start_server(env: dict[str, str], stderr: Any = subprocess.DEVNULL) -> tuple[subprocess.Popen[Any], str]:
     """Start `feedback-agent serve` on a free loopback port and wait until /healthz answers."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-c", "from cli import main; main()", "serve", "--port", str(port)],
-                            cwd=ROOT, env={**os.environ, **env}, stderr=stderr, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from cli import main; main()", "serve", "--port", str(port)],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stderr=stderr,
+        text=True,
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(300):
         try:
@@ -87,8 +92,9 @@ def main() -> None:
         ingest_file(store, SAMPLE_DIR / "feedback.csv", taxonomy=load_taxonomy(), zone=zone, now=datetime.now(UTC))
         ingest_file(store, SAMPLE_DIR / "resolutions.csv", kind="resolution", zone=zone, now=datetime.now(UTC))
         store.close()
-        server, url = start_server({"FEEDBACK_AGENT_HOME": str(home), "FEEDBACK_AGENT_API_KEYS": KEY,
-                                    "FEEDBACK_AGENT_LLM": "none"})  # fmt: skip
+        server, url = start_server(
+            {"FEEDBACK_AGENT_HOME": str(home), "FEEDBACK_AGENT_API_KEYS": KEY, "FEEDBACK_AGENT_LLM": "none"}
+        )
         headers = {"Authorization": f"Bearer {KEY}"}
         try:
             before = httpx.get(f"{url}/healthz").json()["feedback"]
@@ -106,8 +112,12 @@ def main() -> None:
                         if (n + i) % 2 == 0:
                             name, req = "classify", lambda: http.post("/v1/classify", json={"text": rng.choice(texts)})
                         else:
-                            name, req = "ask", lambda: http.post("/v1/ask", json={"question": rng.choice(questions),
-                                                                                "as_of": "2026-11-23"})  # fmt: skip
+                            name, req = (
+                                "ask",
+                                lambda: http.post(
+                                    "/v1/ask", json={"question": rng.choice(questions), "as_of": "2026-11-23"}
+                                ),
+                            )
                         t = time.perf_counter()
                         try:
                             res = req()
@@ -124,8 +134,15 @@ def main() -> None:
                 with httpx.Client(base_url=url, headers=headers, timeout=120) as http:
                     batch_no = 0
                     while time.monotonic() < deadline:
-                        recs = [{"id": f"LOAD-{batch_no}-{i}", "text": f"压测导入 {batch_no}-{i}：{texts[(batch_no * 7 + i) % len(texts)]}",
-                                 "created_at": "2026-11-22 12:00:00", "channel": "api"} for i in range(args.ingest_batch)]  # fmt: skip
+                        recs = [
+                            {
+                                "id": f"LOAD-{batch_no}-{i}",
+                                "text": f"压测导入 {batch_no}-{i}：{texts[(batch_no * 7 + i) % len(texts)]}",
+                                "created_at": "2026-11-22 12:00:00",
+                                "channel": "api",
+                            }
+                            for i in range(args.ingest_batch)
+                        ]
                         t = time.perf_counter()
                         res = http.post("/v1/feedback", json={"records": recs})
                         with lock:
@@ -153,16 +170,22 @@ def main() -> None:
         in_mirror = store.count("feedback")
         store.close()
 
-    print(f"\nfeedback-agent load test: {args.clients} clients for {args.seconds:g} s on loopback, no LLM "
-          f"(+1 client ingesting batches of {args.ingest_batch})")
+    print(
+        f"\nfeedback-agent load test: {args.clients} clients for {args.seconds:g} s on loopback, no LLM "
+        f"(+1 client ingesting batches of {args.ingest_batch})"
+    )
     print(f"{'endpoint':12}{'requests':>10}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}")
     for name in ("classify", "ask", "feedback"):
         p = _pcts(lat[name])
-        print(f"{name:12}{len(lat[name]):>10}{len(lat[name]) / elapsed:>9.1f}{p['p50']:>9}{p['p95']:>9}{p['p99']:>9}"
-              f"{len(errors[name]):>8}")
+        print(
+            f"{name:12}{len(lat[name]):>10}{len(lat[name]) / elapsed:>9.1f}{p['p50']:>9}{p['p95']:>9}{p['p99']:>9}"
+            f"{len(errors[name]):>8}"
+        )
     lost = before + len(ingested) - after
-    print(f"ingested during the load: {len(ingested)} records; mirror {after} = {before} + {len(ingested)}; "
-          f"Chroma {in_chroma}, mirror {in_mirror}; lost: {lost}")
+    print(
+        f"ingested during the load: {len(ingested)} records; mirror {after} = {before} + {len(ingested)}; "
+        f"Chroma {in_chroma}, mirror {in_mirror}; lost: {lost}"
+    )
     failed = sum(len(v) for v in errors.values())
     if failed or lost or in_chroma != in_mirror:
         print(f"FAILED: {failed} errors { {k: v[:3] for k, v in errors.items() if v} }, {lost} lost")

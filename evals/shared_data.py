@@ -56,12 +56,18 @@ def main(out: Path, shared: Path = SHARED) -> None:
     _write(out / "bitext-train.csv", rows[500:], ["text", "category"])
     _write(out / "bitext-train-10.csv", _first_per_label(rows[500:], 0, 10), ["text", "category"])
     intents = sorted({r["category"] for r in rows})
-    (out / "bitext-taxonomy.json").write_text(json.dumps(
-        {"name": "bitext-intents", "categories": [{"id": i, "description": i.replace("_", " ")} for i in intents]}))
+    (out / "bitext-taxonomy.json").write_text(
+        json.dumps(
+            {"name": "bitext-intents", "categories": [{"id": i, "description": i.replace("_", " ")} for i in intents]}
+        )
+    )
     for name, file in (("waimai", "waimai_10k.csv"), ("chnsenticorp", "ChnSentiCorp_htl_all.csv")):
         with open(shared / "sophonplus" / file, encoding="utf-8") as fh:
-            rows = [{"text": r["review"].strip(), "sentiment": "positive" if r["label"] == "1" else "negative"}
-                    for r in csv.DictReader(fh) if r["review"] and r["review"].strip()]  # fmt: skip
+            rows = [
+                {"text": r["review"].strip(), "sentiment": "positive" if r["label"] == "1" else "negative"}
+                for r in csv.DictReader(fh)
+                if r["review"] and r["review"].strip()
+            ]
         random.Random(7).shuffle(rows)
         _write(out / f"{name}-test.csv", rows[:1000], ["text", "sentiment"])
         _write(out / f"{name}-train.csv", rows[1000:], ["text", "sentiment"])
@@ -77,8 +83,9 @@ def banking77_shots(test_csv: Path, out: Path, shots: int = 10) -> dict[str, int
     out.mkdir(parents=True, exist_ok=True)
     _write(out / f"banking77-shot{shots}-train.csv", train, ["text", "category"])
     _write(out / f"banking77-shot{shots}-test.csv", test, ["text", "category"])
-    (out / "banking77-taxonomy.json").write_text(json.dumps(
-        {"name": "banking77", "categories": [{"id": i} for i in intents]}))  # fmt: skip
+    (out / "banking77-taxonomy.json").write_text(
+        json.dumps({"name": "banking77", "categories": [{"id": i} for i in intents]})
+    )
     return {"intents": len(intents), "train": len(train), "test": len(test)}
 
 
@@ -89,8 +96,10 @@ if __name__ == "__main__":
     ap.add_argument("--banking77-test", type=Path, help="BANKING77's public test.csv, for the 10-shot split")
     args = ap.parse_args()
     if not (args.source / "bitext" / "bitext_customer_support.csv").exists():
-        raise SystemExit(f"error: no bitext/bitext_customer_support.csv under {args.source}; give --source DIR "
-                         "(docs/evaluation.md says where to get the data sets)")
+        raise SystemExit(
+            f"error: no bitext/bitext_customer_support.csv under {args.source}; give --source DIR "
+            "(docs/evaluation.md says where to get the data sets)"
+        )
     main(args.out, args.source)
     if args.banking77_test:
         print(f"banking77 10-shot split: {banking77_shots(args.banking77_test, args.out)}")

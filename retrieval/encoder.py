@@ -70,9 +70,12 @@ class SentenceEncoder:
         self.eps = float(config.get("layer_norm_eps", 1e-12))
         raw = load_file(str(path / "model.safetensors"))
         # Linear layers are stored (out, in); keep them (in, out) so every product is x @ W.
-        self.w = {k: (np.ascontiguousarray(v.T) if k.endswith(".weight") and v.ndim == 2 and "embeddings" not in k
-                      else v).astype(np.float32)
-                  for k, v in raw.items()}  # fmt: skip
+        self.w = {
+            k: (
+                np.ascontiguousarray(v.T) if k.endswith(".weight") and v.ndim == 2 and "embeddings" not in k else v
+            ).astype(np.float32)
+            for k, v in raw.items()
+        }
         self.tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
         self.tokenizer.enable_truncation(max_tokens)
         self.tokenizer.enable_padding()
@@ -102,8 +105,11 @@ class SentenceEncoder:
     def _forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         w = self.w
         n, length = ids.shape
-        x = (w["embeddings.word_embeddings.weight"][ids] + w["embeddings.position_embeddings.weight"][:length][None]
-             + w["embeddings.token_type_embeddings.weight"][0])  # fmt: skip
+        x = (
+            w["embeddings.word_embeddings.weight"][ids]
+            + w["embeddings.position_embeddings.weight"][:length][None]
+            + w["embeddings.token_type_embeddings.weight"][0]
+        )
         x = self._norm(x, "embeddings.LayerNorm")
         pad = ((1.0 - mask) * -1e9)[:, None, None, :].astype(np.float32)
         head = self.dim // self.heads
@@ -181,8 +187,10 @@ class VectorCache:
                     found[key] = vec.astype(np.float16).astype(np.float32)  # as a cache hit reads it
                 if remember:
                     with conn:
-                        conn.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?)",
-                                         [(k, found[k].astype(np.float16).tobytes()) for k in first])  # fmt: skip
+                        conn.executemany(
+                            "INSERT OR REPLACE INTO vectors VALUES (?, ?)",
+                            [(k, found[k].astype(np.float16).tobytes()) for k in first],
+                        )
         finally:
             conn.close()
         for i, key in enumerate(keys):

@@ -93,8 +93,12 @@ class _Rejects:
         if self._fh is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
-        entry: dict[str, Any] = {"row": raw.number, "line": raw.line, "reason": reason,
-                                 "data": printable(raw.source or raw.values or {})}  # fmt: skip
+        entry: dict[str, Any] = {
+            "row": raw.number,
+            "line": raw.line,
+            "reason": reason,
+            "data": printable(raw.source or raw.values or {}),
+        }
         if raw.last_line is not None and raw.last_line != raw.line:
             entry["lines"] = [raw.line, raw.last_line]
         if raw.sheet is not None:
@@ -158,8 +162,9 @@ def ingest_rows(
             reject(raw, raw.error or "unreadable row")
             continue
         if redact_pii:
-            raw.values = {k: redact(v) if k in FREE_TEXT[kind] and isinstance(v, str) else v
-                          for k, v in raw.values.items()}  # fmt: skip
+            raw.values = {
+                k: redact(v) if k in FREE_TEXT[kind] and isinstance(v, str) else v for k, v in raw.values.items()
+            }
         try:
             record: Feedback | Resolution
             if kind == "feedback":
@@ -236,9 +241,19 @@ def ingest_file(
     with home_lock(store.home):
         try:
             store.repair()  # a run killed between Chroma and the mirror left orphans: clear them first
-            result = ingest_rows(store, counted(source), kind=kind, taxonomy=taxonomy, zone=zone, now=now,
-                                 reject=rejects.add, batch_size=batch_size, labeler=labeler,
-                                 after_batch=after_batch, redact_pii=redact_pii)  # fmt: skip
+            result = ingest_rows(
+                store,
+                counted(source),
+                kind=kind,
+                taxonomy=taxonomy,
+                zone=zone,
+                now=now,
+                reject=rejects.add,
+                batch_size=batch_size,
+                labeler=labeler,
+                after_batch=after_batch,
+                redact_pii=redact_pii,
+            )
         finally:
             rejects.close()
             source.close()

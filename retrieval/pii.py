@@ -19,20 +19,24 @@ _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK = "10X98765432"
 
 EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
-CN_ID = re.compile(r"(?<![0-9A-Za-z])[1-9]\d{5}(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx](?![0-9A-Za-z])")
+CN_ID = re.compile(
+    r"(?<![0-9A-Za-z])[1-9]\d{5}(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx](?![0-9A-Za-z])"
+)
 CARD = re.compile(r"(?<![0-9A-Za-z+-])[3-6](?:\d[ -]?){11,17}\d(?![0-9A-Za-z-])")  # Visa, MC, UnionPay, Amex, JCB
 CN_MOBILE = re.compile(r"(?<![0-9A-Za-z])(?:\+?86[ -]?)?1[3-9]\d[ -]?\d{4}[ -]?\d{4}(?![0-9A-Za-z])")
 CN_LANDLINE = re.compile(r"(?<![0-9A-Za-z])(?:\(0\d{2,3}\)|0\d{2,3})[ -]?\d{7,8}(?:-\d{1,4})?(?![0-9A-Za-z])")
-INTL_PHONE = re.compile(r"(?<![0-9A-Za-z])\+(?!86)\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{2,4}(?:[ .-]?\d{2,4}){1,3}(?![0-9A-Za-z])")
+INTL_PHONE = re.compile(
+    r"(?<![0-9A-Za-z])\+(?!86)\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{2,4}(?:[ .-]?\d{2,4}){1,3}(?![0-9A-Za-z])"
+)
 CN_ADDRESS = re.compile(
     r"(?:[\u4e00-\u9fff]{2,3}(?:省|自治区))?(?:[\u4e00-\u9fff]{2,4}市)?(?:[\u4e00-\u9fff]{1,5}(?:区|县|镇|乡))?"
     r"[\u4e00-\u9fff0-9]{1,12}(?:路|街|大道|道|巷|弄|胡同)[0-9一二三四五六七八九十]{1,6}(?:号|號)"
     r"(?:[0-9A-Za-z一二三四五六七八九十]{1,6}(?:栋|幢|座|号楼|单元|室|层|楼)){0,4}"
-)  # fmt: skip
+)
 EN_ADDRESS = re.compile(
     r"\b\d{1,6}\s+(?:[A-Z][a-z]+\s+){1,4}(?:Street|St|Road|Rd|Avenue|Ave|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|"
     r"Way|Place|Pl|Terrace|Highway|Hwy)\b\.?(?:,?\s*(?:Apt|Suite|Unit|#)\s*[\w-]+)?"
-)  # fmt: skip
+)
 
 
 def _id_valid(s: str) -> bool:

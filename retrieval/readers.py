@@ -30,8 +30,15 @@ from typing import Any, BinaryIO
 from retrieval.errors import InputFileError, RowError
 from retrieval.records import FEEDBACK_FIELDS, FIELD_ALIASES, RESOLUTION_FIELDS, check_text
 
-SUPPORTED = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl",
-             ".xlsx": "xlsx", ".xlsm": "xlsx"}  # fmt: skip
+SUPPORTED = {
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".txt": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".xlsx": "xlsx",
+    ".xlsm": "xlsx",
+}
 MAX_FIELD_CHARS = 1_000_000  # a runaway quote must not swallow a 1 GB file into one field
 MAX_RECORD_LINES = 200  # a quoted field spanning more lines than this is a runaway, whatever it holds
 REQUIRED = {"feedback": ("text",), "resolution": ("feedback_id", "action")}
@@ -95,8 +102,7 @@ def build_header_map(headers: list[str], kind: str, explicit: dict[str, str]) ->
         actual = header if header in headers else by_norm.get(_norm_header(header))
         if actual is None:
             raise InputFileError(
-                f"column {header!r} (mapped to {fld}) is not in the file; columns: "
-                + ", ".join(headers[:30])
+                f"column {header!r} (mapped to {fld}) is not in the file; columns: " + ", ".join(headers[:30])
             )
         header_to_field[actual] = fld
     taken = set(header_to_field.values())
@@ -117,9 +123,7 @@ def check_required(header_map: dict[str, str], headers: list[str], kind: str, pa
     for fld in REQUIRED[kind]:
         if fld not in mapped:
             shown = ", ".join(headers[:20]) or "none"
-            raise InputFileError(
-                f"{path.name}: no {fld} column (columns: {shown}); name one with --map {fld}=Header"
-            )
+            raise InputFileError(f"{path.name}: no {fld} column (columns: {shown}); name one with --map {fld}=Header")
 
 
 # --------------------------------------------------------------------------- encodings
@@ -380,9 +384,14 @@ class InputFile:
             except csv.Error as exc:
                 used = feed.take()
                 number += 1
-                yield RawRow(number=number, line=used[0].number if used else None,
-                             last_line=used[-1].number if used else None, error=f"malformed CSV: {exc}",
-                             source={"text": _joined(used)}, raw=b"".join(u.raw for u in used))  # fmt: skip
+                yield RawRow(
+                    number=number,
+                    line=used[0].number if used else None,
+                    last_line=used[-1].number if used else None,
+                    error=f"malformed CSV: {exc}",
+                    source={"text": _joined(used)},
+                    raw=b"".join(u.raw for u in used),
+                )
                 reader = csv.reader(feed, delimiter=delimiter)  # a fresh reader: the old one may be mid-field
                 continue
             used = feed.take()
@@ -392,21 +401,29 @@ class InputFile:
                 number += 1
                 first = used[0]
                 feed.pending.extendleft(reversed(used[1:]))
-                yield RawRow(number=number, line=first.number, last_line=first.number,
-                             error=f"unclosed quote: the field ran over lines {first.number}-{used[-1].number}, "
-                                   f"which hold rows of their own; rejected line {first.number} only and "
-                                   f"read on from line {used[1].number}",
-                             source={"text": first.text}, raw=first.raw)  # fmt: skip
+                yield RawRow(
+                    number=number,
+                    line=first.number,
+                    last_line=first.number,
+                    error=f"unclosed quote: the field ran over lines {first.number}-{used[-1].number}, "
+                    f"which hold rows of their own; rejected line {first.number} only and "
+                    f"read on from line {used[1].number}",
+                    source={"text": first.text},
+                    raw=first.raw,
+                )
                 continue
             number += 1
             line, last = used[0].number, used[-1].number
             raw = b"".join(u.raw for u in used)
             if len(cells) > n_headers and any(c.strip() for c in cells[n_headers:]):
                 yield RawRow(
-                    number=number, line=line, last_line=last, raw=raw,
+                    number=number,
+                    line=line,
+                    last_line=last,
+                    raw=raw,
                     error=f"row has {len(cells)} cells but the header has {n_headers}",
                     source={"cells": cells},
-                )  # fmt: skip
+                )
                 continue
             row = self._map_row(dict(zip(self.headers, cells, strict=False)), number, line)
             row.raw, row.last_line = raw, last
@@ -440,8 +457,9 @@ class InputFile:
             if not isinstance(obj, dict):
                 yield RawRow(**bad, error="line is not a JSON object")
                 continue
-            cells = {str(k): (json.dumps(v, ensure_ascii=False) if isinstance(v, dict | list) else v)
-                     for k, v in obj.items()}  # fmt: skip
+            cells = {
+                str(k): (json.dumps(v, ensure_ascii=False) if isinstance(v, dict | list) else v) for k, v in obj.items()
+            }
             key = tuple(cells)
             if key not in maps:
                 maps[key] = build_header_map(list(key), self.kind, self.explicit_map)
@@ -495,7 +513,9 @@ class InputFile:
         self.headers, self.header_map = sheets[0][1], sheets[0][2]
         return self._xlsx_iter(sheets)
 
-    def _xlsx_iter(self, sheets: list[tuple[Any, list[str], dict[str, str], Iterator[tuple[Any, ...]]]]) -> Iterator[RawRow]:
+    def _xlsx_iter(
+        self, sheets: list[tuple[Any, list[str], dict[str, str], Iterator[tuple[Any, ...]]]]
+    ) -> Iterator[RawRow]:
         number = 0
         done = 0
         for ws, headers, header_map, rows in sheets:

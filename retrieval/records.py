@@ -25,19 +25,49 @@ MAX_TEXT_CHARS = 20_000
 Language = Literal["zh", "en", "mixed"]
 
 FEEDBACK_FIELDS = (
-    "id", "text", "created_at", "channel", "customer_tier", "order_id", "product", "sku",
-    "carrier", "region", "rating", "category", "subcategory", "sentiment", "urgency",
-)  # fmt: skip
+    "id",
+    "text",
+    "created_at",
+    "channel",
+    "customer_tier",
+    "order_id",
+    "product",
+    "sku",
+    "carrier",
+    "region",
+    "rating",
+    "category",
+    "subcategory",
+    "sentiment",
+    "urgency",
+)
 RESOLUTION_FIELDS = (
-    "id", "feedback_id", "action", "reply", "outcome", "compensation", "resolved_at",
-)  # fmt: skip
+    "id",
+    "feedback_id",
+    "action",
+    "reply",
+    "outcome",
+    "compensation",
+    "resolved_at",
+)
 # Input headers that map to a field without --map (lower-cased, Chinese back-office spellings).
 FIELD_ALIASES: dict[str, tuple[str, ...]] = {
     "id": ("record_id", "编号", "评价id", "反馈id"),
-    "text": ("content", "review", "comment", "feedback", "message", "instruction",
-             "评价内容", "内容", "评论", "评价", "反馈内容", "留言"),
-    "created_at": ("created", "date", "time", "timestamp", "评价时间", "时间", "日期", "创建时间",
-                   "反馈时间"),
+    "text": (
+        "content",
+        "review",
+        "comment",
+        "feedback",
+        "message",
+        "instruction",
+        "评价内容",
+        "内容",
+        "评论",
+        "评价",
+        "反馈内容",
+        "留言",
+    ),
+    "created_at": ("created", "date", "time", "timestamp", "评价时间", "时间", "日期", "创建时间", "反馈时间"),
     "channel": ("source", "渠道", "来源"),
     "customer_tier": ("tier", "member_level", "会员等级", "客户等级"),
     "order_id": ("order", "order_no", "订单号", "订单编号"),
@@ -55,7 +85,7 @@ FIELD_ALIASES: dict[str, tuple[str, ...]] = {
     "outcome": ("status", "处理结果", "结果"),
     "compensation": ("补偿",),
     "resolved_at": ("处理时间", "解决时间"),
-}  # fmt: skip
+}
 
 
 class LabelSource(StrEnum):
@@ -169,10 +199,21 @@ def get_zone(name: str) -> tzinfo:
 
 
 _DATE_FORMATS = (
-    "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M", "%Y/%m/%d",
-    "%Y.%m.%d %H:%M:%S", "%Y.%m.%d %H:%M", "%Y.%m.%d", "%Y%m%d %H:%M:%S", "%Y%m%d",
-    "%Y年%m月%d日 %H:%M:%S", "%Y年%m月%d日 %H:%M", "%Y年%m月%d日%H:%M", "%Y年%m月%d日",
-)  # fmt: skip
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%d %H:%M",
+    "%Y/%m/%d %H:%M:%S",
+    "%Y/%m/%d %H:%M",
+    "%Y/%m/%d",
+    "%Y.%m.%d %H:%M:%S",
+    "%Y.%m.%d %H:%M",
+    "%Y.%m.%d",
+    "%Y%m%d %H:%M:%S",
+    "%Y%m%d",
+    "%Y年%m月%d日 %H:%M:%S",
+    "%Y年%m月%d日 %H:%M",
+    "%Y年%m月%d日%H:%M",
+    "%Y年%m月%d日",
+)
 _EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 # User-given reference times (as-of, since, until, report weeks) must leave room for the windows
 # computed from them (a year back, a week ahead) inside what datetime can hold.
@@ -337,9 +378,7 @@ def _parse_rating(value: Any) -> float | None:
     return rating
 
 
-def _parse_time_field(
-    raw: dict[str, Any], field: str, zone: tzinfo, imported_at: datetime
-) -> datetime | None:
+def _parse_time_field(raw: dict[str, Any], field: str, zone: tzinfo, imported_at: datetime) -> datetime | None:
     cell = raw.get(field)
     if _clean(cell) is None:
         return None
@@ -352,9 +391,7 @@ def _parse_time_field(
     return parsed
 
 
-def _label(
-    raw: dict[str, Any], field: str, taxonomy: Taxonomy | None, label_set: str | None
-) -> LabelValue | None:
+def _label(raw: dict[str, Any], field: str, taxonomy: Taxonomy | None, label_set: str | None) -> LabelValue | None:
     value = _clean(raw.get(field))
     if value is None:
         return None
@@ -377,9 +414,7 @@ def _extra(raw: dict[str, Any], known: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
-def parse_feedback(
-    raw: dict[str, Any], *, zone: tzinfo, imported_at: datetime, taxonomy: Taxonomy | None
-) -> Feedback:
+def parse_feedback(raw: dict[str, Any], *, zone: tzinfo, imported_at: datetime, taxonomy: Taxonomy | None) -> Feedback:
     """Validate one mapped input row as a :class:`Feedback` record.
 
     Args:
@@ -423,12 +458,25 @@ def parse_feedback(
 
 
 _OUTCOMES: dict[str, Outcome] = {
-    "resolved": "resolved", "solved": "resolved", "closed": "resolved", "done": "resolved",
-    "已解决": "resolved", "解决": "resolved", "已处理": "resolved", "完成": "resolved",
-    "unresolved": "unresolved", "open": "unresolved", "pending": "unresolved",
-    "未解决": "unresolved", "处理中": "unresolved", "待处理": "unresolved",
-    "escalated": "escalated", "已升级": "escalated", "升级": "escalated", "转交": "escalated",
-}  # fmt: skip
+    "resolved": "resolved",
+    "solved": "resolved",
+    "closed": "resolved",
+    "done": "resolved",
+    "已解决": "resolved",
+    "解决": "resolved",
+    "已处理": "resolved",
+    "完成": "resolved",
+    "unresolved": "unresolved",
+    "open": "unresolved",
+    "pending": "unresolved",
+    "未解决": "unresolved",
+    "处理中": "unresolved",
+    "待处理": "unresolved",
+    "escalated": "escalated",
+    "已升级": "escalated",
+    "升级": "escalated",
+    "转交": "escalated",
+}
 
 
 def parse_resolution(raw: dict[str, Any], *, zone: tzinfo, imported_at: datetime) -> Resolution:

@@ -38,8 +38,22 @@ WEEKS = 9  # W39 .. W47
 SPIKE_PRODUCT = "智能保温杯 Pro"
 BAD_CARRIER = "云达快运"
 
-FEEDBACK_COLUMNS = ["id", "text", "created_at", "channel", "customer_tier", "order_id", "product",
-                    "sku", "carrier", "region", "rating", "category", "sentiment", "urgency"]  # fmt: skip
+FEEDBACK_COLUMNS = [
+    "id",
+    "text",
+    "created_at",
+    "channel",
+    "customer_tier",
+    "order_id",
+    "product",
+    "sku",
+    "carrier",
+    "region",
+    "rating",
+    "category",
+    "sentiment",
+    "urgency",
+]
 RESOLUTION_COLUMNS = ["id", "feedback_id", "action", "reply", "outcome", "compensation", "resolved_at"]
 
 
@@ -240,7 +254,11 @@ EN: dict[str, list[T]] = {
         ("Warranty repair for the {pe} is taking forever.", "negative", "medium"),
     ],
     "price_promotion": [
-        ("The price of the {pe} dropped by {a} yuan the day after I bought it. Price protection?", "negative", "medium"),
+        (
+            "The price of the {pe} dropped by {a} yuan the day after I bought it. Price protection?",
+            "negative",
+            "medium",
+        ),
         ("My discount code says invalid at checkout even though it has not expired.", "negative", "medium"),
         ("The Singles' Day promotion rules are impossible to understand.", "negative", "medium"),
         ("{price} yuan for a {pe} is way too expensive.", "negative", "low"),
@@ -300,72 +318,189 @@ MIXED_TAILS = [" really disappointed", " so annoying", " not OK", " please fix i
 # Resolution actions and replies per category: (action_zh, reply_zh, action_en, reply_en, compensation)
 RESOLUTIONS: dict[str, list[tuple[str, str, str, str, str | None]]] = {
     "logistics": [
-        ("联系{c}核实包裹位置并加急派送", "{name}您好，非常抱歉让您久等了。我们已联系{c}核实您的包裹，并要求加急派送，预计1-2天内送达，有进展会第一时间通知您。",
-         "Asked {c} to trace the parcel and expedite delivery", "Hi {name}, sorry for the wait. We have asked {c} to trace your parcel and expedite it; we will update you as soon as we hear back.", None),
-        ("确认包裹丢失，安排补发", "{name}您好，经与{c}核实，您的包裹在运输途中丢失，我们已为您安排补发，补发单号会短信通知您，给您带来不便非常抱歉。",
-         "Confirmed lost parcel and sent a replacement", "Hi {name}, {c} confirmed the parcel was lost. We have shipped a replacement and will text you the new tracking number. Sorry for the trouble.", None),
-        ("发放5元无门槛优惠券作为延误补偿", "{name}您好，物流延误给您添麻烦了，我们已向您的账户发放一张5元无门槛优惠券以表歉意，包裹目前已在派送中。",
-         "Issued a 5 yuan voucher for the delay", "Hi {name}, sorry about the delay. We have added a 5 yuan voucher to your account; the parcel is now out for delivery.", "5元无门槛优惠券"),
-        ("签收未收到：提交快递调查，全额退款", "{name}您好，针对“显示签收但未收到”的情况，我们已向{c}提交调查，并先行为您办理全额退款，款项将在1-3个工作日原路退回。",
-         "Marked delivered but missing: opened a carrier investigation and refunded in full", "Hi {name}, since the parcel shows delivered but never reached you, we opened an investigation with {c} and refunded you in full; it will reach your original payment method in 1-3 business days.", "全额退款"),
+        (
+            "联系{c}核实包裹位置并加急派送",
+            "{name}您好，非常抱歉让您久等了。我们已联系{c}核实您的包裹，并要求加急派送，预计1-2天内送达，有进展会第一时间通知您。",
+            "Asked {c} to trace the parcel and expedite delivery",
+            "Hi {name}, sorry for the wait. We have asked {c} to trace your parcel and expedite it; we will update you as soon as we hear back.",
+            None,
+        ),
+        (
+            "确认包裹丢失，安排补发",
+            "{name}您好，经与{c}核实，您的包裹在运输途中丢失，我们已为您安排补发，补发单号会短信通知您，给您带来不便非常抱歉。",
+            "Confirmed lost parcel and sent a replacement",
+            "Hi {name}, {c} confirmed the parcel was lost. We have shipped a replacement and will text you the new tracking number. Sorry for the trouble.",
+            None,
+        ),
+        (
+            "发放5元无门槛优惠券作为延误补偿",
+            "{name}您好，物流延误给您添麻烦了，我们已向您的账户发放一张5元无门槛优惠券以表歉意，包裹目前已在派送中。",
+            "Issued a 5 yuan voucher for the delay",
+            "Hi {name}, sorry about the delay. We have added a 5 yuan voucher to your account; the parcel is now out for delivery.",
+            "5元无门槛优惠券",
+        ),
+        (
+            "签收未收到：提交快递调查，全额退款",
+            "{name}您好，针对“显示签收但未收到”的情况，我们已向{c}提交调查，并先行为您办理全额退款，款项将在1-3个工作日原路退回。",
+            "Marked delivered but missing: opened a carrier investigation and refunded in full",
+            "Hi {name}, since the parcel shows delivered but never reached you, we opened an investigation with {c} and refunded you in full; it will reach your original payment method in 1-3 business days.",
+            "全额退款",
+        ),
     ],
     "product_quality": [
-        ("退货退款，运费由商家承担", "{name}您好，非常抱歉{p}出现质量问题。我们已为您开通退货退款，退货运费由我们承担，收到退货后1-3个工作日内退款。",
-         "Return and refund, return shipping paid by us", "Hi {name}, sorry the {pe} was faulty. We have opened a return and refund for you, with return shipping on us; the refund follows 1-3 business days after we receive it.", "全额退款"),
-        ("免费换新", "{name}您好，给您带来不好的体验非常抱歉。我们为您安排{p}免费换新，新品会在48小时内发出，旧件请在收到新品后寄回。",
-         "Free replacement", "Hi {name}, sorry about this. We will send you a new {pe} within 48 hours; please return the old one after the new one arrives.", None),
-        ("部分退款20元作为补偿", "{name}您好，关于{p}的{part}问题，我们向您致歉，已为您办理20元部分退款作为补偿，如后续使用仍有问题可随时联系我们。",
-         "Partial refund of 20 yuan", "Hi {name}, we apologise for the issue with the {parte}. We have refunded 20 yuan as compensation; contact us anytime if the problem continues.", "部分退款20元"),
-        ("安全问题升级至质量部门，全额退款并回收产品", "{name}您好，您反映的安全问题我们非常重视，已升级至质量部门调查，先为您办理全额退款并安排上门回收{p}，请暂停使用。",
-         "Escalated safety issue to the quality team, refunded in full and collected the product", "Hi {name}, we take this safety issue very seriously. It has been escalated to our quality team, we have refunded you in full and will collect the {pe}; please stop using it.", "全额退款"),
+        (
+            "退货退款，运费由商家承担",
+            "{name}您好，非常抱歉{p}出现质量问题。我们已为您开通退货退款，退货运费由我们承担，收到退货后1-3个工作日内退款。",
+            "Return and refund, return shipping paid by us",
+            "Hi {name}, sorry the {pe} was faulty. We have opened a return and refund for you, with return shipping on us; the refund follows 1-3 business days after we receive it.",
+            "全额退款",
+        ),
+        (
+            "免费换新",
+            "{name}您好，给您带来不好的体验非常抱歉。我们为您安排{p}免费换新，新品会在48小时内发出，旧件请在收到新品后寄回。",
+            "Free replacement",
+            "Hi {name}, sorry about this. We will send you a new {pe} within 48 hours; please return the old one after the new one arrives.",
+            None,
+        ),
+        (
+            "部分退款20元作为补偿",
+            "{name}您好，关于{p}的{part}问题，我们向您致歉，已为您办理20元部分退款作为补偿，如后续使用仍有问题可随时联系我们。",
+            "Partial refund of 20 yuan",
+            "Hi {name}, we apologise for the issue with the {parte}. We have refunded 20 yuan as compensation; contact us anytime if the problem continues.",
+            "部分退款20元",
+        ),
+        (
+            "安全问题升级至质量部门，全额退款并回收产品",
+            "{name}您好，您反映的安全问题我们非常重视，已升级至质量部门调查，先为您办理全额退款并安排上门回收{p}，请暂停使用。",
+            "Escalated safety issue to the quality team, refunded in full and collected the product",
+            "Hi {name}, we take this safety issue very seriously. It has been escalated to our quality team, we have refunded you in full and will collect the {pe}; please stop using it.",
+            "全额退款",
+        ),
     ],
     "packaging": [
-        ("补发受损配件", "{name}您好，很抱歉包装没有保护好商品，我们已为您补发受损的部分，并已反馈仓库改进包装。",
-         "Re-sent the damaged part", "Hi {name}, sorry the packaging let you down. We have re-sent the damaged part and asked the warehouse to improve the packing.", None),
-        ("退货退款", "{name}您好，商品因包装破损受损，我们为您办理退货退款，退货运费由我们承担。",
-         "Return and refund", "Hi {name}, since the item was damaged in transit we have opened a return and refund, shipping on us.", "全额退款"),
-        ("反馈仓库改进包装，发放3元优惠券", "{name}您好，感谢您的反馈，我们已将包装问题反馈给仓库，并为您发放一张3元优惠券。",
-         "Reported packaging to the warehouse and issued a 3 yuan voucher", "Hi {name}, thanks for telling us. We passed this to the warehouse and added a 3 yuan voucher to your account.", "3元优惠券"),
+        (
+            "补发受损配件",
+            "{name}您好，很抱歉包装没有保护好商品，我们已为您补发受损的部分，并已反馈仓库改进包装。",
+            "Re-sent the damaged part",
+            "Hi {name}, sorry the packaging let you down. We have re-sent the damaged part and asked the warehouse to improve the packing.",
+            None,
+        ),
+        (
+            "退货退款",
+            "{name}您好，商品因包装破损受损，我们为您办理退货退款，退货运费由我们承担。",
+            "Return and refund",
+            "Hi {name}, since the item was damaged in transit we have opened a return and refund, shipping on us.",
+            "全额退款",
+        ),
+        (
+            "反馈仓库改进包装，发放3元优惠券",
+            "{name}您好，感谢您的反馈，我们已将包装问题反馈给仓库，并为您发放一张3元优惠券。",
+            "Reported packaging to the warehouse and issued a 3 yuan voucher",
+            "Hi {name}, thanks for telling us. We passed this to the warehouse and added a 3 yuan voucher to your account.",
+            "3元优惠券",
+        ),
     ],
     "customer_service": [
-        ("主管回电致歉并跟进原问题", "{name}您好，对于之前客服处理不及时向您郑重道歉，已由客服主管专人跟进您的问题，今天内会给您回电。",
-         "Supervisor called back, apologised and took over the case", "Hi {name}, we apologise for the slow handling. A supervisor has taken over your case personally and will call you today.", None),
-        ("升级至专属客服处理", "{name}您好，您的问题已升级至专属客服，后续将由同一位同事全程跟进，不需要您重复描述。",
-         "Escalated to a dedicated agent", "Hi {name}, your case is now with a dedicated agent who will follow it through, so you will not need to repeat yourself.", None),
+        (
+            "主管回电致歉并跟进原问题",
+            "{name}您好，对于之前客服处理不及时向您郑重道歉，已由客服主管专人跟进您的问题，今天内会给您回电。",
+            "Supervisor called back, apologised and took over the case",
+            "Hi {name}, we apologise for the slow handling. A supervisor has taken over your case personally and will call you today.",
+            None,
+        ),
+        (
+            "升级至专属客服处理",
+            "{name}您好，您的问题已升级至专属客服，后续将由同一位同事全程跟进，不需要您重复描述。",
+            "Escalated to a dedicated agent",
+            "Hi {name}, your case is now with a dedicated agent who will follow it through, so you will not need to repeat yourself.",
+            None,
+        ),
     ],
     "after_sales": [
-        ("加急处理退款", "{name}您好，您的退款已加急处理，目前已经提交至支付渠道，一般1-3个工作日到账，请留意账户变动。",
-         "Expedited the refund", "Hi {name}, we have expedited your refund; it has been submitted to the payment provider and usually arrives in 1-3 business days.", "全额退款"),
-        ("退还退货运费", "{name}您好，因我们的原因产生的退货运费由我们承担，已为您退还运费{a}元。",
-         "Refunded the return shipping fee", "Hi {name}, as the return was our fault we have refunded the return shipping fee of {a} yuan.", "退还运费"),
-        ("审核通过换货申请", "{name}您好，您的换货申请已审核通过，新的{p}将在收到退回商品后24小时内发出。",
-         "Approved the exchange", "Hi {name}, your exchange is approved; the new {pe} ships within 24 hours of receiving the return.", None),
+        (
+            "加急处理退款",
+            "{name}您好，您的退款已加急处理，目前已经提交至支付渠道，一般1-3个工作日到账，请留意账户变动。",
+            "Expedited the refund",
+            "Hi {name}, we have expedited your refund; it has been submitted to the payment provider and usually arrives in 1-3 business days.",
+            "全额退款",
+        ),
+        (
+            "退还退货运费",
+            "{name}您好，因我们的原因产生的退货运费由我们承担，已为您退还运费{a}元。",
+            "Refunded the return shipping fee",
+            "Hi {name}, as the return was our fault we have refunded the return shipping fee of {a} yuan.",
+            "退还运费",
+        ),
+        (
+            "审核通过换货申请",
+            "{name}您好，您的换货申请已审核通过，新的{p}将在收到退回商品后24小时内发出。",
+            "Approved the exchange",
+            "Hi {name}, your exchange is approved; the new {pe} ships within 24 hours of receiving the return.",
+            None,
+        ),
     ],
     "price_promotion": [
-        ("补偿差价", "{name}您好，{p}在价保期内降价，我们已为您补偿差价{a}元，将退回原支付账户。",
-         "Refunded the price difference", "Hi {name}, the {pe} dropped in price within the protection period, so we have refunded the {a} yuan difference.", "补差价"),
-        ("解释活动规则，发放同等面额优惠券", "{name}您好，该优惠券不适用于此商品，给您带来困扰很抱歉，我们已为您补发一张同等面额的通用券。",
-         "Explained the promotion rules and issued an equivalent voucher", "Hi {name}, that coupon does not cover this item. Sorry for the confusion; we have issued you an equivalent general voucher.", "同等面额优惠券"),
-        ("解释活动规则", "{name}您好，活动价不在保价范围内，具体规则请见活动页说明，给您带来不便敬请谅解。",
-         "Explained that promotion prices are excluded from price protection", "Hi {name}, promotional prices are not covered by price protection, as the event page explains. Sorry for the inconvenience.", None),
+        (
+            "补偿差价",
+            "{name}您好，{p}在价保期内降价，我们已为您补偿差价{a}元，将退回原支付账户。",
+            "Refunded the price difference",
+            "Hi {name}, the {pe} dropped in price within the protection period, so we have refunded the {a} yuan difference.",
+            "补差价",
+        ),
+        (
+            "解释活动规则，发放同等面额优惠券",
+            "{name}您好，该优惠券不适用于此商品，给您带来困扰很抱歉，我们已为您补发一张同等面额的通用券。",
+            "Explained the promotion rules and issued an equivalent voucher",
+            "Hi {name}, that coupon does not cover this item. Sorry for the confusion; we have issued you an equivalent general voucher.",
+            "同等面额优惠券",
+        ),
+        (
+            "解释活动规则",
+            "{name}您好，活动价不在保价范围内，具体规则请见活动页说明，给您带来不便敬请谅解。",
+            "Explained that promotion prices are excluded from price protection",
+            "Hi {name}, promotional prices are not covered by price protection, as the event page explains. Sorry for the inconvenience.",
+            None,
+        ),
     ],
     "app_website": [
-        ("核实重复扣款并退回", "{name}您好，经核实您的账户确实被重复扣款，多扣的款项已原路退回，1-3个工作日到账。",
-         "Verified the double charge and refunded the duplicate", "Hi {name}, we confirmed the duplicate charge and refunded it to your original payment method; allow 1-3 business days.", "退回重复扣款"),
-        ("提交技术团队修复，告知临时解决办法", "{name}您好，问题已提交技术团队修复，您可以先尝试清除缓存或使用网页版下单。",
-         "Filed a bug with the tech team and shared a workaround", "Hi {name}, we have filed this with our engineers; meanwhile please clear the app cache or use the website.", None),
-        ("关闭自动续费并退还本期会员费", "{name}您好，已为您关闭会员自动续费，并退还本期会员费用。",
-         "Turned off auto-renewal and refunded this period", "Hi {name}, we have turned off auto-renewal and refunded the current membership period.", "退还会员费"),
+        (
+            "核实重复扣款并退回",
+            "{name}您好，经核实您的账户确实被重复扣款，多扣的款项已原路退回，1-3个工作日到账。",
+            "Verified the double charge and refunded the duplicate",
+            "Hi {name}, we confirmed the duplicate charge and refunded it to your original payment method; allow 1-3 business days.",
+            "退回重复扣款",
+        ),
+        (
+            "提交技术团队修复，告知临时解决办法",
+            "{name}您好，问题已提交技术团队修复，您可以先尝试清除缓存或使用网页版下单。",
+            "Filed a bug with the tech team and shared a workaround",
+            "Hi {name}, we have filed this with our engineers; meanwhile please clear the app cache or use the website.",
+            None,
+        ),
+        (
+            "关闭自动续费并退还本期会员费",
+            "{name}您好，已为您关闭会员自动续费，并退还本期会员费用。",
+            "Turned off auto-renewal and refunded this period",
+            "Hi {name}, we have turned off auto-renewal and refunded the current membership period.",
+            "退还会员费",
+        ),
     ],
 }
 
 
 def _fill(template: str, rng: random.Random, product: Product, carrier: str, order_id: str) -> str:
     return template.format(
-        p=product.name, pe=product.en, part=product.part, parte=product.part_en, c=carrier,
-        d=rng.randint(3, 9), n=rng.randint(3, 6), a=rng.choice([10, 15, 20, 30, 50]),
-        o=order_id, price=product.price,
-    )  # fmt: skip
+        p=product.name,
+        pe=product.en,
+        part=product.part,
+        parte=product.part_en,
+        c=carrier,
+        d=rng.randint(3, 9),
+        n=rng.randint(3, 6),
+        a=rng.choice([10, 15, 20, 30, 50]),
+        o=order_id,
+        price=product.price,
+    )
 
 
 def _decorate(text: str, lang: str, category: str, sentiment: str, rng: random.Random) -> str:
@@ -383,15 +518,23 @@ def _decorate(text: str, lang: str, category: str, sentiment: str, rng: random.R
 
 
 BASE_WEIGHTS = {
-    "logistics": 0.21, "product_quality": 0.16, "packaging": 0.08, "customer_service": 0.09,
-    "after_sales": 0.12, "price_promotion": 0.07, "app_website": 0.07, "suggestion": 0.06,
-    "praise": 0.11, "other": 0.03,
-}  # fmt: skip
+    "logistics": 0.21,
+    "product_quality": 0.16,
+    "packaging": 0.08,
+    "customer_service": 0.09,
+    "after_sales": 0.12,
+    "price_promotion": 0.07,
+    "app_website": 0.07,
+    "suggestion": 0.06,
+    "praise": 0.11,
+    "other": 0.03,
+}
 NEEDS_ORDER = {"logistics", "product_quality", "packaging", "after_sales", "price_promotion", "praise"}
 
 
-def generate(per_week: int = 160, weeks: int = WEEKS, seed: int = 20261123,
-             start: datetime = FIRST_MONDAY) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def generate(
+    per_week: int = 160, weeks: int = WEEKS, seed: int = 20261123, start: datetime = FIRST_MONDAY
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Generate feedback and resolution rows (dicts of CSV columns), deterministically."""
     rng = random.Random(seed)
     feedback: list[dict[str, Any]] = []
@@ -412,10 +555,17 @@ def generate(per_week: int = 160, weeks: int = WEEKS, seed: int = 20261123,
     return feedback, resolutions
 
 
-def _one(rng: random.Random, category: str, special: str | None, monday: datetime, seq: int,
-         resolutions: list[dict[str, Any]]) -> dict[str, Any]:
-    created = monday + timedelta(days=rng.randrange(7), hours=rng.randint(8, 22), minutes=rng.randrange(60),
-                                 seconds=rng.randrange(60))  # fmt: skip
+def _one(
+    rng: random.Random,
+    category: str,
+    special: str | None,
+    monday: datetime,
+    seq: int,
+    resolutions: list[dict[str, Any]],
+) -> dict[str, Any]:
+    created = monday + timedelta(
+        days=rng.randrange(7), hours=rng.randint(8, 22), minutes=rng.randrange(60), seconds=rng.randrange(60)
+    )
     roll = rng.random()
     lang = "en" if roll < 0.18 else ("mixed" if roll < 0.22 else "zh")
     product = rng.choice(PRODUCTS)
@@ -463,31 +613,58 @@ def _one(rng: random.Random, category: str, special: str | None, monday: datetim
     return row
 
 
-def _resolution(rng: random.Random, row: dict[str, Any], options: list[Any], product: Product,
-                carrier: str, lang: str, created: datetime, urgency: str) -> dict[str, Any]:
+def _resolution(
+    rng: random.Random,
+    row: dict[str, Any],
+    options: list[Any],
+    product: Product,
+    carrier: str,
+    lang: str,
+    created: datetime,
+    urgency: str,
+) -> dict[str, Any]:
     action_zh, reply_zh, action_en, reply_en, compensation = rng.choice(options)
     name = "there" if lang == "en" else rng.choice(NAMES) + "先生" if rng.random() < 0.5 else rng.choice(NAMES) + "女士"
-    slots = {"p": product.name, "pe": product.en, "part": product.part, "parte": product.part_en,
-             "c": carrier, "name": name, "a": rng.choice([10, 15, 20, 30])}  # fmt: skip
+    slots = {
+        "p": product.name,
+        "pe": product.en,
+        "part": product.part,
+        "parte": product.part_en,
+        "c": carrier,
+        "name": name,
+        "a": rng.choice([10, 15, 20, 30]),
+    }
     english = lang == "en"
     resolved = created + timedelta(hours=rng.randint(2, 96))
-    outcome = "escalated" if urgency == "critical" and rng.random() < 0.5 else (
-        "resolved" if rng.random() < 0.88 else "unresolved")  # fmt: skip
+    outcome = (
+        "escalated"
+        if urgency == "critical" and rng.random() < 0.5
+        else ("resolved" if rng.random() < 0.88 else "unresolved")
+    )
     return {
         "id": "RS" + row["id"][2:],
         "feedback_id": row["id"],
         "action": (action_en if english else action_zh).format(**slots),
         "reply": (reply_en if english else reply_zh).format(**slots),
         "outcome": outcome,
-        "compensation": (compensation or "") if not english or not compensation else _EN_COMP.get(compensation, compensation),
+        "compensation": (compensation or "")
+        if not english or not compensation
+        else _EN_COMP.get(compensation, compensation),
         "resolved_at": resolved.strftime("%Y-%m-%d %H:%M:%S"),
     }
 
 
-_EN_COMP = {"5元无门槛优惠券": "5 yuan voucher", "全额退款": "full refund", "部分退款20元": "partial refund 20 yuan",
-            "3元优惠券": "3 yuan voucher", "退还运费": "return shipping refunded", "补差价": "price difference refunded",
-            "同等面额优惠券": "equivalent voucher", "退回重复扣款": "duplicate charge refunded",
-            "退还会员费": "membership fee refunded"}  # fmt: skip
+_EN_COMP = {
+    "5元无门槛优惠券": "5 yuan voucher",
+    "全额退款": "full refund",
+    "部分退款20元": "partial refund 20 yuan",
+    "3元优惠券": "3 yuan voucher",
+    "退还运费": "return shipping refunded",
+    "补差价": "price difference refunded",
+    "同等面额优惠券": "equivalent voucher",
+    "退回重复扣款": "duplicate charge refunded",
+    "退还会员费": "membership fee refunded",
+}
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
@@ -501,6 +678,7 @@ def write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> Non
 
 def facts(feedback: list[dict[str, Any]]) -> dict[str, Any]:
     """The planted trends as counts computed from the rows (documented in the README)."""
+
     def week_of(row: dict[str, Any]) -> str:
         y, w, _ = datetime.strptime(row["created_at"], "%Y-%m-%d %H:%M:%S").isocalendar()
         return f"{y}-W{w:02d}"
@@ -570,8 +748,12 @@ def load_sentiment_lexicon() -> list[tuple[str, str]]:
 
     with open(LEXICON_PATH, encoding="utf-8") as fh:
         data = yaml.safe_load(fh)
-    return [(str(word), sentiment) for sentiment in ("positive", "negative")
-            for lang in ("zh", "en") for word in data[sentiment][lang]]  # fmt: skip
+    return [
+        (str(word), sentiment)
+        for sentiment in ("positive", "negative")
+        for lang in ("zh", "en")
+        for word in data[sentiment][lang]
+    ]
 
 
 def template_examples() -> list[dict[str, str]]:
@@ -586,6 +768,13 @@ def template_examples() -> list[dict[str, str]]:
         for category, templates in bank.items():
             for i, (template, sentiment, urgency) in enumerate(templates):
                 product, carrier = PRODUCTS[i % len(PRODUCTS)], CARRIERS[(i + 1) % len(CARRIERS)]
-                out.append({"id": f"template-{lang}-{category}-{i:02d}", "category": category, "sentiment": sentiment,
-                            "urgency": urgency, "text": _fill(template, rng, product, carrier, "2611201234567890")})  # fmt: skip
+                out.append(
+                    {
+                        "id": f"template-{lang}-{category}-{i:02d}",
+                        "category": category,
+                        "sentiment": sentiment,
+                        "urgency": urgency,
+                        "text": _fill(template, rng, product, carrier, "2611201234567890"),
+                    }
+                )
     return out

@@ -73,8 +73,15 @@ def filter_select(kind: Kind, filters: SearchFilters, *columns: Any) -> Select[A
     stmt = select(*cols)
     f = feedback_table.c
     if kind == "resolution":
-        facets = [filters.category, filters.channel, filters.product, filters.carrier,
-                  filters.region, filters.sentiment, filters.urgency]  # fmt: skip
+        facets = [
+            filters.category,
+            filters.channel,
+            filters.product,
+            filters.carrier,
+            filters.region,
+            filters.sentiment,
+            filters.urgency,
+        ]
         if any(v is not None for v in facets):
             stmt = stmt.join(feedback_table, feedback_table.c.id == resolution_table.c.feedback_id)
         ts = resolution_table.c.resolved_ts
@@ -193,8 +200,15 @@ class Searcher:
         ranked = sorted(fused, key=lambda i: (-fused[i], i))[:k]
         return self._hits(kind, ranked, fused, vector, sims, exact, set(vec_list), set(kw_list), with_links)
 
-    def _score_fusion(self, kind: Kind, candidates: list[str], vector: np.ndarray, tokens: list[str], weight: float,
-                      sims: dict[str, float]) -> dict[str, float]:  # fmt: skip
+    def _score_fusion(
+        self,
+        kind: Kind,
+        candidates: list[str],
+        vector: np.ndarray,
+        tokens: list[str],
+        weight: float,
+        sims: dict[str, float],
+    ) -> dict[str, float]:
         """cosine + weight * bm25 / (the best bm25 among the candidates), for each candidate.
 
         Rank fusion treats a record missing from one list as far down it, so a partial keyword
@@ -216,12 +230,22 @@ class Searcher:
         if not wanted:
             return []
         table = TABLES[kind]
-        cols = [table.c.id, *((feedback_table.c.order_id, feedback_table.c.sku) if kind == "feedback"
-                              else (resolution_table.c.feedback_id,))]  # fmt: skip
+        cols = [
+            table.c.id,
+            *(
+                (feedback_table.c.order_id, feedback_table.c.sku)
+                if kind == "feedback"
+                else (resolution_table.c.feedback_id,)
+            ),
+        ]
         variants = {v for c in wanted for v in (c, c.upper(), c.lower())}
         with self.store.engine.connect() as conn:
-            found = {str(v).casefold() for col in cols
-                     for (v,) in conn.execute(select(col).where(col.in_(variants))) if v is not None}  # fmt: skip
+            found = {
+                str(v).casefold()
+                for col in cols
+                for (v,) in conn.execute(select(col).where(col.in_(variants)))
+                if v is not None
+            }
         return [c for c in wanted if c.casefold() not in found]
 
     # ------------------------------------------------------------------ strategies
@@ -312,12 +336,19 @@ class Searcher:
                 continue
             matched = [name for name, s in (("exact", exact_set), ("vector", vec_set), ("keyword", kw_set)) if rid in s]
             text = rec["text"] if kind == "feedback" else f"{rec['action']}\n{rec['reply']}".strip()
-            hits.append(Hit(
-                id=rid, kind=kind, score=round(fused[rid], 6), matched_by=matched,
-                similarity=round(sims[rid], 4) if rid in sims else None, text=text, record=rec,
-                resolutions=links_res.get(rid, []),
-                feedback=links_fb.get(rec.get("feedback_id", "")) if kind == "resolution" else None,
-            ))  # fmt: skip
+            hits.append(
+                Hit(
+                    id=rid,
+                    kind=kind,
+                    score=round(fused[rid], 6),
+                    matched_by=matched,
+                    similarity=round(sims[rid], 4) if rid in sims else None,
+                    text=text,
+                    record=rec,
+                    resolutions=links_res.get(rid, []),
+                    feedback=links_fb.get(rec.get("feedback_id", "")) if kind == "resolution" else None,
+                )
+            )
         return hits
 
 

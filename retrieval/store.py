@@ -67,7 +67,8 @@ COLLECTIONS = {"feedback": "feedback", "resolution": "resolutions"}
 metadata = MetaData()
 
 feedback_table = Table(
-    "feedback", metadata,
+    "feedback",
+    metadata,
     Column("seq", Integer, primary_key=True, autoincrement=True),
     Column("id", String(200), nullable=False, unique=True),
     Column("text", Text, nullable=False),
@@ -95,12 +96,15 @@ feedback_table = Table(
     Column("content_hash", String(40), nullable=False),
     Column("ingested_at", String(40), nullable=False),
     # Filters and analytics slice by one facet over a time window: (facet, time) indexes serve both.
-    *(Index(f"ix_feedback_{c}_time", c, "created_ts")
-      for c in ("category", "sentiment", "channel", "product", "carrier", "region")),
-)  # fmt: skip
+    *(
+        Index(f"ix_feedback_{c}_time", c, "created_ts")
+        for c in ("category", "sentiment", "channel", "product", "carrier", "region")
+    ),
+)
 
 resolution_table = Table(
-    "resolutions", metadata,
+    "resolutions",
+    metadata,
     Column("seq", Integer, primary_key=True, autoincrement=True),
     Column("id", String(200), nullable=False, unique=True),
     Column("feedback_id", String(200), nullable=False, index=True),
@@ -113,13 +117,14 @@ resolution_table = Table(
     Column("extra", Text),
     Column("content_hash", String(40), nullable=False),
     Column("ingested_at", String(40), nullable=False),
-)  # fmt: skip
+)
 
 meta_table = Table(
-    "store_meta", metadata,
+    "store_meta",
+    metadata,
     Column("key", String(100), primary_key=True),
     Column("value", Text, nullable=False),
-)  # fmt: skip
+)
 
 # Tokens and vectors live beside the keyword index, not in the mirror rows: mirror rows stay
 # small (~300 bytes), so filters and analytics read little, and narrow filtered searches fetch
@@ -127,21 +132,23 @@ meta_table = Table(
 index_metadata = MetaData()
 INDEX_TABLES = {
     kind: Table(
-        f"{kind}_index", index_metadata,
+        f"{kind}_index",
+        index_metadata,
         Column("id", String(200), primary_key=True),
         Column("tokens", Text, nullable=False),
         Column("vec", LargeBinary, nullable=False),
-    )  # fmt: skip
+    )
     for kind in ("feedback", "resolution")
 }
 # Vectors of a reindex under way (see Store.reindex): the store keeps answering on its old
 # embedding until every record has a new vector, then switches in one transaction.
 reindex_table = Table(
-    "reindex_vectors", index_metadata,
+    "reindex_vectors",
+    index_metadata,
     Column("kind", String(20), primary_key=True),
     Column("id", String(200), primary_key=True),
     Column("vec", LargeBinary, nullable=False),
-)  # fmt: skip
+)
 SCHEMA_VERSION = "2"
 
 TABLES = {"feedback": feedback_table, "resolution": resolution_table}
@@ -180,14 +187,24 @@ def _epoch(dt: datetime | None) -> float | None:
 def _feedback_row(r: Feedback, digest: str, now: str) -> dict[str, Any]:
     labels = r.labels
     row: dict[str, Any] = {
-        "id": r.id, "text": r.text, "created_at": r.created_at.isoformat(),
-        "created_ts": r.created_at.timestamp(), "created_at_source": r.created_at_source,
-        "channel": r.channel, "customer_tier": r.customer_tier, "order_id": r.order_id,
-        "product": r.product, "sku": r.sku, "carrier": r.carrier, "region": r.region,
-        "rating": r.rating, "language": r.language,
+        "id": r.id,
+        "text": r.text,
+        "created_at": r.created_at.isoformat(),
+        "created_ts": r.created_at.timestamp(),
+        "created_at_source": r.created_at_source,
+        "channel": r.channel,
+        "customer_tier": r.customer_tier,
+        "order_id": r.order_id,
+        "product": r.product,
+        "sku": r.sku,
+        "carrier": r.carrier,
+        "region": r.region,
+        "rating": r.rating,
+        "language": r.language,
         "extra": json.dumps(r.extra, ensure_ascii=False) if r.extra else None,
-        "content_hash": digest, "ingested_at": now,
-    }  # fmt: skip
+        "content_hash": digest,
+        "ingested_at": now,
+    }
     for name in ("category", "subcategory", "sentiment", "urgency"):
         lv = getattr(labels, name)
         row[name] = lv.value if lv else None
@@ -197,13 +214,18 @@ def _feedback_row(r: Feedback, digest: str, now: str) -> dict[str, Any]:
 
 def _resolution_row(r: Resolution, digest: str, now: str) -> dict[str, Any]:
     return {
-        "id": r.id, "feedback_id": r.feedback_id, "action": r.action, "reply": r.reply,
-        "outcome": r.outcome, "compensation": r.compensation,
+        "id": r.id,
+        "feedback_id": r.feedback_id,
+        "action": r.action,
+        "reply": r.reply,
+        "outcome": r.outcome,
+        "compensation": r.compensation,
         "resolved_at": r.resolved_at.isoformat() if r.resolved_at else None,
         "resolved_ts": _epoch(r.resolved_at),
         "extra": json.dumps(r.extra, ensure_ascii=False) if r.extra else None,
-        "content_hash": digest, "ingested_at": now,
-    }  # fmt: skip
+        "content_hash": digest,
+        "ingested_at": now,
+    }
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -341,12 +363,15 @@ class Store:
             index_metadata.create_all(self.kw_engine)
             with self.kw_engine.begin() as conn:
                 for table in KW_TABLES.values():
-                    conn.execute(text(
-                        f"CREATE VIRTUAL TABLE IF NOT EXISTS {table} USING fts5("
-                        "tokens, id UNINDEXED, tokenize=\"unicode61 tokenchars '-_/#'\")"
-                    ))  # fmt: skip
-                    conn.execute(text(
-                        f"CREATE VIRTUAL TABLE IF NOT EXISTS {table}_vocab USING fts5vocab({table}, 'row')"))
+                    conn.execute(
+                        text(
+                            f"CREATE VIRTUAL TABLE IF NOT EXISTS {table} USING fts5("
+                            "tokens, id UNINDEXED, tokenize=\"unicode61 tokenchars '-_/#'\")"
+                        )
+                    )
+                    conn.execute(
+                        text(f"CREATE VIRTUAL TABLE IF NOT EXISTS {table}_vocab USING fts5vocab({table}, 'row')")
+                    )
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot open the SQL mirror {self._safe_db_url()}: {_first_line(exc)}") from None
 
@@ -360,8 +385,11 @@ class Store:
     def _check_embedding(self) -> None:
         # A new store names its Chroma collections after an id of its own: on a shared Chroma
         # server two stores must not write into one collection. Older stores keep plain names.
-        expected = {"schema": SCHEMA_VERSION, "embedding": self.embedder.label,
-                    "collection_prefix": f"fa{uuid.uuid4().hex[:10]}_"}  # fmt: skip
+        expected = {
+            "schema": SCHEMA_VERSION,
+            "embedding": self.embedder.label,
+            "collection_prefix": f"fa{uuid.uuid4().hex[:10]}_",
+        }
         with self.engine.begin() as conn:
             stored = dict(conn.execute(select(meta_table.c.key, meta_table.c.value)).all())
             if not stored:
@@ -404,9 +432,7 @@ class Store:
                 except Exception as exc:  # chromadb raises assorted transport errors
                     raise StoreError(f"cannot reach Chroma at {self.chroma_url}: {_first_line(exc)}") from None
             else:
-                self._chroma_client = chromadb.PersistentClient(
-                    path=str(self.home / "chroma"), settings=settings
-                )
+                self._chroma_client = chromadb.PersistentClient(path=str(self.home / "chroma"), settings=settings)
         return self._chroma_client
 
     def collection(self, kind: Kind) -> Any:
@@ -421,8 +447,9 @@ class Store:
             except StoreError:
                 raise
             except Exception as exc:
-                raise StoreError(f"cannot open Chroma collection {self.collection_prefix + COLLECTIONS[kind]!r}: "
-                                 f"{_first_line(exc)}") from None
+                raise StoreError(
+                    f"cannot open Chroma collection {self.collection_prefix + COLLECTIONS[kind]!r}: {_first_line(exc)}"
+                ) from None
         return self._collections[kind]
 
     def _counter(self, key: str, conn: Any = None) -> int:
@@ -521,8 +548,12 @@ class Store:
         changed: list[tuple[Feedback | Resolution, str]] = []
         for record in records:
             old = existing.get(record.id)
-            if old is not None and isinstance(record, Feedback) and record.created_at_source == "import_time" \
-                    and old[3] == "import_time":
+            if (
+                old is not None
+                and isinstance(record, Feedback)
+                and record.created_at_source == "import_time"
+                and old[3] == "import_time"
+            ):
                 # keep the first import time: the row has no date of its own
                 record = record.model_copy(update={"created_at": datetime.fromisoformat(old[2])})
             digest = content_hash(record)
@@ -545,8 +576,18 @@ class Store:
         """Stored columns an upsert needs: the first import time and the labels (humans' are kept)."""
         if kind == "feedback":
             f = feedback_table.c
-            return [f.created_at, f.created_at_source, f.category, f.category_source, f.subcategory,
-                    f.subcategory_source, f.sentiment, f.sentiment_source, f.urgency, f.urgency_source]  # fmt: skip
+            return [
+                f.created_at,
+                f.created_at_source,
+                f.category,
+                f.category_source,
+                f.subcategory,
+                f.subcategory_source,
+                f.sentiment,
+                f.sentiment_source,
+                f.urgency,
+                f.urgency_source,
+            ]
         return []
 
     @staticmethod
@@ -593,8 +634,10 @@ class Store:
             raise
         except Exception as exc:
             raise StoreError(f"Chroma write failed: {_first_line(exc)}") from None
-        kw_rows = [{"id": i, "tokens": " ".join(t), "vec": v.astype(np.float32).tobytes()}
-                   for i, t, v in zip(ids, token_lists, vecs, strict=True)]  # fmt: skip
+        kw_rows = [
+            {"id": i, "tokens": " ".join(t), "vec": v.astype(np.float32).tobytes()}
+            for i, t, v in zip(ids, token_lists, vecs, strict=True)
+        ]
         try:
             if self.kw_engine is self.engine:
                 with self.engine.begin() as conn:
@@ -611,7 +654,8 @@ class Store:
             raise StoreError(f"SQL mirror write failed: {_first_line(exc)}") from None
         if kind == "feedback" and any(
             lv is not None and lv.source != LabelSource.MODEL
-            for r in records for lv in (r.labels.category, r.labels.sentiment, r.labels.urgency)  # type: ignore[union-attr]
+            for r in records
+            for lv in (r.labels.category, r.labels.sentiment, r.labels.urgency)  # type: ignore[union-attr]
         ):
             self._bump_labels_version()
 
@@ -625,8 +669,9 @@ class Store:
 
     def _write_keywords(self, conn: Any, kind: Kind, ids: list[str], kw_rows: list[dict[str, Any]]) -> None:
         table = KW_TABLES[kind]
-        conn.execute(text(f"DELETE FROM {table} WHERE id IN (SELECT value FROM json_each(:ids))"),
-                     {"ids": json.dumps(ids)})  # fmt: skip
+        conn.execute(
+            text(f"DELETE FROM {table} WHERE id IN (SELECT value FROM json_each(:ids))"), {"ids": json.dumps(ids)}
+        )
         conn.execute(text(f"INSERT INTO {table}(tokens, id) VALUES (:tokens, :id)"), kw_rows)
         self._upsert(conn, INDEX_TABLES[kind], kw_rows, "sqlite")
 
@@ -711,8 +756,10 @@ class Store:
             raise
         except Exception as exc:
             raise StoreError(f"Chroma query failed: {_first_line(exc)}") from None
-        return [[(i, 1.0 - float(d)) for i, d in zip(ids, dists, strict=True)]
-                for ids, dists in zip(res["ids"], res["distances"], strict=True)]  # fmt: skip
+        return [
+            [(i, 1.0 - float(d)) for i, d in zip(ids, dists, strict=True)]
+            for ids, dists in zip(res["ids"], res["distances"], strict=True)
+        ]
 
     def keyword_terms(self, kind: Kind, tokens: Sequence[str]) -> list[tuple[str, int]]:
         """The query tokens worth matching, rarest first.
@@ -732,10 +779,12 @@ class Store:
             return []
         table = KW_TABLES[kind]
         with self.kw_engine.connect() as conn:
-            df = dict(conn.execute(
-                text(f"SELECT term, doc FROM {table}_vocab WHERE term IN (SELECT value FROM json_each(:t))"),
-                {"t": json.dumps(distinct, ensure_ascii=False)},
-            ).all())  # fmt: skip
+            df = dict(
+                conn.execute(
+                    text(f"SELECT term, doc FROM {table}_vocab WHERE term IN (SELECT value FROM json_each(:t))"),
+                    {"t": json.dumps(distinct, ensure_ascii=False)},
+                ).all()
+            )
         present = sorted((t for t in distinct if df.get(t)), key=lambda t: (df[t], t))
         limit = max(200, int(0.05 * self.count(kind)))
         kept = [t for t in present if df[t] <= limit]
@@ -793,8 +842,9 @@ class Store:
         with self._gate.use():
             return int(self.collection(kind).count())
 
-    def reindex(self, target: Embedder, *, batch_size: int = 1000,
-                progress: Callable[[str, int, int], None] | None = None) -> dict[str, int]:  # fmt: skip
+    def reindex(
+        self, target: Embedder, *, batch_size: int = 1000, progress: Callable[[str, int, int], None] | None = None
+    ) -> dict[str, int]:
         """Move the store to the ``target`` embedding; resumable, and the store answers meanwhile.
 
         New vectors go to new Chroma collections and a side table, batch by batch (a run
@@ -816,13 +866,16 @@ class Store:
                 kconn.execute(delete(reindex_table))
             with self.engine.begin() as conn:
                 conn.execute(delete(meta_table).where(meta_table.c.key.in_(["reindex_target", "reindex_prefix"])))
-                conn.execute(insert(meta_table), [{"key": "reindex_target", "value": target.label},
-                                                  {"key": "reindex_prefix", "value": prefix}])  # fmt: skip
+                conn.execute(
+                    insert(meta_table),
+                    [{"key": "reindex_target", "value": target.label}, {"key": "reindex_prefix", "value": prefix}],
+                )
         done: dict[str, int] = {}
         for kind in KINDS:
             table = TABLES[kind]
-            new_col = self.chroma.get_or_create_collection(prefix + COLLECTIONS[kind], embedding_function=target,
-                                                           configuration={"hnsw": {"space": "cosine"}})  # fmt: skip
+            new_col = self.chroma.get_or_create_collection(
+                prefix + COLLECTIONS[kind], embedding_function=target, configuration={"hnsw": {"space": "cosine"}}
+            )
             with self.kw_engine.connect() as kconn:
                 have = {r[0] for r in kconn.execute(select(reindex_table.c.id).where(reindex_table.c.kind == kind))}
             total = self.count(kind)
@@ -832,8 +885,12 @@ class Store:
             text_cols = [table.c.text] if kind == "feedback" else [table.c.action, table.c.reply]
             while True:
                 with self.engine.connect() as conn:
-                    rows = conn.execute(select(table.c.seq, table.c.id, meta_col, *text_cols).where(table.c.seq > last_seq)
-                                        .order_by(table.c.seq).limit(batch_size)).all()  # fmt: skip
+                    rows = conn.execute(
+                        select(table.c.seq, table.c.id, meta_col, *text_cols)
+                        .where(table.c.seq > last_seq)
+                        .order_by(table.c.seq)
+                        .limit(batch_size)
+                    ).all()
                 if not rows:
                     break
                 last_seq = rows[-1][0]
@@ -844,8 +901,13 @@ class Store:
                     metas = [_chroma_metadata(kind, r[2]) for r in todo]
                     new_col.upsert(ids=[r[1] for r in todo], embeddings=list(vecs), metadatas=metas)
                     with self.kw_engine.begin() as kconn:
-                        kconn.execute(insert(reindex_table), [{"kind": kind, "id": r[1], "vec": v.astype(np.float32).tobytes()}
-                                                              for r, v in zip(todo, vecs, strict=True)])  # fmt: skip
+                        kconn.execute(
+                            insert(reindex_table),
+                            [
+                                {"kind": kind, "id": r[1], "vec": v.astype(np.float32).tobytes()}
+                                for r, v in zip(todo, vecs, strict=True)
+                            ],
+                        )
                     done[kind] += len(todo)
                     have.update(r[1] for r in todo)
                 if progress is not None:
@@ -855,19 +917,28 @@ class Store:
 
     def _switch_embedding(self, target: Embedder, prefix: str) -> None:
         old_names = [self.collection_prefix + COLLECTIONS[k] for k in KINDS]
+
         def switch_vectors(kconn: Any) -> None:
             for kind in KINDS:
-                kconn.execute(text(
-                    f"UPDATE {kind}_index SET vec = (SELECT r.vec FROM reindex_vectors r WHERE r.kind = :k "
-                    f"AND r.id = {kind}_index.id) WHERE id IN (SELECT id FROM reindex_vectors WHERE kind = :k)"),
-                    {"k": kind})  # fmt: skip
+                kconn.execute(
+                    text(
+                        f"UPDATE {kind}_index SET vec = (SELECT r.vec FROM reindex_vectors r WHERE r.kind = :k "
+                        f"AND r.id = {kind}_index.id) WHERE id IN (SELECT id FROM reindex_vectors WHERE kind = :k)"
+                    ),
+                    {"k": kind},
+                )
             kconn.execute(delete(reindex_table))
 
         def switch_meta(conn: Any) -> None:
-            conn.execute(delete(meta_table).where(meta_table.c.key.in_(
-                ["reindex_target", "reindex_prefix", "embedding", "collection_prefix"])))  # fmt: skip
-            conn.execute(insert(meta_table), [{"key": "embedding", "value": target.label},
-                                              {"key": "collection_prefix", "value": prefix}])  # fmt: skip
+            conn.execute(
+                delete(meta_table).where(
+                    meta_table.c.key.in_(["reindex_target", "reindex_prefix", "embedding", "collection_prefix"])
+                )
+            )
+            conn.execute(
+                insert(meta_table),
+                [{"key": "embedding", "value": target.label}, {"key": "collection_prefix", "value": prefix}],
+            )
             self._bump_generation(conn)
 
         if self.kw_engine is self.engine:  # one SQLite file: one transaction switches everything
@@ -924,8 +995,10 @@ class Store:
                 chunk = orphans[i : i + page]
                 col.delete(ids=chunk)
                 with self.kw_engine.begin() as conn:
-                    conn.execute(text(f"DELETE FROM {KW_TABLES[kind]} WHERE id IN (SELECT value FROM json_each(:ids))"),
-                                 {"ids": json.dumps(chunk, ensure_ascii=False)})  # fmt: skip
+                    conn.execute(
+                        text(f"DELETE FROM {KW_TABLES[kind]} WHERE id IN (SELECT value FROM json_each(:ids))"),
+                        {"ids": json.dumps(chunk, ensure_ascii=False)},
+                    )
                     conn.execute(delete(INDEX_TABLES[kind]).where(INDEX_TABLES[kind].c.id.in_(chunk)))
             removed[kind] = len(orphans)
             missing = sorted(mirror - held)

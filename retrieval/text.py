@@ -193,7 +193,9 @@ class OpenAIEndpointEmbedding(EmbeddingFunction[Documents]):
     center_languages = False
     near_duplicate = 0.95
 
-    def __init__(self, model: str, base_url: str | None = None, batch_size: int = 256, redact_pii: bool = False) -> None:
+    def __init__(
+        self, model: str, base_url: str | None = None, batch_size: int = 256, redact_pii: bool = False
+    ) -> None:
         """Configure the endpoint; the client is created lazily on first use. With ``redact_pii``
         personal data is replaced by placeholders before texts are sent."""
         self.model = model
@@ -217,9 +219,7 @@ class OpenAIEndpointEmbedding(EmbeddingFunction[Documents]):
 
             input = [redact(t) for t in input]  # noqa: A001
         for i in range(0, len(input), self.batch_size):
-            resp = self._get_client().embeddings.create(
-                model=self.model, input=list(input[i : i + self.batch_size])
-            )
+            resp = self._get_client().embeddings.create(model=self.model, input=list(input[i : i + self.batch_size]))
             vectors.extend(np.asarray(d.embedding, dtype=np.float32) for d in resp.data)
         return vectors
 

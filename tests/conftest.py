@@ -52,8 +52,14 @@ def sample_store(tmp_path_factory: pytest.TempPathFactory) -> Store:
 def vcr_config() -> dict[str, object]:
     """Cassettes never hold credentials; bodies are stored decoded for review."""
     return {
-        "filter_headers": ["authorization", "openai-organization", "openai-project", "cookie", "x-api-key",
-                           "set-cookie"],
+        "filter_headers": [
+            "authorization",
+            "openai-organization",
+            "openai-project",
+            "cookie",
+            "x-api-key",
+            "set-cookie",
+        ],
         "decode_compressed_response": True,
         "before_record_request": _skip_health_checks,
     }

@@ -13,19 +13,31 @@ def completion(content: str | None = "ok", tool_calls: list[dict[str, Any]] | No
     """A chat.completion body."""
     message: dict[str, Any] = {"role": "assistant", "content": content}
     if tool_calls:
-        message["tool_calls"] = [{"id": f"call_{i}", "type": "function",
-                                  "function": {"name": c["name"], "arguments": json.dumps(c["args"])}}
-                                 for i, c in enumerate(tool_calls)]  # fmt: skip
-    return {"id": "chatcmpl-stub", "object": "chat.completion", "created": 0, "model": "stub",
-            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 11, "completion_tokens": 5, "total_tokens": 16}}  # fmt: skip
+        message["tool_calls"] = [
+            {"id": f"call_{i}", "type": "function", "function": {"name": c["name"], "arguments": json.dumps(c["args"])}}
+            for i, c in enumerate(tool_calls)
+        ]
+    return {
+        "id": "chatcmpl-stub",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "stub",
+        "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 11, "completion_tokens": 5, "total_tokens": 16},
+    }
 
 
 class Reply:
     """One scripted reply."""
 
-    def __init__(self, status: int = 200, body: Any = None, headers: dict[str, str] | None = None,
-                 delay: float = 0.0, raw: bytes | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        status: int = 200,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        delay: float = 0.0,
+        raw: bytes | None = None,
+    ) -> None:
         self.status, self.body, self.headers, self.delay, self.raw = status, body, headers or {}, delay, raw
 
 
@@ -47,8 +59,13 @@ class StubLLM:
                 reply = stub.replies.pop(0) if len(stub.replies) > 1 else stub.replies[0]
                 if reply.delay:
                     time.sleep(reply.delay)
-                data = reply.raw if reply.raw is not None else json.dumps(
-                    reply.body if reply.body is not None else {"error": {"message": f"status {reply.status}"}}).encode()
+                data = (
+                    reply.raw
+                    if reply.raw is not None
+                    else json.dumps(
+                        reply.body if reply.body is not None else {"error": {"message": f"status {reply.status}"}}
+                    ).encode()
+                )
                 try:
                     self.send_response(reply.status)
                     self.send_header("content-type", "application/json")

@@ -51,10 +51,15 @@ def test_a_bad_byte_in_a_non_text_column_rejects_that_row_only(store: Store, tmp
 
 def test_a_lone_surrogate_escape_in_jsonl_rejects_that_line_only(store: Store, tmp_path: Path) -> None:
     path = tmp_path / "f.jsonl"
-    good = [json.dumps({"id": f"j{i}", "text": f"物流慢{i}", "created_at": "2026-11-10"}, ensure_ascii=False)
-            for i in range(6)]  # fmt: skip
-    bad = [r'{"id": "s1", "text": "ok", "channel": "a\ud800b"}', r'{"id": "s2\udc00", "text": "ok"}',
-           r'{"id": "s3", "text": "ok", "note\ud800": "x"}']  # fmt: skip
+    good = [
+        json.dumps({"id": f"j{i}", "text": f"物流慢{i}", "created_at": "2026-11-10"}, ensure_ascii=False)
+        for i in range(6)
+    ]
+    bad = [
+        r'{"id": "s1", "text": "ok", "channel": "a\ud800b"}',
+        r'{"id": "s2\udc00", "text": "ok"}',
+        r'{"id": "s3", "text": "ok", "note\ud800": "x"}',
+    ]
     path.write_text("\n".join(good[:3] + bad + good[3:]) + "\n", encoding="utf-8")
     summary = run(store, path)
     assert (summary.read, summary.added, summary.rejected) == (9, 6, 3)
@@ -81,7 +86,10 @@ def test_a_gbk_file_with_a_stray_byte_keeps_every_other_row(store: Store, tmp_pa
 
 
 def test_a_gbk_file_with_utf8_rows_reads_both(store: Store, tmp_path: Path) -> None:
-    utf8 = ["u1,这一行是UTF-8写的，物流很慢,2026-11-10,京东".encode(), "u2,另一行UTF-8：退款没到,2026-11-10,京东".encode()]
+    utf8 = [
+        "u1,这一行是UTF-8写的，物流很慢,2026-11-10,京东".encode(),
+        "u2,另一行UTF-8：退款没到,2026-11-10,京东".encode(),
+    ]
     lines = [b"id,text,created_at,channel", *gbk_lines(10), utf8[0], *gbk_lines(20)[10:], utf8[1]]
     path = tmp_path / "mixed.csv"
     path.write_bytes(b"\n".join(lines) + b"\n")
@@ -150,8 +158,9 @@ def test_rejects_keep_the_original_of_malformed_rows(store: Store, tmp_path: Pat
 @pytest.mark.parametrize("text", ["\u200b\u200b", "\x00", " \ufeff\u200d "])
 def test_text_with_nothing_visible_is_rejected(store: Store, tmp_path: Path, text: str) -> None:
     path = tmp_path / "f.jsonl"
-    path.write_text(json.dumps({"id": "z", "text": text}) + "\n" + json.dumps({"id": "y", "text": "ok"}) + "\n",
-                    encoding="utf-8")  # fmt: skip
+    path.write_text(
+        json.dumps({"id": "z", "text": text}) + "\n" + json.dumps({"id": "y", "text": "ok"}) + "\n", encoding="utf-8"
+    )
     summary = run(store, path)
     assert (summary.added, summary.rejected) == (1, 1)
     assert rejects_of(summary)[0]["reason"] in ("text has no visible characters", "empty text")
@@ -181,8 +190,11 @@ def test_redact_pii_on_ingest_keeps_personal_data_out_of_every_part_of_the_store
     import sqlite3
 
     path = tmp_path / "pii.csv"
-    path.write_text("id,text\np1,快递没到，联系我13812345678，地址北京市朝阳区建国路88号3号楼1单元502室\n"
-                    "p2,Call me on +44 20 7946 0958 or mail jo@example.com\n", encoding="utf-8")  # fmt: skip
+    path.write_text(
+        "id,text\np1,快递没到，联系我13812345678，地址北京市朝阳区建国路88号3号楼1单元502室\n"
+        "p2,Call me on +44 20 7946 0958 or mail jo@example.com\n",
+        encoding="utf-8",
+    )
     summary = run(store, path, redact_pii=True)
     assert summary.added == 2
     assert store.records("feedback", ["p1"])["p1"]["text"].startswith("快递没到，联系我[PHONE_1]")

@@ -40,8 +40,11 @@ def chroma_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = _free_port()
     data = tmp_path_factory.mktemp("chroma-server")
     log = open(data / "server.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen([str(CHROMA), "run", "--path", str(data / "db"), "--host", "127.0.0.1",
-                             "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    proc = subprocess.Popen(
+        [str(CHROMA), "run", "--path", str(data / "db"), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 60
@@ -52,7 +55,9 @@ def chroma_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                         break
             except OSError:
                 if time.time() > deadline or proc.poll() is not None:
-                    raise RuntimeError("chroma run did not start: " + (data / "server.log").read_text()[-500:]) from None
+                    raise RuntimeError(
+                        "chroma run did not start: " + (data / "server.log").read_text()[-500:]
+                    ) from None
                 time.sleep(0.2)
         yield url
     finally:
@@ -83,8 +88,9 @@ def test_ingest_and_search_through_a_chroma_server(chroma_url: str, tmp_path: Pa
 def test_cli_switches_by_env_var_alone(chroma_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FEEDBACK_AGENT_CHROMA_URL", chroma_url)
     home = tmp_path / "cli-home"
-    res = CliRunner().invoke(app, ["ingest", str(SAMPLE_DIR / "resolutions.csv"), "--kind", "resolution",
-                                   "--home", str(home), "--json"])  # fmt: skip
+    res = CliRunner().invoke(
+        app, ["ingest", str(SAMPLE_DIR / "resolutions.csv"), "--kind", "resolution", "--home", str(home), "--json"]
+    )
     assert res.exit_code == 0, res.output
     status = json.loads(CliRunner().invoke(app, ["status", "--home", str(home), "--json"]).stdout)
     assert status["resolutions"] == status["chroma_resolutions"] == json.loads(res.stdout)["added"]

@@ -24,7 +24,12 @@ def test_ingest_json_summary_and_rejects(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
     assert {k: data[k] for k in ("read", "added", "updated", "unchanged", "rejected")} == {
-        "read": 3, "added": 1, "updated": 0, "unchanged": 0, "rejected": 2}  # fmt: skip
+        "read": 3,
+        "added": 1,
+        "updated": 0,
+        "unchanged": 0,
+        "rejected": 2,
+    }
     assert Path(data["rejects_path"]).parent == tmp_path / "home" / "rejects"  # FEEDBACK_AGENT_HOME
     again = json.loads(invoke("ingest", str(path), "--json").stdout)
     assert (again["added"], again["unchanged"]) == (0, 1)
@@ -36,7 +41,8 @@ def test_missing_text_column_is_one_line_and_exit_1(tmp_path: Path) -> None:
     res = invoke("ingest", str(path))
     assert res.exit_code == 1
     assert res.stderr.strip().splitlines() == [
-        "error: in.csv: no text column (columns: 标题, 时间); name one with --map text=Header"]
+        "error: in.csv: no text column (columns: 标题, 时间); name one with --map text=Header"
+    ]
     assert "Traceback" not in res.output
     assert invoke("ingest", str(tmp_path / "nope.csv")).exit_code == 1
 
@@ -45,7 +51,9 @@ def test_map_option_and_home_flag(tmp_path: Path) -> None:
     path = tmp_path / "in.csv"
     path.write_bytes("买家留言,时间\n发货太慢,2026-11-01 10:00\n".encode("gbk"))
     home = tmp_path / "elsewhere"
-    res = invoke("ingest", str(path), "--map", "text=买家留言", "--map", "created_at=时间", "--home", str(home), "--json")
+    res = invoke(
+        "ingest", str(path), "--map", "text=买家留言", "--map", "created_at=时间", "--home", str(home), "--json"
+    )
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["encoding"] == "gb18030"
     assert (home / "mirror.sqlite3").exists()
@@ -55,8 +63,19 @@ def test_map_option_and_home_flag(tmp_path: Path) -> None:
 
 def test_similar_json_and_usage_errors(tmp_path: Path) -> None:
     assert invoke("ingest", str(SAMPLE_DIR / "feedback.csv"), "--json").exit_code == 0
-    res = invoke("similar", "杯盖漏水", "-k", "3", "--days", "7", "--as-of", "2026-11-22",
-                 "--product", "智能保温杯 Pro", "--json")  # fmt: skip
+    res = invoke(
+        "similar",
+        "杯盖漏水",
+        "-k",
+        "3",
+        "--days",
+        "7",
+        "--as-of",
+        "2026-11-22",
+        "--product",
+        "智能保温杯 Pro",
+        "--json",
+    )
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
     assert len(data["hits"]) == 3
@@ -95,7 +114,12 @@ def test_demo_runs_offline_and_reports(tmp_path: Path) -> None:
     assert [i["rejected"] for i in data["ingest"]] == [0, 0]
     assert all(s["hits"] for s in data["searches"])
     assert "exact" in data["searches"][-1]["hits"][0]["matched_by"]  # the order-number lookup
-    assert [c["category"] for c in data["classify"]] == ["product_quality", "logistics", "product_quality", "after_sales"]
+    assert [c["category"] for c in data["classify"]] == [
+        "product_quality",
+        "logistics",
+        "product_quality",
+        "after_sales",
+    ]
     assert data["classify"][2]["sentiment"] == "negative"  # sarcasm
     assert "product_quality" in data["ask"][0]["answer"] and data["ask"][2]["answer"].startswith("Logistics")
     assert data["root_cause"][0]["facets"][0]["value"] == "云达快运"
@@ -130,8 +154,11 @@ def test_ask_and_chat(tmp_path: Path) -> None:
     assert {"tool", "args", "result"} <= set(data["tool_calls"][0])
     assert invoke("ask", "  ").exit_code == 2
     assert invoke("ask", "x", "--as-of", "2026-13-01").exit_code == 2
-    res = runner.invoke(app, ["chat", "--as-of", "2026-11-23"],
-                        input="how many logistics complaints last week?\n/json\nand the week before?\n/reset\n/nope\n")
+    res = runner.invoke(
+        app,
+        ["chat", "--as-of", "2026-11-23"],
+        input="how many logistics complaints last week?\n/json\nand the week before?\n/reset\n/nope\n",
+    )
     assert res.exit_code == 0, res.output
     lines = res.stdout.strip().splitlines()
     assert "2026-W47" in lines[0]
@@ -143,17 +170,29 @@ def test_ask_and_chat(tmp_path: Path) -> None:
 def test_reply_and_root_cause(tmp_path: Path) -> None:
     assert invoke("ingest", str(SAMPLE_DIR / "feedback.csv"), "--json").exit_code == 0
     assert invoke("ingest", str(SAMPLE_DIR / "resolutions.csv"), "--kind", "resolution", "--json").exit_code == 0
-    res = invoke("reply", "快递一个星期了还没到，物流信息一直不更新", "--customer", "陈女士", "--order", "2611230001", "--json")
+    res = invoke(
+        "reply", "快递一个星期了还没到，物流信息一直不更新", "--customer", "陈女士", "--order", "2611230001", "--json"
+    )
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
-    assert data["reply"].startswith("陈女士您好") and data["citations"] and data["classification"]["category"] == "logistics"
+    assert (
+        data["reply"].startswith("陈女士您好")
+        and data["citations"]
+        and data["classification"]["category"] == "logistics"
+    )
     assert {"needs_review", "reasons", "promises", "evidence"} <= set(data)
     assert invoke("reply", " ").exit_code == 2
     res = invoke("root-cause", "--category", "物流", "--days", "30", "--as-of", "2026-11-23", "--json")
     assert res.exit_code == 0, res.output
     rc = json.loads(res.stdout)
-    assert rc["facets"][0]["value"] == "云达快运" and rc["facets"][0]["concentrated"] and rc["slice"]["category"] == "logistics"
-    res = invoke("root-cause", "--product", "智能保温杯 Pro", "--since", "2026-11-16", "--until", "2026-11-22", "--lang", "en")
+    assert (
+        rc["facets"][0]["value"] == "云达快运"
+        and rc["facets"][0]["concentrated"]
+        and rc["slice"]["category"] == "logistics"
+    )
+    res = invoke(
+        "root-cause", "--product", "智能保温杯 Pro", "--since", "2026-11-16", "--until", "2026-11-22", "--lang", "en"
+    )
     assert res.exit_code == 0 and "From 2026-11-16 to 2026-11-22" in res.stdout
     bad = invoke("root-cause", "--category", "nonsense")
     assert bad.exit_code == 1 and "not in the taxonomy" in bad.stderr
@@ -162,7 +201,11 @@ def test_reply_and_root_cause(tmp_path: Path) -> None:
 
 HOSTILE = [
     ("h1", "快递\x1b[2J\x1b[31m丢了\x1b]0;pwned\x07，一周没到", "2026-11-20 10:00"),
-    ("=HYPERLINK(\"http://x\")", "=1+2 包装破了 <script>alert(1)</script> [点我](javascript:alert(1))", "2026-11-20 11:00"),
+    (
+        '=HYPERLINK("http://x")',
+        "=1+2 包装破了 <script>alert(1)</script> [点我](javascript:alert(1))",
+        "2026-11-20 11:00",
+    ),
     ("h3", "<img src=x onerror=alert(1)> 快递太慢了", "2026-11-21 09:00"),
     ("h4", "很好用<script>alert(2)</script> [赞](javascript:alert(2))", "2026-11-21 10:00"),
 ]
@@ -175,8 +218,12 @@ def _hostile_home(tmp_path: Path) -> Path:
     with open(path, "w", encoding="utf-8", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["id", "text", "created_at", "category", "sentiment"])
-        w.writerows([(i, t, c, "praise" if i == "h4" else "logistics", "positive" if i == "h4" else "negative")
-                     for i, t, c in HOSTILE])  # fmt: skip
+        w.writerows(
+            [
+                (i, t, c, "praise" if i == "h4" else "logistics", "positive" if i == "h4" else "negative")
+                for i, t, c in HOSTILE
+            ]
+        )
     assert invoke("ingest", str(path)).exit_code == 0
     return path
 
@@ -206,7 +253,7 @@ def test_classify_csv_output_cannot_carry_formulas(tmp_path: Path) -> None:
     import csv
 
     src = tmp_path / "in.csv"
-    src.write_text('id,text\n"=cmd|\' /C calc\'!A0",物流太慢\n@SUM(1),包装破了\n+1,ok\n-2,好评\n', encoding="utf-8")
+    src.write_text("id,text\n\"=cmd|' /C calc'!A0\",物流太慢\n@SUM(1),包装破了\n+1,ok\n-2,好评\n", encoding="utf-8")
     out = tmp_path / "out.csv"
     res = invoke("classify", "--file", str(src), "--out", str(out))
     assert res.exit_code == 0, res.output
@@ -226,8 +273,11 @@ def test_a_bare_as_of_date_means_the_same_instant_in_every_command(tmp_path: Pat
     assert asked["answer"] == demo["ask"][0]["answer"]
     chat = runner.invoke(app, ["chat", "--as-of", "2026-11-23", "--home", home], input=question + "\n")
     assert demo["ask"][0]["answer"] in chat.stdout
-    rc = json.loads(invoke("root-cause", "--category", "logistics", "--days", "30", "--as-of", "2026-11-23",
-                           "--home", home, "--json").stdout)  # fmt: skip
+    rc = json.loads(
+        invoke(
+            "root-cause", "--category", "logistics", "--days", "30", "--as-of", "2026-11-23", "--home", home, "--json"
+        ).stdout
+    )
     first = demo["root_cause"][0]
     assert (rc["volume"], rc["period"], rc["facets"][0]) == (first["volume"], first["period"], first["facets"][0])
     rep = json.loads(invoke("report", "--as-of", "2026-11-23", "--home", home, "--json").stdout)
@@ -251,7 +301,9 @@ def test_an_empty_store_and_an_empty_window_are_said_plainly(tmp_path: Path) -> 
     path.write_text("id,text,created_at\na1,快递太慢了,2026-11-20 10:00\n", encoding="utf-8")
     assert invoke("ingest", str(path)).exit_code == 0
     gap = json.loads(invoke("ask", "上周物流投诉有多少", "--as-of", "2026-03-10", "--json").stdout)
-    assert gap["answer"].startswith("2026-03-02 至 2026-03-08 没有任何反馈记录（数据中的反馈在 2026-11-20 至 2026-11-20 之间）")
+    assert gap["answer"].startswith(
+        "2026-03-02 至 2026-03-08 没有任何反馈记录（数据中的反馈在 2026-11-20 至 2026-11-20 之间）"
+    )
 
 
 def test_an_order_number_no_record_holds_is_said_first(tmp_path: Path) -> None:

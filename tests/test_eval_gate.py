@@ -21,8 +21,9 @@ THRESHOLDS = EVALS / "thresholds.yaml"
 
 def test_classification_stays_above_its_thresholds(sample_store: Store) -> None:
     dataset = EVALS / "datasets" / "classify_default.jsonl"
-    result = eval_classify(dataset=dataset, taxonomy=load_taxonomy(), store=sample_store, embedder=HashEmbedding(),
-                           zone=ZONE)  # fmt: skip
+    result = eval_classify(
+        dataset=dataset, taxonomy=load_taxonomy(), store=sample_store, embedder=HashEmbedding(), zone=ZONE
+    )
     assert load_thresholds(THRESHOLDS, dataset), "thresholds must exist for the bundled set"
     assert below_thresholds(result, load_thresholds(THRESHOLDS, dataset)) == [], result["metrics"]
 
@@ -69,12 +70,29 @@ def test_eval_ask_cli_with_history_from(tmp_path: Path) -> None:
     sample = Path(__file__).resolve().parent.parent / "retrieval" / "data" / "sample" / "feedback.csv"
     questions = tmp_path / "q.jsonl"
     questions.write_text(
-        json.dumps({"question": "上周物流投诉有多少条", "as_of": "2026-11-23", "expected": [26, 34]}, ensure_ascii=False) + "\n"
-        + json.dumps({"question": "how many logistics complaints last week", "as_of": "2026-11-23", "expected": [27]}) + "\n",
-        encoding="utf-8")  # fmt: skip
+        json.dumps(
+            {"question": "上周物流投诉有多少条", "as_of": "2026-11-23", "expected": [26, 34]}, ensure_ascii=False
+        )
+        + "\n"
+        + json.dumps({"question": "how many logistics complaints last week", "as_of": "2026-11-23", "expected": [27]})
+        + "\n",
+        encoding="utf-8",
+    )
     history = tmp_path / "h.jsonl"
-    res = CliRunner().invoke(app, ["eval", "ask", "--dataset", str(questions), "--history-from", str(sample),
-                                   "--history", str(history), "--json"])  # fmt: skip
+    res = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "ask",
+            "--dataset",
+            str(questions),
+            "--history-from",
+            str(sample),
+            "--history",
+            str(history),
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
     assert data["n"] == 2 and data["metrics"]["ask"]["accuracy"] == 0.5
@@ -104,8 +122,10 @@ def test_reply_eval_adds_an_llm_judge_score_when_a_model_is_configured(sample_st
     from evals.harness import eval_reply
 
     rows = tmp_path / "two.jsonl"
-    rows.write_text("\n".join(json.dumps({"text": t}, ensure_ascii=False) for t in ("快递一个星期了还没到", "包装破了")) + "\n",
-                    encoding="utf-8")  # fmt: skip
+    rows.write_text(
+        "\n".join(json.dumps({"text": t}, ensure_ascii=False) for t in ("快递一个星期了还没到", "包装破了")) + "\n",
+        encoding="utf-8",
+    )
     from agent.llm import ChatRequest, ChatResult
 
     class Scripted(FakeChatModel):
@@ -130,8 +150,17 @@ def test_paraphrase_retrieval_stays_above_its_thresholds(tmp_path: Path) -> None
     """Issue 17: the bilingual paraphrase set through `similar`'s hybrid search, on a temporary store of
     its own complaints embedded by the multilingual encoder; the word hash is far below it."""
     dataset = EVALS / "datasets" / "paraphrase_default.jsonl"
-    args = ["eval", "retrieval", "--dataset", str(dataset), "--thresholds", str(THRESHOLDS), "--json",
-            "--home", str(tmp_path / "h")]  # fmt: skip
+    args = [
+        "eval",
+        "retrieval",
+        "--dataset",
+        str(dataset),
+        "--thresholds",
+        str(THRESHOLDS),
+        "--json",
+        "--home",
+        str(tmp_path / "h"),
+    ]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     got = json.loads(res.stdout)["metrics"]["retrieval"]

@@ -27,20 +27,43 @@ def test_field_metrics_by_hand() -> None:
 
 def test_eval_classify_with_history_from_records_each_run(tmp_path: Path) -> None:
     train = tmp_path / "train.csv"
-    rows = ["text,category"] + [f"card {w} never arrived in the post,card_arrival" for w in ("blue", "new", "old", "my")] \
-        + [f"my card was stolen {w} please block it,lost_or_stolen_card" for w in ("today", "yesterday", "now", "again")]  # fmt: skip
+    rows = (
+        ["text,category"]
+        + [f"card {w} never arrived in the post,card_arrival" for w in ("blue", "new", "old", "my")]
+        + [
+            f"my card was stolen {w} please block it,lost_or_stolen_card"
+            for w in ("today", "yesterday", "now", "again")
+        ]
+    )
     train.write_text("\n".join(rows) + "\n")
     test = tmp_path / "test.jsonl"
-    test.write_text("\n".join(json.dumps(r) for r in [
-        {"text": "my card still has not arrived", "category": "card_arrival"},
-        {"text": "someone stole my card", "category": "lost_or_stolen_card"},
-        {"text": "label unknown to the taxonomy", "category": "exchange_rate"},
-    ]) + "\n")  # fmt: skip
+    test.write_text(
+        "\n".join(
+            json.dumps(r)
+            for r in [
+                {"text": "my card still has not arrived", "category": "card_arrival"},
+                {"text": "someone stole my card", "category": "lost_or_stolen_card"},
+                {"text": "label unknown to the taxonomy", "category": "exchange_rate"},
+            ]
+        )
+        + "\n"
+    )
     tax = tmp_path / "tax.json"
     tax.write_text(json.dumps({"categories": [{"id": "card_arrival"}, {"id": "lost_or_stolen_card"}]}))
     history = tmp_path / "hist.jsonl"
-    args = ["eval", "classify", "--dataset", str(test), "--history-from", str(train), "--taxonomy", str(tax),
-            "--history", str(history), "--json"]  # fmt: skip
+    args = [
+        "eval",
+        "classify",
+        "--dataset",
+        str(test),
+        "--history-from",
+        str(train),
+        "--taxonomy",
+        str(tax),
+        "--history",
+        str(history),
+        "--json",
+    ]
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
@@ -69,8 +92,16 @@ def test_bundled_eval_set_is_not_the_seed_bank_nor_the_templates() -> None:
 
 def test_cold_start_classifies_the_bundled_set_without_any_labelled_records(tmp_path: Path) -> None:
     """A new user's first classify, before ingesting anything: seeds + templates must carry it."""
-    res = runner.invoke(app, ["eval", "classify", "--dataset", str(Path(__file__).parent.parent / "evals" / "datasets"
-                                                                   / "classify_default.jsonl"), "--json"])  # fmt: skip
+    res = runner.invoke(
+        app,
+        [
+            "eval",
+            "classify",
+            "--dataset",
+            str(Path(__file__).parent.parent / "evals" / "datasets" / "classify_default.jsonl"),
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     m = json.loads(res.stdout)["metrics"]
     assert m["category"]["accuracy"] >= 0.85 and m["sentiment"]["accuracy"] >= 0.85 and m["urgency"]["accuracy"] >= 0.8
@@ -80,9 +111,17 @@ def test_markdown_table_keeps_the_latest_run_per_dataset() -> None:
     from evals.harness import markdown_table
 
     def run(rid: str, acc: float) -> dict:
-        return {"run_id": rid, "timestamp": "2026-11-23T00:00:00+00:00", "task": "classify", "dataset": "d.jsonl",
-                "n": 10, "git_commit": "abc1234", "provider": "none", "invalid_labels": 0,
-                "metrics": {"category": {"accuracy": acc, "macro_f1": acc, "n": 10}}}
+        return {
+            "run_id": rid,
+            "timestamp": "2026-11-23T00:00:00+00:00",
+            "task": "classify",
+            "dataset": "d.jsonl",
+            "n": 10,
+            "git_commit": "abc1234",
+            "provider": "none",
+            "invalid_labels": 0,
+            "metrics": {"category": {"accuracy": acc, "macro_f1": acc, "n": 10}},
+        }
 
     table = markdown_table([run("r1", 0.5), run("r2", 0.75)]).splitlines()
     assert len(table) == 3 and "r2" in table[2] and "accuracy 0.750" in table[2] and "abc1234" in table[2]
@@ -110,12 +149,15 @@ def test_banking77_few_shot_split(tmp_path: Path) -> None:
                 w.writerow([f"{intent} question {i}, with a comma", intent])
     counts = banking77_shots(src, tmp_path / "out")
     assert counts == {"intents": 3, "train": 30, "test": 30}
+
     def rows(name: str) -> list[dict[str, str]]:
         with open(tmp_path / "out" / name, encoding="utf-8", newline="") as fh:
             return list(csv.DictReader(fh))
 
     train, test = rows("banking77-shot10-train.csv"), rows("banking77-shot10-test.csv")
-    assert train[0]["text"] == "card_arrival question 0, with a comma" and train[9]["text"].endswith("question 9, with a comma")
+    assert train[0]["text"] == "card_arrival question 0, with a comma" and train[9]["text"].endswith(
+        "question 9, with a comma"
+    )
     assert test[0]["text"] == "card_arrival question 10, with a comma"
     assert not {r["text"] for r in train} & {r["text"] for r in test}
     tax = load_taxonomy(tmp_path / "out" / "banking77-taxonomy.json")

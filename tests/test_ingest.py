@@ -81,25 +81,48 @@ def test_rerun_changes_nothing_and_edits_are_updates(store: Store, tmp_path: Pat
 
 def test_imported_labels_keep_source_import(store: Store, tmp_path: Path) -> None:
     path = tmp_path / "labelled.jsonl"
-    path.write_text(json.dumps({"id": "L1", "text": "客服不回消息", "category": "客服服务", "sentiment": "negative",
-                                "urgency": "high", "created_at": "2026-11-01"}, ensure_ascii=False) + "\n")  # fmt: skip
+    path.write_text(
+        json.dumps(
+            {
+                "id": "L1",
+                "text": "客服不回消息",
+                "category": "客服服务",
+                "sentiment": "negative",
+                "urgency": "high",
+                "created_at": "2026-11-01",
+            },
+            ensure_ascii=False,
+        )
+        + "\n"
+    )
     run(store, path)
     row = store.records("feedback", ["L1"])["L1"]
     assert (row["category"], row["category_source"], row["sentiment"], row["urgency"]) == (
-        "customer_service", "import", "negative", "high")  # fmt: skip
+        "customer_service",
+        "import",
+        "negative",
+        "high",
+    )
 
 
 def test_resolutions_link_to_feedback(store: Store, tmp_path: Path) -> None:
     fb = tmp_path / "fb.csv"
     fb.write_text("id,text,created_at\nF1,物流太慢,2026-11-01 10:00\n", encoding="utf-8")
     res = tmp_path / "res.csv"
-    res.write_text("feedback_id,处理措施,回复,处理结果,补偿,处理时间\nF1,加急派送,您好已加急,已解决,5元券,2026-11-02 10:00\n"
-                   "F1,,空的处理,已解决,,2026-11-02\n", encoding="utf-8")  # fmt: skip
+    res.write_text(
+        "feedback_id,处理措施,回复,处理结果,补偿,处理时间\nF1,加急派送,您好已加急,已解决,5元券,2026-11-02 10:00\n"
+        "F1,,空的处理,已解决,,2026-11-02\n",
+        encoding="utf-8",
+    )
     run(store, fb)
     summary = run(store, res, kind="resolution")
     assert (summary.added, summary.rejected) == (1, 1)
     linked = store.resolutions_for(["F1"])["F1"]
-    assert linked[0]["action"] == "加急派送" and linked[0]["outcome"] == "resolved" and linked[0]["compensation"] == "5元券"
+    assert (
+        linked[0]["action"] == "加急派送"
+        and linked[0]["outcome"] == "resolved"
+        and linked[0]["compensation"] == "5元券"
+    )
 
 
 def test_unusable_file_raises_before_writing(store: Store, tmp_path: Path) -> None:
@@ -136,8 +159,12 @@ def _mirror_count(home: Path) -> int:
 def test_kill_9_mid_file_then_rerun_stores_every_row_once(tmp_path: Path) -> None:
     path, n = _big_file(tmp_path, per_week=1200)
     home = tmp_path / "killed"
-    proc = subprocess.Popen(_cli("ingest", str(path), "--home", str(home), "--batch-size", "250", "--json"),
-                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        _cli("ingest", str(path), "--home", str(home), "--batch-size", "250", "--json"),
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 120
     while _mirror_count(home) < 1000 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
@@ -145,14 +172,18 @@ def test_kill_9_mid_file_then_rerun_stores_every_row_once(tmp_path: Path) -> Non
     proc.wait()
     stored_before = _mirror_count(home)
     assert 0 < stored_before < n, "the kill must land mid-file for this test to mean anything"
-    done = subprocess.run(_cli("ingest", str(path), "--home", str(home), "--json"), cwd=REPO,
-                          capture_output=True, text=True, check=True)  # fmt: skip
+    done = subprocess.run(
+        _cli("ingest", str(path), "--home", str(home), "--json"), cwd=REPO, capture_output=True, text=True, check=True
+    )
     summary = json.loads(done.stdout)
     assert summary["read"] == n and summary["rejected"] == 0
     assert summary["added"] + summary["unchanged"] + summary["updated"] == n
     assert summary["unchanged"] >= stored_before - 250  # committed batches were kept
-    status = json.loads(subprocess.run(_cli("status", "--home", str(home), "--json"), cwd=REPO,
-                                       capture_output=True, text=True, check=True).stdout)  # fmt: skip
+    status = json.loads(
+        subprocess.run(
+            _cli("status", "--home", str(home), "--json"), cwd=REPO, capture_output=True, text=True, check=True
+        ).stdout
+    )
     assert status["feedback"] == status["chroma_feedback"] == n
 
 
@@ -164,8 +195,16 @@ def test_concurrent_ingests_into_one_home_lose_nothing(tmp_path: Path) -> None:
     write_csv(a, rows[:half], FEEDBACK_COLUMNS)
     write_csv(b, rows[half - 100 :], FEEDBACK_COLUMNS)  # 100 rows overlap
     home = tmp_path / "shared"
-    procs = [subprocess.Popen(_cli("ingest", str(p), "--home", str(home), "--json"), cwd=REPO,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for p in (a, b)]  # fmt: skip
+    procs = [
+        subprocess.Popen(
+            _cli("ingest", str(p), "--home", str(home), "--json"),
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for p in (a, b)
+    ]
     outs = [json.loads(p.communicate(timeout=300)[0]) for p in procs]
     assert all(p.returncode == 0 for p in procs)
     assert sum(o["added"] for o in outs) == len(rows)
@@ -184,8 +223,9 @@ def test_a_write_cut_between_chroma_and_the_mirror_is_found_and_repaired(
 
     home = tmp_path / "home"
     path = tmp_path / "f.csv"
-    path.write_text("id,text,created_at\n" + "".join(f"k{i},第{i}条：快递太慢了,2026-11-10\n" for i in range(30)),
-                    encoding="utf-8")  # fmt: skip
+    path.write_text(
+        "id,text,created_at\n" + "".join(f"k{i},第{i}条：快递太慢了,2026-11-10\n" for i in range(30)), encoding="utf-8"
+    )
     store = Store(home)
     calls = {"n": 0}
     real = Store._upsert_rows

@@ -94,8 +94,11 @@ def test_structured_output_falls_back_from_json_schema_to_function_calling() -> 
 
 
 def test_malformed_json_answer_is_re_asked_then_fails_typed() -> None:
-    with StubLLM(Reply(200, completion('{"sentiment": "furious"}')), Reply(200, completion("not json at all")),
-                 Reply(200, completion('{"sentiment": "angry"}'))) as stub:  # fmt: skip
+    with StubLLM(
+        Reply(200, completion('{"sentiment": "furious"}')),
+        Reply(200, completion("not json at all")),
+        Reply(200, completion('{"sentiment": "angry"}')),
+    ) as stub:
         with pytest.raises(OutputValidationError) as info:
             complete_structured(model(stub.url, []), "label", SentimentCheck, max_reasks=2)
     assert info.value.attempts == 3 and info.value.raw == '{"sentiment": "angry"}'
@@ -104,8 +107,10 @@ def test_malformed_json_answer_is_re_asked_then_fails_typed() -> None:
 
 
 def test_re_ask_recovers() -> None:
-    with StubLLM(Reply(200, completion("```json\n{\"sentiment\": \"meh\"}\n```")),
-                 Reply(200, completion('Sure! {"sentiment": "neutral"}'))) as stub:  # fmt: skip
+    with StubLLM(
+        Reply(200, completion('```json\n{"sentiment": "meh"}\n```')),
+        Reply(200, completion('Sure! {"sentiment": "neutral"}')),
+    ) as stub:
         got = complete_structured(model(stub.url, []), "label", SentimentCheck)
     assert got.value.sentiment == "neutral" and got.attempts == 2 and got.mode == "json_schema"
 
@@ -119,9 +124,11 @@ def test_token_cap_reaches_compatible_servers_in_both_spellings() -> None:
 def test_servers_that_reject_tool_messages_get_plain_turns() -> None:
     from agent.llm import ToolCall
 
-    convo = [Message(role="user", content="how many?"),
-             Message(role="assistant", tool_calls=[ToolCall(id="c1", name="count", args={"category": "a"})]),
-             Message(role="tool", content='{"count": 3}', tool_call_id="c1")]  # fmt: skip
+    convo = [
+        Message(role="user", content="how many?"),
+        Message(role="assistant", tool_calls=[ToolCall(id="c1", name="count", args={"category": "a"})]),
+        Message(role="tool", content='{"count": 3}', tool_call_id="c1"),
+    ]
     with StubLLM(Reply(500), Reply(200, completion("3 records"))) as stub:
         m = model(stub.url, [])
         assert m.complete(ChatRequest(messages=convo)).content == "3 records"

@@ -66,12 +66,18 @@ class Lookup(BaseModel):
 def test_tool_loop_runs_tools_and_feeds_errors_back() -> None:
     seen: list[str] = []
     tool = Tool("count", "count records", Lookup, lambda a: seen.append(a.category) or {"count": 7})
-    fake = FakeChatModel([
-        ChatResult(tool_calls=[ToolCall(id="1", name="count", args={"category": "logistics"}),
-                               ToolCall(id="2", name="count", args={"wrong": 1}),
-                               ToolCall(id="3", name="nope", args={})]),
-        "There were 7.",
-    ])  # fmt: skip
+    fake = FakeChatModel(
+        [
+            ChatResult(
+                tool_calls=[
+                    ToolCall(id="1", name="count", args={"category": "logistics"}),
+                    ToolCall(id="2", name="count", args={"wrong": 1}),
+                    ToolCall(id="3", name="nope", args={}),
+                ]
+            ),
+            "There were 7.",
+        ]
+    )
     run = run_tools(fake, [Message(role="user", content="how many?")], [tool])
     assert run.finished and run.answer == "There were 7." and run.steps == 2
     assert seen == ["logistics"]
@@ -143,12 +149,18 @@ def test_local_provider_without_the_extra_is_one_clear_line(monkeypatch: pytest.
 
 def test_llm_check_cli_against_a_stub(tmp_path: Path) -> None:
     tool_call = completion(None, tool_calls=[{"name": "count_feedback", "args": {"category": "logistics"}}])
-    with StubLLM(Reply(200, completion("pong")), Reply(200, completion('{"sentiment": "negative"}')),
-                 Reply(200, tool_call), Reply(200, completion("There were 42."))) as stub:  # fmt: skip
+    with StubLLM(
+        Reply(200, completion("pong")),
+        Reply(200, completion('{"sentiment": "negative"}')),
+        Reply(200, tool_call),
+        Reply(200, completion("There were 42.")),
+    ) as stub:
         res = CliRunner().invoke(app, ["llm", "check", "--llm", "openai", "--llm-base-url", stub.url, "--json"])
     assert res.exit_code == 0, res.output
     report = json.loads(res.stdout)
-    assert report["answers"] and report["structured_output"]["ok"] and report["structured_output"]["mode"] == "json_schema"
+    assert (
+        report["answers"] and report["structured_output"]["ok"] and report["structured_output"]["mode"] == "json_schema"
+    )
     assert report["tool_calling"]["ok"] and report["tool_calling"]["calls"][0]["result"]["count"] == 42
     assert report["usage"]["calls"] == 4
     # the untrusted check text reached the model fenced

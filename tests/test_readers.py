@@ -11,7 +11,11 @@ from openpyxl import Workbook
 from retrieval.errors import InputFileError
 from retrieval.readers import InputFile, detect_encoding, parse_map_options
 
-ROWS = [("评价内容", "评价时间", "渠道"), ("快递太慢了", "2026-11-20 10:00", "app"), ("包装破损，杯子碎了", "2026/11/21", "weibo")]
+ROWS = [
+    ("评价内容", "评价时间", "渠道"),
+    ("快递太慢了", "2026-11-20 10:00", "app"),
+    ("包装破损，杯子碎了", "2026/11/21", "weibo"),
+]
 
 
 def write_csv(path: Path, rows: list[tuple[str, ...]], encoding: str, sep: str = ",") -> Path:
@@ -94,8 +98,13 @@ def test_undecodable_bytes_become_a_rejectable_marker(tmp_path: Path) -> None:
 
 def test_jsonl_rows_with_bad_lines(tmp_path: Path) -> None:
     path = tmp_path / "f.jsonl"
-    lines = [json.dumps({"content": "物流慢", "tags": ["a"]}, ensure_ascii=False), "{oops", "[1,2]", "",
-             json.dumps({"text": "second"})]  # fmt: skip
+    lines = [
+        json.dumps({"content": "物流慢", "tags": ["a"]}, ensure_ascii=False),
+        "{oops",
+        "[1,2]",
+        "",
+        json.dumps({"text": "second"}),
+    ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     rows = list(InputFile(path, "feedback"))
     assert rows[0].values["text"] == "物流慢" and rows[0].values["tags"] == '["a"]'
@@ -122,8 +131,9 @@ def test_xlsx_streaming(tmp_path: Path) -> None:
 
 def test_ragged_and_runaway_rows(tmp_path: Path) -> None:
     path = tmp_path / "f.csv"
-    path.write_text('text,channel\nok,app\ntoo,many,cells,here\nshort\n"unterminated' + "x" * 1_100_000 + "\n",
-                    encoding="utf-8")  # fmt: skip
+    path.write_text(
+        'text,channel\nok,app\ntoo,many,cells,here\nshort\n"unterminated' + "x" * 1_100_000 + "\n", encoding="utf-8"
+    )
     rows = list(InputFile(path, "feedback"))
     assert rows[0].values == {"text": "ok", "channel": "app"}
     assert "4 cells but the header has 2" in rows[1].error

@@ -41,9 +41,15 @@ def test_detect_language(text: str, lang: str) -> None:
 
 @pytest.mark.parametrize(
     "value",
-    ["2026-11-20 14:03:00", "2026/11/20 14:03", "2026年11月20日 14:03", "2026-11-20T14:03:00",
-     "2026.11.20 14:03", "２０２６-１１-２０ １４:０３"],
-)  # fmt: skip
+    [
+        "2026-11-20 14:03:00",
+        "2026/11/20 14:03",
+        "2026年11月20日 14:03",
+        "2026-11-20T14:03:00",
+        "2026.11.20 14:03",
+        "２０２６-１１-２０ １４:０３",
+    ],
+)
 def test_naive_times_take_the_configured_zone(value: str) -> None:
     parsed = parse_datetime(value, ZONE)
     assert parsed == datetime(2026, 11, 20, 14, 3, tzinfo=ZONE)
@@ -102,7 +108,10 @@ def test_invalid_rows_say_why(cells: dict[str, object], reason: str) -> None:
 def test_labels_accept_chinese_and_english_names() -> None:
     r = fb(text="包装破了", category="包装", sentiment="负面", urgency="Medium")
     assert (r.labels.category.value, r.labels.sentiment.value, r.labels.urgency.value) == (
-        "packaging", "negative", "medium")  # fmt: skip
+        "packaging",
+        "negative",
+        "medium",
+    )
     assert r.labels.category.source == "import"
 
 
@@ -122,8 +131,9 @@ def test_prompt_injection_text_is_stored_as_data() -> None:
 def test_resolution_parsing() -> None:
     r = parse_resolution(
         {"feedback_id": "FB1", "action": "退款", "reply": "已退款", "outcome": "已解决", "resolved_at": "2026-11-20"},
-        zone=ZONE, imported_at=NOW,
-    )  # fmt: skip
+        zone=ZONE,
+        imported_at=NOW,
+    )
     assert r.outcome == "resolved" and r.id.startswith("rs_")
     with pytest.raises(RowError, match="outcome"):
         parse_resolution({"feedback_id": "FB1", "action": "x", "outcome": "maybe"}, zone=ZONE, imported_at=NOW)

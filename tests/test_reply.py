@@ -17,8 +17,17 @@ def replier(sample_store) -> Replier:
 
 
 def _ev(rid: str, reply: str, comp: str | None = None) -> Evidence:
-    return Evidence(resolution_id=rid, feedback_id="F", similarity=0.5, outcome="resolved", action="", reply=reply,
-                    compensation=comp, feedback_text="", language="zh")  # fmt: skip
+    return Evidence(
+        resolution_id=rid,
+        feedback_id="F",
+        similarity=0.5,
+        outcome="resolved",
+        action="",
+        reply=reply,
+        compensation=comp,
+        feedback_text="",
+        language="zh",
+    )
 
 
 def test_check_draft_finds_unsupported_promises_and_secret_requests() -> None:
@@ -43,13 +52,18 @@ def test_check_draft_finds_unsupported_promises_and_secret_requests() -> None:
     assert ("amount", "200元") in find_promises("退款200元")
 
 
-@pytest.mark.parametrize(("text", "lang"), [
-    ("快递一个星期了还没到，物流信息一直不更新", "zh"),
-    ("The tracking has not updated for five days, where is my parcel?", "en"),
-    ("收到的箱子被压扁了，里面的杯子也碎了", "zh"),
-    ("I was charged twice for the same order", "en"),
-])  # fmt: skip
-def test_drafts_are_grounded_and_in_the_customers_language(replier: Replier, sample_store, text: str, lang: str) -> None:
+@pytest.mark.parametrize(
+    ("text", "lang"),
+    [
+        ("快递一个星期了还没到，物流信息一直不更新", "zh"),
+        ("The tracking has not updated for five days, where is my parcel?", "en"),
+        ("收到的箱子被压扁了，里面的杯子也碎了", "zh"),
+        ("I was charged twice for the same order", "en"),
+    ],
+)
+def test_drafts_are_grounded_and_in_the_customers_language(
+    replier: Replier, sample_store, text: str, lang: str
+) -> None:
     d = replier.draft(text, customer="Lee" if lang == "en" else "李女士", order_id="2611239999")
     assert d.language == lang and d.path == "template"
     assert ("李女士您好" in d.reply) if lang == "zh" else d.reply.startswith("Hi Lee")
@@ -60,17 +74,23 @@ def test_drafts_are_grounded_and_in_the_customers_language(replier: Replier, sam
     if d.citations:
         best = next(e for e in d.evidence if e.resolution_id == d.citations[0])
         assert best.similarity >= 0.3 and best.outcome == "resolved" and best.language == lang
-        assert sample_store.records("feedback", [best.feedback_id])[best.feedback_id]["category"] == d.classification["category"]
+        assert (
+            sample_store.records("feedback", [best.feedback_id])[best.feedback_id]["category"]
+            == d.classification["category"]
+        )
     else:
         assert d.needs_review
 
 
-@pytest.mark.parametrize("text", [
-    "充电的时候保温杯冒烟了，差点着火",
-    "退款两周了还没到，再不退我就去12315投诉",
-    "If I don't get my money back this week I will talk to my lawyer",
-    "再不处理我就发微博曝光你们",
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "text",
+    [
+        "充电的时候保温杯冒烟了，差点着火",
+        "退款两周了还没到，再不退我就去12315投诉",
+        "If I don't get my money back this week I will talk to my lawyer",
+        "再不处理我就发微博曝光你们",
+    ],
+)
 def test_critical_and_threats_need_review(replier: Replier, text: str) -> None:
     d = replier.draft(text)
     assert d.needs_review and d.reasons
@@ -97,7 +117,11 @@ def test_llm_draft_is_checked_then_falls_back(sample_store) -> None:
     """Scripted model (logic test): an unsupported promise is re-asked once, then replaced."""
     base = Replier(sample_store, TAX).draft("快递一个星期了还没到，物流信息一直不更新")
     rid = base.citations[0]
-    ok = FakeChatModel([f'{{"reply": "您好，非常抱歉包裹延误，我们会联系快递加急派送。", "citations": ["{rid}"], "needs_review": false, "reasons": []}}'])
+    ok = FakeChatModel(
+        [
+            f'{{"reply": "您好，非常抱歉包裹延误，我们会联系快递加急派送。", "citations": ["{rid}"], "needs_review": false, "reasons": []}}'
+        ]
+    )
     d = Replier(sample_store, TAX, ok).draft("快递一个星期了还没到，物流信息一直不更新")
     assert d.path == "llm" and d.citations == [rid] and d.prompt_version == "reply@v2"
     greedy = f'{{"reply": "您好，我们赔您200元现金，今天到账。", "citations": ["{rid}"], "needs_review": false, "reasons": []}}'
@@ -116,17 +140,21 @@ def pii_store(store, tmp_path):
     from tests.conftest import NOW, ZONE
 
     fb = tmp_path / "fb.csv"
-    fb.write_text("id,text,created_at,category,sentiment,urgency\n"
-                  "pii-1,快递一个星期还没到，联系我手机13812345678,2026-11-18 10:00:00,logistics,negative,medium\n"
-                  "f2,快递一个星期还没到，物流不更新,2026-11-17 10:00:00,logistics,negative,medium\n"
-                  "f3,The parcel has not arrived after a week,2026-11-17 11:00:00,logistics,negative,medium\n",
-                  encoding="utf-8")  # fmt: skip
+    fb.write_text(
+        "id,text,created_at,category,sentiment,urgency\n"
+        "pii-1,快递一个星期还没到，联系我手机13812345678,2026-11-18 10:00:00,logistics,negative,medium\n"
+        "f2,快递一个星期还没到，物流不更新,2026-11-17 10:00:00,logistics,negative,medium\n"
+        "f3,The parcel has not arrived after a week,2026-11-17 11:00:00,logistics,negative,medium\n",
+        encoding="utf-8",
+    )
     rs = tmp_path / "rs.csv"
-    rs.write_text("id,feedback_id,action,reply,outcome,resolved_at\n"
-                  "rs-pii-1,pii-1,补发商品并致电客户,王先生您好，已为您补发，我们已致电您的手机13812345678确认地址北京市朝阳区建国路88号3号楼1单元502室。,resolved,2026-11-19 10:00:00\n"
-                  "rs-2,f2,联系快递核实包裹位置并加急派送,您好，我们已联系快递，客服小王电话010-88886666。,resolved,2026-11-18 10:00:00\n"
-                  "rs-3,f3,Asked the carrier to trace the parcel,Hi Ms Smith we have contacted the carrier; call me on +44 20 7946 0958.,resolved,2026-11-18 11:00:00\n",
-                  encoding="utf-8")  # fmt: skip
+    rs.write_text(
+        "id,feedback_id,action,reply,outcome,resolved_at\n"
+        "rs-pii-1,pii-1,补发商品并致电客户,王先生您好，已为您补发，我们已致电您的手机13812345678确认地址北京市朝阳区建国路88号3号楼1单元502室。,resolved,2026-11-19 10:00:00\n"
+        "rs-2,f2,联系快递核实包裹位置并加急派送,您好，我们已联系快递，客服小王电话010-88886666。,resolved,2026-11-18 10:00:00\n"
+        "rs-3,f3,Asked the carrier to trace the parcel,Hi Ms Smith we have contacted the carrier; call me on +44 20 7946 0958.,resolved,2026-11-18 11:00:00\n",
+        encoding="utf-8",
+    )
     ingest_file(store, fb, kind="feedback", taxonomy=TAX, zone=ZONE, now=NOW)
     ingest_file(store, rs, kind="resolution", zone=ZONE, now=NOW)
     return store
@@ -135,8 +163,9 @@ def pii_store(store, tmp_path):
 LEAKS = ("13812345678", "建国路", "502室", "王先生", "010-88886666", "小王", "Smith", "7946")
 
 
-@pytest.mark.parametrize(("text", "customer"), [("快递一个星期还没到，怎么回事", "张女士"),
-                                                ("My parcel has not arrived after a week", "Jo")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("text", "customer"), [("快递一个星期还没到，怎么回事", "张女士"), ("My parcel has not arrived after a week", "Jo")]
+)
 def test_a_draft_never_carries_another_customers_personal_data(pii_store, text: str, customer: str) -> None:
     d = Replier(pii_store, TAX).draft(text, customer=customer)
     assert d.citations, "the similar cases are evidence"
@@ -157,7 +186,9 @@ def test_an_llm_draft_copying_personal_data_or_claiming_done_is_replaced(pii_sto
     assert "13812345678" not in d.model_dump_json()
 
 
-@pytest.mark.parametrize("text", ["孩子用你们的保温杯被烫伤了，非常生气", "My son cut his hand on the broken blade of the blender"])
+@pytest.mark.parametrize(
+    "text", ["孩子用你们的保温杯被烫伤了，非常生气", "My son cut his hand on the broken blade of the blender"]
+)
 def test_injury_is_not_an_inconvenience_and_needs_review(replier: Replier, text: str) -> None:
     d = replier.draft(text)
     assert "不便" not in d.reply and "inconvenience" not in d.reply.lower()
@@ -179,7 +210,9 @@ def test_a_chargeback_threat_is_flagged(replier: Replier) -> None:
 
 def test_the_checks_catch_belittled_harm_and_echoed_insults() -> None:
     injury = "孩子被你们的刀划伤了手"
-    assert any("small matter" in p for p in check_draft("您好，给您带来不便非常抱歉。", [], [], "zh", message=injury)[1])
+    assert any(
+        "small matter" in p for p in check_draft("您好，给您带来不便非常抱歉。", [], [], "zh", message=injury)[1]
+    )
     assert not check_draft("您好，非常抱歉，请先就医。", [], [], "zh", message=injury)[1]
     rude = "You idiots broke my blender"
     assert any("insult" in p for p in check_draft("Hello, sorry the idiots broke it.", [], [], "en", message=rude)[1])

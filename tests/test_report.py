@@ -56,8 +56,12 @@ def test_spike_first_with_counts_and_product(report) -> None:
 def test_files_are_self_contained_and_idempotent(report, tmp_path: Path) -> None:
     a = write_report(report, tmp_path / "a", ["md", "html"])
     b = write_report(report, tmp_path / "b", ["md", "html"])
-    assert [p.name for p in a] == ["report-2026-W47-trend.png", "report-2026-W47-wow.png", "report-2026-W47.md",
-                                   "report-2026-W47.html"]  # fmt: skip
+    assert [p.name for p in a] == [
+        "report-2026-W47-trend.png",
+        "report-2026-W47-wow.png",
+        "report-2026-W47.md",
+        "report-2026-W47.html",
+    ]
     assert all(x.read_bytes() == y.read_bytes() for x, y in zip(a, b, strict=True))
     md = (tmp_path / "a" / "report-2026-W47.md").read_text(encoding="utf-8")
     assert md.index("新出现的问题") < md.index("主要投诉类别") and "](report-2026-W47-trend.png)" in md
@@ -77,8 +81,9 @@ def test_files_are_self_contained_and_idempotent(report, tmp_path: Path) -> None
 def test_cli_report_json_week_and_errors(tmp_path: Path) -> None:
     runner = CliRunner()
     assert runner.invoke(app, ["ingest", str(SAMPLE_DIR / "feedback.csv"), "--json"]).exit_code == 0
-    res = runner.invoke(app, ["report", "--week", "2026-w46", "--out", str(tmp_path), "--format", "md", "--lang", "en",
-                              "--json"])  # fmt: skip
+    res = runner.invoke(
+        app, ["report", "--week", "2026-w46", "--out", str(tmp_path), "--format", "md", "--lang", "en", "--json"]
+    )
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
     assert data["week"] == "2026-W46" and data["files"][-1].endswith("report-2026-W46.md")
@@ -96,11 +101,14 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shuti
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on this machine (Debian: apt-get install chromium)")
 def test_html_renders_in_a_real_browser(report, tmp_path: Path) -> None:
     """Headless Chromium loads the page offline: the CJK font face loads and both charts decode."""
-    probe = render_html(report).replace("</body>", """<script>
+    probe = render_html(report).replace(
+        "</body>",
+        """<script>
 document.fonts.load('16px "FA CJK"', "商品质量").then(f => {
   document.body.setAttribute("data-cjk", f.length + ":" + document.fonts.check('16px "FA CJK"', "商品质量"));
   document.body.setAttribute("data-imgs", [...document.images].map(i => i.naturalWidth).join(","));
-});</script></body>""")
+});</script></body>""",
+    )
     page = tmp_path / "probe.html"
     page.write_text(probe, encoding="utf-8")
     args = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000"]
@@ -110,9 +118,10 @@ document.fonts.load('16px "FA CJK"', "商品质量").then(f => {
     widths = [int(w) for w in re.search(r'data-imgs="([^"]*)"', body).group(1).split(",")]
     assert len(widths) == 2 and min(widths) > 300
     shot = tmp_path / "shot.png"
-    subprocess.run([*args, f"--screenshot={shot}", "--window-size=1000,2400", page.as_uri()], capture_output=True, timeout=120)
+    subprocess.run(
+        [*args, f"--screenshot={shot}", "--window-size=1000,2400", page.as_uri()], capture_output=True, timeout=120
+    )
     assert shot.stat().st_size > 50_000
-
 
 
 def test_the_critical_count_says_how_much_rests_on_the_model(tmp_path: Path) -> None:
@@ -123,12 +132,16 @@ def test_the_critical_count_says_how_much_rests_on_the_model(tmp_path: Path) -> 
 
     store = Store(tmp_path / "h")
     path = tmp_path / "f.csv"
-    path.write_text("id,text,created_at,urgency\n"
-                    "c1,充电宝充电的时候冒烟着火了,2026-11-18 10:00,\n"
-                    "c2,孩子被刀片割伤了手,2026-11-19 10:00,critical\n"
-                    "c3,快递有点慢,2026-11-19 11:00,medium\n", encoding="utf-8")  # fmt: skip
-    ingest_file(store, path, taxonomy=load_taxonomy(), zone=ZONE, now=NOW,
-                labeler=Classifier(store, load_taxonomy()).labeler)  # fmt: skip
+    path.write_text(
+        "id,text,created_at,urgency\n"
+        "c1,充电宝充电的时候冒烟着火了,2026-11-18 10:00,\n"
+        "c2,孩子被刀片割伤了手,2026-11-19 10:00,critical\n"
+        "c3,快递有点慢,2026-11-19 11:00,medium\n",
+        encoding="utf-8",
+    )
+    ingest_file(
+        store, path, taxonomy=load_taxonomy(), zone=ZONE, now=NOW, labeler=Classifier(store, load_taxonomy()).labeler
+    )
     r = build_report(store, load_taxonomy(), ZONE, "2026-W47", charts=False)
     c = r.headline["critical"]
     assert (c.current, c.model_labelled) == (2, 1)  # c1 by the model, c2 imported

@@ -41,7 +41,11 @@ def test_product_spike_week(sample_store) -> None:
     w47, w46 = iso_week(AS_OF.date(), 1), iso_week(AS_OF.date(), 2)
     assert (r.volume, r.previous_volume) == (count(ROWS, w47)["product_quality"], count(ROWS, w46)["product_quality"])
     top = r.facets[0]
-    assert (top.facet, top.value, top.count) == ("product", "智能保温杯 Pro", facet_count(ROWS, w47, "product", "product_quality")["智能保温杯 Pro"])
+    assert (top.facet, top.value, top.count) == (
+        "product",
+        "智能保温杯 Pro",
+        facet_count(ROWS, w47, "product", "product_quality")["智能保温杯 Pro"],
+    )
     assert "漏水" in r.clusters[0].label  # the leaking lid is the biggest group
     assert any("上升" in c or "增加" in c for c in r.causes) and r.actions[0].startswith("把它列为本周优先事项")
 
@@ -56,14 +60,32 @@ def _planted(store: Store) -> None:
         week2 = day >= start + timedelta(days=7)
         if rng.random() < 0.4:
             carrier = "飞鸟快递" if rng.random() < 0.8 else rng.choice(["甲快递", "乙快递", "丙快递"])
-            rows.append({"text": f"包裹{i}号一直没到，{carrier}太慢了", "category": "logistics", "carrier": carrier,
-                         "product": rng.choice(["A", "B", "C"])})
+            rows.append(
+                {
+                    "text": f"包裹{i}号一直没到，{carrier}太慢了",
+                    "category": "logistics",
+                    "carrier": carrier,
+                    "product": rng.choice(["A", "B", "C"]),
+                }
+            )
         elif week2 and rng.random() < 0.5:
-            rows.append({"text": f"新到的蓝牙音箱{i}没声音", "category": "product_quality", "product": "蓝牙音箱",
-                         "carrier": rng.choice(["甲快递", "乙快递", "飞鸟快递"])})
+            rows.append(
+                {
+                    "text": f"新到的蓝牙音箱{i}没声音",
+                    "category": "product_quality",
+                    "product": "蓝牙音箱",
+                    "carrier": rng.choice(["甲快递", "乙快递", "飞鸟快递"]),
+                }
+            )
         else:
-            rows.append({"text": f"东西{i}质量一般", "category": "product_quality", "product": rng.choice(["A", "B", "C", "蓝牙音箱"]),
-                         "carrier": rng.choice(["甲快递", "乙快递", "丙快递"])})
+            rows.append(
+                {
+                    "text": f"东西{i}质量一般",
+                    "category": "product_quality",
+                    "product": rng.choice(["A", "B", "C", "蓝牙音箱"]),
+                    "carrier": rng.choice(["甲快递", "乙快递", "丙快递"]),
+                }
+            )
         rows[-1].update(id=f"P{i:04d}", created_at=day.isoformat(), sentiment="negative", urgency="medium")
     now = datetime.now(UTC)
     store.upsert("feedback", [parse_feedback(r, zone=ZONE, imported_at=now, taxonomy=TAX) for r in rows], now)
@@ -81,21 +103,31 @@ def test_planted_carrier_and_product_are_named(store: Store) -> None:
 
         n_log = q("SELECT count(*) FROM feedback WHERE category='logistics'")
         n_bird = q("SELECT count(*) FROM feedback WHERE category='logistics' AND carrier='飞鸟快递'")
-        n_w2 = q(f"SELECT count(*) FROM feedback WHERE category='product_quality' AND created_ts >= {(as_of - timedelta(days=7)).timestamp()}")
-        n_w2_speaker = q(f"SELECT count(*) FROM feedback WHERE category='product_quality' AND product='蓝牙音箱' "
-                         f"AND created_ts >= {(as_of - timedelta(days=7)).timestamp()}")
+        n_w2 = q(
+            f"SELECT count(*) FROM feedback WHERE category='product_quality' AND created_ts >= {(as_of - timedelta(days=7)).timestamp()}"
+        )
+        n_w2_speaker = q(
+            f"SELECT count(*) FROM feedback WHERE category='product_quality' AND product='蓝牙音箱' "
+            f"AND created_ts >= {(as_of - timedelta(days=7)).timestamp()}"
+        )
     logistics = root_cause(a, TAX, category="logistics", window=Window(days=14), lang="en")
     assert (logistics.facets[0].value, logistics.facets[0].count, logistics.facets[0].of) == ("飞鸟快递", n_bird, n_log)
     assert logistics.facets[0].concentrated
     quality = root_cause(a, TAX, category="product_quality", window=Window(weeks_ago=1), lang="en")
     assert quality.volume == n_w2 and quality.change > 0
-    assert (quality.facets[0].facet, quality.facets[0].value, quality.facets[0].count) == ("product", "蓝牙音箱", n_w2_speaker)
+    assert (quality.facets[0].facet, quality.facets[0].value, quality.facets[0].count) == (
+        "product",
+        "蓝牙音箱",
+        n_w2_speaker,
+    )
 
 
 def test_llm_may_only_reword_with_the_computed_numbers(sample_store) -> None:
     """Scripted model (logic test): a summary with an invented figure is discarded."""
     a = Analytics(sample_store, AS_OF, ZONE)
-    good = FakeChatModel(['{"summary": "云达快运占物流投诉的 75.2%（129 条中 97 条），建议复盘时效。", "cited_ids": ["FB261122-01402"]}'])
+    good = FakeChatModel(
+        ['{"summary": "云达快运占物流投诉的 75.2%（129 条中 97 条），建议复盘时效。", "cited_ids": ["FB261122-01402"]}']
+    )
     r = root_cause(a, TAX, category="logistics", window=Window(days=30), model=good)
     assert r.path == "llm" and r.prompt_version == "rootcause@v1" and r.citations[0] == "FB261122-01402"
     bad = FakeChatModel(['{"summary": "云达快运占物流投诉的 90%，共 300 条。", "cited_ids": ["FB261122-01402"]}'])

@@ -42,7 +42,9 @@ def test_coverage_of_categories_channels_languages_and_weeks() -> None:
 
 def test_planted_trends() -> None:
     f = facts(generate()[0])
-    base = [n for key, n in f["negative_by_week_category"].items() if key.endswith("product_quality") and "W47" not in key]
+    base = [
+        n for key, n in f["negative_by_week_category"].items() if key.endswith("product_quality") and "W47" not in key
+    ]
     assert f["w47_product_quality"] >= 2 * max(base)
     product, count = f["w47_product_quality_top_product"]
     assert product == SPIKE_PRODUCT and count / f["w47_product_quality"] > 0.6

@@ -146,7 +146,13 @@ def test_python_bm25_ranks_like_fts5() -> None:
 
     from retrieval.search import bm25
 
-    docs = ["快递 太慢 快递 没到", "包装 破损 快递", "客服 不 回复", "快递 丢件 客服 不 理", "好评 快递 很快 很快 很快 很快"]
+    docs = [
+        "快递 太慢 快递 没到",
+        "包装 破损 快递",
+        "客服 不 回复",
+        "快递 丢件 客服 不 理",
+        "好评 快递 很快 很快 很快 很快",
+    ]
     conn = sqlite3.connect(":memory:")
     conn.execute("CREATE VIRTUAL TABLE t USING fts5(tokens)")
     conn.executemany("INSERT INTO t(rowid, tokens) VALUES (?, ?)", list(enumerate(docs)))

@@ -30,10 +30,14 @@ runner = CliRunner()
 
 
 def test_paraphrases_across_languages_are_closer_than_other_problems() -> None:
-    e = MultilingualEmbedding().embed_texts([
-        "收到的是别人的包裹，不是我买的东西", "I received someone else's parcel instead of my order",
-        "The charger got hot and started smoking", "优惠券用不了，提示不满足条件",
-    ])  # fmt: skip
+    e = MultilingualEmbedding().embed_texts(
+        [
+            "收到的是别人的包裹，不是我买的东西",
+            "I received someone else's parcel instead of my order",
+            "The charger got hot and started smoking",
+            "优惠券用不了，提示不满足条件",
+        ]
+    )
     assert e.shape == (4, 512) and np.allclose(np.linalg.norm(e, axis=1), 1, atol=1e-4)
     sims = e @ e.T
     assert sims[0, 1] > 0.45 and sims[0, 1] > sims[0, 2] + 0.2 and sims[0, 1] > sims[0, 3] + 0.2
@@ -57,9 +61,24 @@ def _write(tmp_path: Path, name: str, body: str) -> Path:
 def test_reindex_moves_a_store_resumes_and_keeps_answering(tmp_path: Path) -> None:
     home = tmp_path / "h"
     store = Store(home, HashEmbedding())
-    fb = _write(tmp_path, "fb.csv", "id,text\n" + "".join(
-        f"f{i},{t}\n" for i, t in enumerate(["收到的是别人的包裹，不是我买的东西", "The zipper broke the first time I used it",
-                                             "优惠券用不了", "耳机左边没有声音", "The sofa colour is nothing like the photos"] * 3)))
+    fb = _write(
+        tmp_path,
+        "fb.csv",
+        "id,text\n"
+        + "".join(
+            f"f{i},{t}\n"
+            for i, t in enumerate(
+                [
+                    "收到的是别人的包裹，不是我买的东西",
+                    "The zipper broke the first time I used it",
+                    "优惠券用不了",
+                    "耳机左边没有声音",
+                    "The sofa colour is nothing like the photos",
+                ]
+                * 3
+            )
+        ),
+    )
     ingest_file(store, fb, zone=ZONE, now=NOW)
     calls = {"n": 0}
 
@@ -87,11 +106,19 @@ def test_reindex_moves_a_store_resumes_and_keeps_answering(tmp_path: Path) -> No
 
 def test_reply_evidence_is_found_by_meaning_across_languages(tmp_path: Path) -> None:
     store = open_store(load_settings(home=tmp_path / "h"))
-    fb = _write(tmp_path, "fb.csv", "id,text,created_at,category,sentiment,urgency\n"
-                "p1,箱子里没有任何缓冲材料，碗碎成了好几块,2026-11-10,packaging,negative,medium\n"
-                "p2,快递员态度很差,2026-11-10,logistics,negative,medium\n")  # fmt: skip
-    rs = _write(tmp_path, "rs.csv", "id,feedback_id,action,reply,outcome\nr1,p1,补发受损商品,已补发,resolved\n"
-                "r2,p2,向快递公司投诉,已投诉,resolved\n")  # fmt: skip
+    fb = _write(
+        tmp_path,
+        "fb.csv",
+        "id,text,created_at,category,sentiment,urgency\n"
+        "p1,箱子里没有任何缓冲材料，碗碎成了好几块,2026-11-10,packaging,negative,medium\n"
+        "p2,快递员态度很差,2026-11-10,logistics,negative,medium\n",
+    )
+    rs = _write(
+        tmp_path,
+        "rs.csv",
+        "id,feedback_id,action,reply,outcome\nr1,p1,补发受损商品,已补发,resolved\n"
+        "r2,p2,向快递公司投诉,已投诉,resolved\n",
+    )
     ingest_file(store, fb, taxonomy=TAX, zone=ZONE, now=NOW)
     ingest_file(store, rs, kind="resolution", zone=ZONE, now=NOW)
     d = Replier(store, TAX).draft("The bowl arrived shattered and there was no padding in the box at all")
@@ -101,14 +128,27 @@ def test_reply_evidence_is_found_by_meaning_across_languages(tmp_path: Path) -> 
 
 def test_repeat_posts_count_once_in_the_clusters(tmp_path: Path) -> None:
     store = open_store(load_settings(home=tmp_path / "h"))
-    rows = [("d1", "保温杯漏水，倒过来就往外渗", "O-1"), ("d2", "保温杯漏水，倒过来就往外渗！！", "O-1"),
-            ("d3", "保温杯漏水，倒过来就往外渗", "O-1"), ("d4", "杯盖漏水，一倒就漏", "O-2"), ("d5", "杯子盖子拧不紧，一倒就漏", "O-3"),
-            ("d6", "The cup lid leaks when I tip it over", "O-4")]  # fmt: skip
-    fb = _write(tmp_path, "fb.csv", "id,text,order_id,created_at,category,sentiment\n" + "".join(
-        f"{i},{t},{o},2026-11-20 10:00,product_quality,negative\n" for i, t, o in rows))
+    rows = [
+        ("d1", "保温杯漏水，倒过来就往外渗", "O-1"),
+        ("d2", "保温杯漏水，倒过来就往外渗！！", "O-1"),
+        ("d3", "保温杯漏水，倒过来就往外渗", "O-1"),
+        ("d4", "杯盖漏水，一倒就漏", "O-2"),
+        ("d5", "杯子盖子拧不紧，一倒就漏", "O-3"),
+        ("d6", "The cup lid leaks when I tip it over", "O-4"),
+    ]
+    fb = _write(
+        tmp_path,
+        "fb.csv",
+        "id,text,order_id,created_at,category,sentiment\n"
+        + "".join(f"{i},{t},{o},2026-11-20 10:00,product_quality,negative\n" for i, t, o in rows),
+    )
     ingest_file(store, fb, taxonomy=TAX, zone=ZONE, now=NOW)
-    rc = root_cause(Analytics(store, datetime(2026, 11, 23, tzinfo=UTC), ZONE), TAX, category="product_quality",
-                    window=Window(days=30))  # fmt: skip
+    rc = root_cause(
+        Analytics(store, datetime(2026, 11, 23, tzinfo=UTC), ZONE),
+        TAX,
+        category="product_quality",
+        window=Window(days=30),
+    )
     leak = rc.clusters[0]
     # d2 and d3 repeat d1 (same order, nearly the same words); d4-d6 are other customers: all count
     assert (leak.size, leak.duplicates, set(leak.duplicate_ids)) == (4, 2, {"d2", "d3"})

@@ -68,10 +68,17 @@ def test_classify_matches_the_cli_object(client: TestClient, home: Path) -> None
     assert [r["category"] for r in many] == ["logistics", "praise"]
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"text": ""}, "text"), ({"text": "a", "texts": ["b"]}, "body"), ({"texts": []}, "texts"),
-    ({"texts": ["ok", "  "]}, "body"), ({"txt": "x"}, "txt"), ({"text": "x" * 10_001}, "text"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"text": ""}, "text"),
+        ({"text": "a", "texts": ["b"]}, "body"),
+        ({"texts": []}, "texts"),
+        ({"texts": ["ok", "  "]}, "body"),
+        ({"txt": "x"}, "txt"),
+        ({"text": "x" * 10_001}, "text"),
+    ],
+)
 def test_invalid_input_is_422_naming_the_field(client: TestClient, body: dict, field: str) -> None:
     res = client.post("/v1/classify", json=body, headers=KEY)
     assert res.status_code == 422 and res.json()["error"].startswith("invalid request")
@@ -96,14 +103,21 @@ def test_malformed_and_oversized_bodies(client: TestClient) -> None:
 
 
 def test_ask_conversation_reply_similar_report(client: TestClient) -> None:
-    first = client.post("/v1/ask", json={"question": "上周物流投诉有多少条？", "as_of": "2026-11-23"}, headers=KEY).json()
+    first = client.post(
+        "/v1/ask", json={"question": "上周物流投诉有多少条？", "as_of": "2026-11-23"}, headers=KEY
+    ).json()
     assert first["tool_calls"][0]["result"]["total_current"] == 26 and first["path"] == "rules"
-    nxt = client.post("/v1/ask", json={"question": "那前一周呢？", "as_of": "2026-11-23",
-                                       "conversation_id": first["conversation_id"]}, headers=KEY).json()  # fmt: skip
+    nxt = client.post(
+        "/v1/ask",
+        json={"question": "那前一周呢？", "as_of": "2026-11-23", "conversation_id": first["conversation_id"]},
+        headers=KEY,
+    ).json()
     assert nxt["conversation_id"] == first["conversation_id"] and nxt["tool_calls"][0]["result"]["total_current"] == 34
     reply = client.post("/v1/reply", json={"text": "退款两周了还没到账，再不退就去12315投诉"}, headers=KEY).json()
     assert reply["needs_review"] and reply["language"] == "zh"
-    hits = client.get("/v1/similar", params={"q": "保温杯漏水", "k": 3, "days": 7, "as_of": "2026-11-23"}, headers=KEY).json()
+    hits = client.get(
+        "/v1/similar", params={"q": "保温杯漏水", "k": 3, "days": 7, "as_of": "2026-11-23"}, headers=KEY
+    ).json()
     assert len(hits) == 3 and all("2026-11-17" <= h["record"]["created_at"][:10] for h in hits)
     rep = client.get("/v1/reports/2026-W47", headers=KEY).json()
     assert rep["top_issues"][0]["category"] == "product_quality"
@@ -112,17 +126,28 @@ def test_ask_conversation_reply_similar_report(client: TestClient) -> None:
 
 
 def test_ingest_rejects_bad_rows_and_concurrent_posts_lose_nothing(client: TestClient) -> None:
-    res = client.post("/v1/feedback", json={"records": [
-        {"id": "API-1", "text": "接口导入：包裹破损", "created_at": "2026-11-20 10:00:00"},
-        {"id": "API-1", "text": "duplicate", "created_at": "2026-11-20 10:00:00"},
-        {"text": "   "}, {"text": "x", "created_at": "2099-01-01"}, {"text": "bad label", "category": "nonsense"},
-    ]}, headers=KEY).json()  # fmt: skip
+    res = client.post(
+        "/v1/feedback",
+        json={
+            "records": [
+                {"id": "API-1", "text": "接口导入：包裹破损", "created_at": "2026-11-20 10:00:00"},
+                {"id": "API-1", "text": "duplicate", "created_at": "2026-11-20 10:00:00"},
+                {"text": "   "},
+                {"text": "x", "created_at": "2099-01-01"},
+                {"text": "bad label", "category": "nonsense"},
+            ]
+        },
+        headers=KEY,
+    ).json()
     assert res["added"] == ["API-1"] and [r["index"] for r in res["rejected"]] == [1, 2, 3, 4]
     assert "duplicate" in res["rejected"][0]["reason"] and "empty" in res["rejected"][1]["reason"]
     before = client.get("/healthz").json()["feedback"]
 
     def post(n: int) -> None:
-        recs = [{"id": f"C{n}-{i}", "text": f"并发导入 {n}-{i} 物流太慢", "created_at": "2026-11-21 09:00:00"} for i in range(40)]
+        recs = [
+            {"id": f"C{n}-{i}", "text": f"并发导入 {n}-{i} 物流太慢", "created_at": "2026-11-21 09:00:00"}
+            for i in range(40)
+        ]
         assert client.post("/v1/feedback", json={"records": recs}, headers=KEY).status_code == 200
 
     threads = [threading.Thread(target=post, args=(n,)) for n in range(6)]
@@ -138,24 +163,57 @@ def test_injection_set_changes_no_label_no_promise_no_answer(client: TestClient,
     assert {r["where"] for r in rows} == {"feedback", "resolution", "question"}
     for r in rows:
         if r["where"] == "feedback":
-            clean, attack = (client.post("/v1/classify", json={"text": r[k]}, headers=KEY).json() for k in ("clean", "attack"))
-            assert (attack["category"], attack["sentiment"]) == (clean["category"], clean["sentiment"]) != ("praise", "positive")
+            clean, attack = (
+                client.post("/v1/classify", json={"text": r[k]}, headers=KEY).json() for k in ("clean", "attack")
+            )
+            assert (
+                (attack["category"], attack["sentiment"])
+                == (clean["category"], clean["sentiment"])
+                != ("praise", "positive")
+            )
         elif r["where"] == "question":
-            clean, attack = (client.post("/v1/ask", json={"question": r[k], "as_of": "2026-11-23"}, headers=KEY).json()
-                             for k in ("clean", "attack"))  # fmt: skip
+            clean, attack = (
+                client.post("/v1/ask", json={"question": r[k], "as_of": "2026-11-23"}, headers=KEY).json()
+                for k in ("clean", "attack")
+            )
             assert attack["answer"] == clean["answer"] and "9999" not in attack["answer"]
             assert "UNTRUSTED" not in attack["answer"] and "tool" not in attack["answer"].lower()
         else:
             fid = f"INJ-{len(r['complaint'])}-{r['complaint'][:3]}"
-            ok = client.post("/v1/feedback", json={"records": [{"id": fid, "text": r["complaint"], "category": "logistics",
-                                                                "sentiment": "negative", "created_at": "2026-11-20 08:00:00"}]},
-                             headers=KEY)  # fmt: skip
+            ok = client.post(
+                "/v1/feedback",
+                json={
+                    "records": [
+                        {
+                            "id": fid,
+                            "text": r["complaint"],
+                            "category": "logistics",
+                            "sentiment": "negative",
+                            "created_at": "2026-11-20 08:00:00",
+                        }
+                    ]
+                },
+                headers=KEY,
+            )
             assert ok.status_code == 200
             res_file = tmp_path / f"{fid}.jsonl"
-            res_file.write_text(json.dumps({"id": f"R-{fid}", "feedback_id": fid, "action": r["resolution_action"],
-                                            "reply": r["resolution_reply"], "outcome": "resolved"}, ensure_ascii=False) + "\n",
-                                encoding="utf-8")  # fmt: skip
-            ingested = CliRunner().invoke(cli_app, ["ingest", str(res_file), "--kind", "resolution", "--home", str(home)])
+            res_file.write_text(
+                json.dumps(
+                    {
+                        "id": f"R-{fid}",
+                        "feedback_id": fid,
+                        "action": r["resolution_action"],
+                        "reply": r["resolution_reply"],
+                        "outcome": "resolved",
+                    },
+                    ensure_ascii=False,
+                )
+                + "\n",
+                encoding="utf-8",
+            )
+            ingested = CliRunner().invoke(
+                cli_app, ["ingest", str(res_file), "--kind", "resolution", "--home", str(home)]
+            )
             assert ingested.exit_code == 0, ingested.output
             draft = client.post("/v1/reply", json={"text": r["complaint"]}, headers=KEY).json()
             assert f"R-{fid}" not in draft["citations"]
@@ -164,10 +222,13 @@ def test_injection_set_changes_no_label_no_promise_no_answer(client: TestClient,
 
 
 def test_serve_on_loopback_for_real(home: Path, tmp_path: Path) -> None:
-    proc, url = start_server({"FEEDBACK_AGENT_API_KEYS": "k-real", "FEEDBACK_AGENT_HOME": str(home)},
-                             stderr=subprocess.PIPE)  # fmt: skip
+    proc, url = start_server(
+        {"FEEDBACK_AGENT_API_KEYS": "k-real", "FEEDBACK_AGENT_HOME": str(home)}, stderr=subprocess.PIPE
+    )
     try:
-        res = httpx.post(f"{url}/v1/classify", json={"text": "包装破了"}, headers={"Authorization": "Bearer k-real"}, timeout=30)
+        res = httpx.post(
+            f"{url}/v1/classify", json={"text": "包装破了"}, headers={"Authorization": "Bearer k-real"}, timeout=30
+        )
         assert res.status_code == 200 and res.json()["category"] == "packaging" and res.headers["x-request-id"]
         assert httpx.post(f"{url}/v1/classify", json={"text": "x"}, timeout=10).status_code == 401
     finally:
@@ -187,12 +248,22 @@ def test_serve_refuses_public_bind_without_keys_and_a_dead_chroma(tmp_path: Path
 
 def test_llm_down_or_malformed_falls_back_and_says_so(home: Path) -> None:
     port = free_port()  # nothing listens there
-    settings = load_settings(home=home, llm="openai", llm_base_url=f"http://127.0.0.1:{port}/v1", llm_max_retries=1,
-                             llm_timeout=2, api_keys="k")  # fmt: skip
+    settings = load_settings(
+        home=home,
+        llm="openai",
+        llm_base_url=f"http://127.0.0.1:{port}/v1",
+        llm_max_retries=1,
+        llm_timeout=2,
+        api_keys="k",
+    )
     with TestClient(create_app(settings)) as c:
         res = c.post("/v1/classify", json={"text": "快递太慢了"}, headers={"Authorization": "Bearer k"})
         assert res.status_code == 200 and res.json()["path"] == "linear" and res.json()["fallback_reason"]
-        ask = c.post("/v1/ask", json={"question": "上周物流投诉多少", "as_of": "2026-11-23"}, headers={"Authorization": "Bearer k"})
+        ask = c.post(
+            "/v1/ask",
+            json={"question": "上周物流投诉多少", "as_of": "2026-11-23"},
+            headers={"Authorization": "Bearer k"},
+        )
         assert ask.json()["path"] == "rules" and "LLM call failed" in ask.json()["fallback_reason"]
     with StubLLM(Reply(200, raw=b"{not json"), Reply(200, completion("not json at all"))) as stub:
         settings = load_settings(home=home, llm="openai", llm_base_url=stub.url, llm_max_retries=0, api_keys="k")

@@ -29,14 +29,16 @@ def client(tmp_path: Path):
 
 
 def test_one_bad_record_is_rejected_and_the_rest_stored(client: TestClient) -> None:
-    body = ('{"records": ['
-            '{"id": "ok-1", "text": "快递一周没到"},'
-            '{"id": "nul", "text": "\\u0000"},'
-            '{"id": "s\\ud800", "text": "id with a lone surrogate"},'
-            '{"id": "ch", "text": "ok", "channel": "t\\udc80b"},'
-            '{"id": "ex", "text": "ok", "note": "\\ud83d"},'
-            '{"id": "zw", "text": "\\u200b\\u200b"},'
-            '{"id": "ok-2", "text": "Refund never arrived"}]}')  # fmt: skip
+    body = (
+        '{"records": ['
+        '{"id": "ok-1", "text": "快递一周没到"},'
+        '{"id": "nul", "text": "\\u0000"},'
+        '{"id": "s\\ud800", "text": "id with a lone surrogate"},'
+        '{"id": "ch", "text": "ok", "channel": "t\\udc80b"},'
+        '{"id": "ex", "text": "ok", "note": "\\ud83d"},'
+        '{"id": "zw", "text": "\\u200b\\u200b"},'
+        '{"id": "ok-2", "text": "Refund never arrived"}]}'
+    )
     res = client.post("/v1/feedback", content=body, headers={**KEY, "content-type": "application/json"})
     assert res.status_code == 200, res.text
     data = res.json()
@@ -47,13 +49,16 @@ def test_one_bad_record_is_rejected_and_the_rest_stored(client: TestClient) -> N
     assert client.get("/healthz").json()["feedback"] == 2
 
 
-@pytest.mark.parametrize(("method", "path", "params"), [
-    ("POST", "/v1/ask", {"json": {"question": "最近投诉最多的是什么", "as_of": "0001-01-01"}}),
-    ("POST", "/v1/ask", {"json": {"question": "what is up", "as_of": "9999-12-31"}}),
-    ("GET", "/v1/similar", {"params": {"q": "快递", "as_of": "0001-01-01", "days": 7}}),
-    ("GET", "/v1/reports/0001-W01", {}),
-    ("GET", "/v1/reports/9999-W52", {}),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("method", "path", "params"),
+    [
+        ("POST", "/v1/ask", {"json": {"question": "最近投诉最多的是什么", "as_of": "0001-01-01"}}),
+        ("POST", "/v1/ask", {"json": {"question": "what is up", "as_of": "9999-12-31"}}),
+        ("GET", "/v1/similar", {"params": {"q": "快递", "as_of": "0001-01-01", "days": 7}}),
+        ("GET", "/v1/reports/0001-W01", {}),
+        ("GET", "/v1/reports/9999-W52", {}),
+    ],
+)
 def test_out_of_range_dates_are_422(client: TestClient, method: str, path: str, params: dict) -> None:
     res = client.request(method, path, headers=KEY, **params)
     assert res.status_code == 422 and "2000-2100" in res.json()["error"]
@@ -77,8 +82,11 @@ def test_an_internal_error_is_one_500_logged_once_without_content(
 
 
 def test_error_bodies_are_all_error_objects(client: TestClient) -> None:
-    for res, status in ((client.get("/nope", headers=KEY), 404), (client.put("/v1/ask", headers=KEY), 405),
-                        (client.post("/v1/ask", content=b"{bad", headers={**KEY, "content-type": "application/json"}), 422)):  # fmt: skip
+    for res, status in (
+        (client.get("/nope", headers=KEY), 404),
+        (client.put("/v1/ask", headers=KEY), 405),
+        (client.post("/v1/ask", content=b"{bad", headers={**KEY, "content-type": "application/json"}), 422),
+    ):
         assert res.status_code == status and set(res.json()) >= {"error"} and "detail" not in res.json()
 
 
@@ -114,8 +122,10 @@ def test_a_slow_partial_body_is_cut_off(tmp_path: Path) -> None:
     try:
         port = int(url.rsplit(":", 1)[1])
         with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-            sock.sendall(b"POST /v1/ask HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                         b"Content-Length: 100\r\n\r\n{\"question\"")  # fmt: skip
+            sock.sendall(
+                b"POST /v1/ask HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                b'Content-Length: 100\r\n\r\n{"question"'
+            )
             started = time.monotonic()
             answer = sock.recv(4096).decode()
             waited = time.monotonic() - started
@@ -159,23 +169,57 @@ def test_random_malformed_input_never_gets_a_500(client: TestClient) -> None:
     import random
 
     rng = random.Random(14)
-    alphabet = ["a", "快", "\x00", "\ud800", "\udc80", "\u200b", "\x1b[31m", "'", '"', "\\", "<script>", "𝕏", "\n",
-                "12315", "=1+2", "{}"]  # fmt: skip
+    alphabet = [
+        "a",
+        "快",
+        "\x00",
+        "\ud800",
+        "\udc80",
+        "\u200b",
+        "\x1b[31m",
+        "'",
+        '"',
+        "\\",
+        "<script>",
+        "𝕏",
+        "\n",
+        "12315",
+        "=1+2",
+        "{}",
+    ]
 
     def rstr() -> str:
         return "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 10)))
 
     def rval() -> object:
-        return rng.choice([rstr(), rng.randint(-10**12, 10**12), rng.random() * 1e6, None, True, [rstr()], {"x": rstr()},
-                           "9999-99-99", "0001-01-01", "2026-11-20", 1e308])  # fmt: skip
+        return rng.choice(
+            [
+                rstr(),
+                rng.randint(-(10**12), 10**12),
+                rng.random() * 1e6,
+                None,
+                True,
+                [rstr()],
+                {"x": rstr()},
+                "9999-99-99",
+                "0001-01-01",
+                "2026-11-20",
+                1e308,
+            ]
+        )
 
     headers = {**KEY, "content-type": "application/json"}
     seen: set[int] = set()
     for _ in range(150):
         which = rng.choice(["fb", "ask", "reply", "cls", "sim", "rep", "raw"])
         if which == "fb":
-            recs = [{rng.choice(["id", "text", "created_at", "channel", "rating", "category", rstr()]): rval()
-                     for _ in range(rng.randint(0, 5))} for _ in range(rng.randint(1, 3))]  # fmt: skip
+            recs = [
+                {
+                    rng.choice(["id", "text", "created_at", "channel", "rating", "category", rstr()]): rval()
+                    for _ in range(rng.randint(0, 5))
+                }
+                for _ in range(rng.randint(1, 3))
+            ]
             res = client.post("/v1/feedback", content=json.dumps({"records": recs}), headers=headers)
         elif which == "ask":
             res = client.post("/v1/ask", content=json.dumps({"question": rval(), "as_of": rval()}), headers=headers)
@@ -189,8 +233,9 @@ def test_random_malformed_input_never_gets_a_500(client: TestClient) -> None:
             week = rng.choice(["abc%ff", "2026-W47", "0000-W00", "2100-W53", "2026-W99", "%ed%a0%80"])
             res = client.get(f"/v1/reports/{week}?format=" + rng.choice(["json", "md", "html", "x%ff"]), headers=KEY)
         else:
-            res = client.post("/v1/feedback", content=bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 30))),
-                              headers=headers)  # fmt: skip
+            res = client.post(
+                "/v1/feedback", content=bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 30))), headers=headers
+            )
         seen.add(res.status_code)
         assert res.status_code < 500, (which, res.text)
         if res.status_code >= 400:
@@ -201,6 +246,8 @@ def test_random_malformed_input_never_gets_a_500(client: TestClient) -> None:
 def test_the_api_says_what_is_missing(client: TestClient) -> None:
     empty = client.post("/v1/ask", json={"question": "上周哪类投诉涨得最多", "as_of": "2026-11-23"}, headers=KEY).json()
     assert empty["understood"] is False and "还没有任何反馈记录" in empty["answer"]
-    client.post("/v1/feedback", json={"records": [{"id": "o1", "text": "快递太慢", "order_id": "2611200001"}]}, headers=KEY)
+    client.post(
+        "/v1/feedback", json={"records": [{"id": "o1", "text": "快递太慢", "order_id": "2611200001"}]}, headers=KEY
+    )
     res = client.get("/v1/similar", params={"q": "订单 2611209999999"}, headers=KEY)
     assert res.status_code == 200 and res.headers["x-not-found"] == "2611209999999"

@@ -13,8 +13,18 @@ from retrieval.taxonomy import load_taxonomy
 
 def test_default_taxonomy_matches_the_documented_labels() -> None:
     tax = load_taxonomy()
-    assert tax.category_ids() == ["logistics", "product_quality", "packaging", "customer_service", "after_sales",
-                                  "price_promotion", "app_website", "suggestion", "praise", "other"]  # fmt: skip
+    assert tax.category_ids() == [
+        "logistics",
+        "product_quality",
+        "packaging",
+        "customer_service",
+        "after_sales",
+        "price_promotion",
+        "app_website",
+        "suggestion",
+        "praise",
+        "other",
+    ]
     assert [s.id for s in tax.sentiments] == ["negative", "neutral", "positive"]
     assert [u.id for u in tax.urgencies] == ["critical", "high", "medium", "low"]
     assert "12315" in tax.urgencies[0].keywords
@@ -23,8 +33,9 @@ def test_default_taxonomy_matches_the_documented_labels() -> None:
 
 def test_minimal_json_file_gets_default_sentiments(tmp_path: Path) -> None:
     path = tmp_path / "banking.json"
-    path.write_text(json.dumps({"categories": [{"id": "card_arrival"}, {"id": "lost_or_stolen_card",
-                                                                         "description": "card lost"}]}))  # fmt: skip
+    path.write_text(
+        json.dumps({"categories": [{"id": "card_arrival"}, {"id": "lost_or_stolen_card", "description": "card lost"}]})
+    )
     tax = load_taxonomy(path)
     assert tax.category_ids() == ["card_arrival", "lost_or_stolen_card"]
     assert [s.id for s in tax.sentiments] == ["negative", "neutral", "positive"]

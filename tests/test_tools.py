@@ -76,7 +76,11 @@ def test_count_by_matches_independent_counts(tools: Analytics, rows) -> None:
 
 
 def test_top_facets_names_the_planted_carrier(tools: Analytics, rows) -> None:
-    out = tools.top(TopInput(facet="carrier", window=Window(days=30), filters=Filters(sentiment="negative", category="logistics"), n=2))
+    out = tools.top(
+        TopInput(
+            facet="carrier", window=Window(days=30), filters=Filters(sentiment="negative", category="logistics"), n=2
+        )
+    )
     expected = facet_count(rows, last_days(TODAY, 30), "carrier", "logistics")
     assert (out.groups[0].value, out.groups[0].count) == expected.most_common(1)[0] == ("云达快运", out.groups[0].count)
     assert out.with_value == sum(expected.values())
@@ -90,8 +94,13 @@ def test_compare_periods_week_over_week(tools: Analytics, rows) -> None:
     assert out.previous_period["label"] == "2026-W46"
     assert (out.total_current, out.total_previous) == (sum(now.values()), sum(prev.values()))
     first = out.rows[0]  # ordered by rise
-    assert first.value == "product_quality" and (first.current, first.previous) == (now["product_quality"], prev["product_quality"])
-    assert first.change == first.current - first.previous and first.change_pct == round(first.change / first.previous * 100, 1)
+    assert first.value == "product_quality" and (first.current, first.previous) == (
+        now["product_quality"],
+        prev["product_quality"],
+    )
+    assert first.change == first.current - first.previous and first.change_pct == round(
+        first.change / first.previous * 100, 1
+    )
     assert [r.change for r in out.rows] == sorted((r.change for r in out.rows), reverse=True)
 
 
@@ -100,7 +109,9 @@ def test_spikes_find_the_planted_week(tools: Analytics) -> None:
     spikes = [s for s in out.spikes if s.is_spike]
     assert [s.value for s in spikes] == ["product_quality"]
     assert spikes[0].current == 60 and len(spikes[0].baseline) == 4 and max(spikes[0].baseline) < 30
-    products = tools.spikes(SpikesInput(field="product", filters=Filters(sentiment="negative", category="product_quality")))
+    products = tools.spikes(
+        SpikesInput(field="product", filters=Filters(sentiment="negative", category="product_quality"))
+    )
     assert products.spikes[0].value == "智能保温杯 Pro" and products.spikes[0].is_spike
 
 
@@ -127,5 +138,13 @@ def test_search_quotes_and_records(tools: Analytics) -> None:
 
 def test_tools_offer_json_schemas(tools: Analytics) -> None:
     specs = {t.name: t.spec() for t in tools.tools()}
-    assert set(specs) == {"count_by", "top_facets", "compare_periods", "detect_spikes", "time_series", "search_quotes", "get_records"}
+    assert set(specs) == {
+        "count_by",
+        "top_facets",
+        "compare_periods",
+        "detect_spikes",
+        "time_series",
+        "search_quotes",
+        "get_records",
+    }
     assert "window" in specs["count_by"].parameters["properties"]

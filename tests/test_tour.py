@@ -28,16 +28,30 @@ def test_the_readme_tour_runs_as_written(tmp_path: Path) -> None:
         (tmp_path / name).symlink_to(REPO / name)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FEEDBACK_AGENT_", "OPENAI_"))}
     # what `make demo` does, in this folder
-    demo = subprocess.run([".venv/bin/feedback-agent", "demo", "--json"], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=600, check=False)  # fmt: skip
+    demo = subprocess.run(
+        [".venv/bin/feedback-agent", "demo", "--json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert demo.returncode == 0, demo.stderr[-2000:]
     lines = tour_lines()
     serve = [ln for ln in lines if " serve" in ln]
     assert len(serve) == 1 and lines[-1] == serve[0] and lines[0].startswith("export FEEDBACK_AGENT_HOME=")
     outputs: list[str] = []
     for line in lines[1:-1]:
-        res = subprocess.run(["bash", "-c", f"{lines[0]}\n{line}"], cwd=tmp_path, env=env, capture_output=True,
-                             text=True, timeout=300, check=False)  # fmt: skip
+        res = subprocess.run(
+            ["bash", "-c", f"{lines[0]}\n{line}"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
         assert res.returncode == 0, f"{line}\n{res.stderr[-2000:]}"
         assert res.stdout.strip(), line
         outputs.append(res.stdout)
@@ -51,8 +65,13 @@ def test_the_readme_tour_runs_as_written(tmp_path: Path) -> None:
     assert "云达快运" in root
     assert (tmp_path / ".feedback-agent/demo/reports/report-2026-W47.html").exists() and "2026-W47" in report
     port = free_port()
-    proc = subprocess.Popen(["bash", "-c", f"{lines[0]}\nexec {lines[-1].replace('8000', str(port))}"], cwd=tmp_path,
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        ["bash", "-c", f"{lines[0]}\nexec {lines[-1].replace('8000', str(port))}"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         for _ in range(150):
             try:
