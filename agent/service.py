@@ -41,18 +41,14 @@ from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from agent.ask import Answer, Asker, Conversation
-from agent.classify import Classification, Classifier
+from agent.app import InvalidValue, OptionError, Workspace
+from agent.ask import Answer, Conversation
+from agent.classify import Classification
 from agent.config import Settings, is_loopback
 from agent.errors import USER_ERRORS
-from agent.reply import Replier, ReplyDraft
-from agent.runtime import make_chat_model, make_encoder, open_store, taxonomy_of, zone_of
-from agent.tools import Analytics
+from agent.reply import ReplyDraft
 from retrieval.errors import StoreError
-from retrieval.ingest import home_lock, ingest_rows, printable
-from retrieval.readers import RawRow
-from retrieval.records import parse_when
-from retrieval.search import Hit, Searcher, SearchFilters
+from retrieval.search import Hit
 
 MAX_TEXT = 10_000
 MAX_BATCH = 500
@@ -129,35 +125,6 @@ class IngestResult(BaseModel):
 # --------------------------------------------------------------------------- state
 
 
-class _ClassifierHolder:
-    """One fitted classifier for the process, refitted in the background when labels change."""
-
-    def __init__(self, store: Any, taxonomy: Any, encoder: Any) -> None:
-        self.store, self.taxonomy, self.encoder = store, taxonomy, encoder
-        self.current = Classifier(store, taxonomy, encoder=encoder)
-        self.current.trained()
-        self.version = store.labels_version()
-        self._lock = threading.Lock()
-        self._refitting = False
-
-    def get(self) -> Classifier:
-        version = self.store.labels_version()
-        if version != self.version:
-            with self._lock:
-                if not self._refitting and version != self.version:
-                    self._refitting = True
-                    threading.Thread(target=self._refit, args=(version,), daemon=True).start()
-        return self.current
-
-    def _refit(self, version: int) -> None:
-        try:
-            fresh = Classifier(self.store, self.taxonomy, encoder=self.encoder)
-            fresh.trained()
-            self.current, self.version = fresh, version
-        finally:
-            self._refitting = False
-
-
 class _Conversations:
     """Conversations by id, least recently used dropped beyond a bound."""
 
@@ -186,19 +153,13 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> Any:
-        store = open_store(settings)
-        tax = taxonomy_of(settings)
-        state.update(
-            store=store,
-            taxonomy=tax,
-            zone=zone_of(settings),
-            conversations=_Conversations(),
-            classifier=_ClassifierHolder(store, tax, make_encoder(settings)),
-        )
+        ws = Workspace(settings, refit_in_background=True)
+        ws.classifier()  # fitted before the first request
+        state.update(ws=ws, conversations=_Conversations())
         try:
             yield
         finally:
-            store.close()
+            ws.close()
 
     app = FastAPIOffline(
         title="feedback-agent",
@@ -305,12 +266,21 @@ def create_app(settings: Settings) -> FastAPI:
     for error_class in USER_ERRORS:
         app.add_exception_handler(error_class, user_error)
 
+    async def bad_value(_request: Request, exc: Exception) -> JSONResponse:
+        return _error(422, str(exc).splitlines()[0])
+
+    for error_class in (OptionError, InvalidValue):  # a value the caller gave: named, as a 422
+        app.add_exception_handler(error_class, bad_value)
+
     # ------------------------------------------------------------------ routes
+    def ws() -> Workspace:
+        workspace: Workspace = state["ws"]
+        return workspace
+
     @app.get("/healthz", tags=["service"])
     async def healthz() -> dict[str, Any]:
         """Liveness and record counts (no key needed)."""
-        store = state["store"]
-        encoder = state["classifier"].encoder
+        store, encoder = ws().store, ws().encoder()
         return {
             "status": "ok",
             "feedback": store.count("feedback"),
@@ -329,8 +299,7 @@ def create_app(settings: Settings) -> FastAPI:
         """The same object as `classify --json` for `{"text"}`, a list for `{"texts"}`."""
 
         def work() -> Any:
-            clf = state["classifier"].get().with_model(make_chat_model(settings))
-            results = clf.classify([body.text] if body.text is not None else list(body.texts or []))
+            results = ws().classify([body.text] if body.text is not None else list(body.texts or []))
             request.state.served_by = ",".join(sorted({r.path for r in results}))
             return results[0] if body.text is not None else results
 
@@ -341,11 +310,7 @@ def create_app(settings: Settings) -> FastAPI:
         """A reply draft grounded in cited past resolutions."""
 
         def work() -> ReplyDraft:
-            model = make_chat_model(settings)
-            clf = state["classifier"].get().with_model(None)
-            draft = Replier(state["store"], state["taxonomy"], model, classifier=clf).draft(
-                body.text, customer=body.customer, order_id=body.order_id
-            )
+            draft = ws().reply(body.text, customer=body.customer, order_id=body.order_id)
             request.state.served_by = draft.path
             return draft
 
@@ -354,17 +319,11 @@ def create_app(settings: Settings) -> FastAPI:
     @app.post("/v1/ask", dependencies=[Depends(auth)], tags=["agent"], response_model=AskResponse)
     async def ask(body: AskRequest, request: Request) -> Any:
         """Answer a question; pass the returned conversation_id to continue ("and the week before?")."""
-        as_of = _as_of(body.as_of, state["zone"])
+        as_of = ws().span(as_of=body.as_of).now
         cid, convo = state["conversations"].get(body.conversation_id)
 
         def work() -> AskResponse:
-            asker = Asker(
-                Analytics(state["store"], as_of, state["zone"]),
-                state["taxonomy"],
-                make_chat_model(settings),
-                max_steps=settings.ask_max_steps,
-            )
-            answer = asker.ask(body.question, convo)
+            answer = ws().ask(body.question, as_of=as_of, conversation=convo)
             request.state.served_by = answer.path
             return AskResponse(**answer.model_dump(), conversation_id=cid)
 
@@ -376,38 +335,26 @@ def create_app(settings: Settings) -> FastAPI:
         q: str = Query(min_length=1, max_length=MAX_TEXT, description="Text to find similar cases for."),
         k: int = Query(5, ge=1, le=200),
         kind: Literal["feedback", "resolution"] = "feedback",
-        days: int | None = Query(None, ge=1, le=3660),
-        as_of: str | None = None,
-        category: str | None = None,
+        days: int | None = Query(None, ge=1, le=3660, description="Only the last N days before as_of."),
+        since: str | None = Query(None, description="From this date (YYYY-MM-DD or a timestamp)."),
+        until: str | None = Query(None, description="Up to this date, inclusive."),
+        as_of: str | None = Query(None, description="Reference time for `days` (default now)."),
+        category: str | None = Query(None, description="Category id, name or keyword (as `--category`)."),
         channel: str | None = None,
         product: str | None = None,
         carrier: str | None = None,
     ) -> Any:
-        """Hybrid similar-case search with filters."""
-        now = _as_of(as_of, state["zone"])
-        if category is not None:
-            norm = state["taxonomy"].normalize("categories", category)
-            if norm is None:
-                raise HTTPException(422, f"category {category!r} is not in the taxonomy")
-            category = norm
-        from datetime import timedelta
-
-        filters = SearchFilters(
-            since=now - timedelta(days=days) if days else None,
-            until=now if days else None,
-            category=category,
-            channel=channel,
-            product=product,
-            carrier=carrier,
-        )
+        """Hybrid similar-case search with filters (the `similar` command's); record codes that no
+        record has are named in the `x-not-found` header."""
+        window = ws().span(days=days, since=since, until=until, as_of=as_of)
 
         def work() -> Any:
-            searcher = Searcher(state["store"])
-            hits = searcher.search(q, k=k, kind=kind, filters=filters)
-            missing = searcher.missing_codes(q, kind)
-            response = JSONResponse([h.model_dump(mode="json") for h in hits])
-            if missing:  # said before the similar records: the record asked for is not there
-                response.headers["x-not-found"] = ",".join(missing)
+            found = ws().similar(
+                q, k=k, kind=kind, window=window, category=category, channel=channel, product=product, carrier=carrier
+            )
+            response = JSONResponse([h.model_dump(mode="json") for h in found.hits])
+            if found.not_found:  # said before the similar records: the record asked for is not there
+                response.headers["x-not-found"] = ",".join(found.not_found)
             return response
 
         return await run(request, work)
@@ -418,38 +365,9 @@ def create_app(settings: Settings) -> FastAPI:
         rest are stored (the same row checks as the `ingest` command)."""
 
         def work() -> IngestResult:
-            rejected: list[dict[str, Any]] = []
-
-            def reject(raw: RawRow, reason: str) -> None:
-                rid = (raw.values or {}).get("id")
-                rejected.append(
-                    {
-                        "index": raw.number - 1,
-                        "id": printable(rid) if isinstance(rid, str | int) else None,
-                        "reason": reason,
-                    }
-                )
-
-            rows = (
-                RawRow(number=i + 1, line=None, values={str(k): v for k, v in raw.items()})
-                for i, raw in enumerate(body.records)
-            )
-            store = state["store"]
-            with home_lock(store.home):
-                store.repair()
-                result = ingest_rows(
-                    store,
-                    rows,
-                    kind="feedback",
-                    taxonomy=state["taxonomy"],
-                    zone=state["zone"],
-                    now=datetime.now(UTC),
-                    reject=reject,
-                    labeler=state["classifier"].get().labeler,
-                    redact_pii=settings.redact_on_ingest,
-                )
+            done = ws().ingest_records(body.records)
             return IngestResult(
-                added=result.added, updated=result.updated, unchanged=result.unchanged, rejected=rejected
+                added=done.added, updated=done.updated, unchanged=done.unchanged, rejected=done.rejected
             )
 
         return await run(request, work)
@@ -459,21 +377,10 @@ def create_app(settings: Settings) -> FastAPI:
         request: Request, week: str, lang: Literal["zh", "en"] = "zh", format: Literal["json", "md", "html"] = "json"
     ) -> Any:  # noqa: A002
         """The weekly report for an ISO week (e.g. 2026-W47) as JSON, Markdown or self-contained HTML."""
-        from agent.report import build_report, render_html, render_markdown
+        from agent.report import render_html, render_markdown
 
         def work() -> Any:
-            try:
-                r = build_report(
-                    state["store"],
-                    state["taxonomy"],
-                    state["zone"],
-                    week.upper(),
-                    lang=lang,
-                    model=make_chat_model(settings),
-                    charts=format != "json",
-                )
-            except ValueError as exc:
-                raise HTTPException(422, str(exc)) from None
+            r = ws().report(ws().report_week(week), lang=lang, charts=format != "json")
             request.state.served_by = r.summary_path
             if format == "html":
                 return HTMLResponse(render_html(r))
@@ -522,15 +429,6 @@ class BodyLimit:
 
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
-
-
-def _as_of(value: str | None, zone: Any) -> datetime:
-    if not value:
-        return datetime.now(UTC)
-    try:
-        return parse_when(value, zone)
-    except ValueError as exc:
-        raise HTTPException(422, f"as_of {value!r} is not a date ({exc})") from None
 
 
 def _where(exc: BaseException) -> str:

@@ -9,7 +9,8 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from cli import app
-from evals.harness import below_thresholds, eval_classify, eval_retrieval, load_thresholds
+from evals.harness import eval_classify, eval_retrieval
+from evals.history import below_thresholds, load_thresholds
 from retrieval.store import Store
 from retrieval.taxonomy import load_taxonomy
 from retrieval.text import HashEmbedding

@@ -108,7 +108,7 @@ def test_cold_start_classifies_the_bundled_set_without_any_labelled_records(tmp_
 
 
 def test_markdown_table_keeps_the_latest_run_per_dataset() -> None:
-    from evals.harness import markdown_table
+    from evals.history import markdown_table
 
     def run(rid: str, acc: float) -> dict:
         return {
