@@ -17,7 +17,6 @@ previous question's slice with the window moved back one period.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
@@ -26,7 +25,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from agent.llm import ChatModel, Message, ToolTrace, run_tools
+from agent.grounded import grounded, number_problems, output_language
+from agent.llm import ChatModel, Message, ToolRun, ToolTrace, run_tools
 from agent.prompts import fence, load_data, load_prompt
 from agent.tools import (
     Analytics,
@@ -506,11 +506,6 @@ class Intent:
     named_fields: list[str] = field(default_factory=list)  # fields the question names (tier, region, rating)
 
 
-def question_language(text: str) -> Lang:
-    """zh when the text has Chinese characters (names of products and carriers aside), else en."""
-    return "zh" if re.search(r"[\u4e00-\u9fff]", text) else "en"
-
-
 def _norm(text: str) -> str:
     return re.sub(r"\s+", " ", text.lower().replace("？", "?").replace("，", ",")).strip()
 
@@ -824,7 +819,7 @@ def parse_question(question: str, analytics: Analytics, taxonomy: Taxonomy) -> I
     """Read a question into an intent (kind ``unknown`` when it is not understood)."""
     t = _Text(question)
     values = _match_values(t, analytics)
-    lang = question_language("".join(" " if u else c for c, u in zip(t.s, t.used, strict=True)))
+    lang = output_language("".join(" " if u else c for c, u in zip(t.s, t.used, strict=True)))
     relative = t.first(RELATIVE_PREVIOUS) is not None
     windows = _windows(t, analytics.as_of.date())
     facet, category = _match_terms(t, taxonomy)
@@ -1602,9 +1597,8 @@ class Asker:
 
     # ------------------------------------------------------------------ LLM
     def _llm(self, question: str, convo: Conversation) -> tuple[Answer | None, str | None]:
-        from agent.errors import AgentError
-
-        assert self.model is not None
+        model = self.model
+        assert model is not None
         prompt = load_prompt("ask")
         cats = "\n".join(
             f"- {lab.id}: {lab.name_en or ''} {lab.name_zh or ''}".rstrip()
@@ -1622,23 +1616,29 @@ class Asker:
                 Message(role="assistant", content=a.answer),
             ]
         messages.append(Message(role="user", content=fence(question, "question")))
-        try:
-            run = run_tools(
-                self.model, messages, self.analytics.tools(), max_steps=self.max_steps, prompt_version=prompt.ref
-            )
-        except AgentError as exc:
-            return None, f"LLM call failed: {exc}"
+        tools = self.analytics.tools()
+
+        def call(msgs: list[Message]) -> ToolRun:
+            return run_tools(model, msgs, tools, max_steps=self.max_steps, prompt_version=prompt.ref)
+
+        def check(run: ToolRun) -> list[str]:
+            good = [t for t in run.trace if t.error is None]
+            if not run.finished:
+                return [f"the model did not finish within {self.max_steps} steps"]
+            if not good:
+                return ["the model answered without calling a tool"]
+            if not run.answer.strip():
+                return ["the model returned an empty answer"]
+            return number_problems(run.answer, [t.result for t in good], question)
+
+        # One attempt: a re-ask repeats the whole tool loop (up to max_steps calls), and the
+        # router answers the question itself when the model's answer is rejected.
+        got = grounded(call, messages, check, show=lambda r: r.answer, attempts=1)
+        if got.value is None:
+            return None, got.fallback_reason
+        run = got.value
         good = [t for t in run.trace if t.error is None]
-        if not run.finished:
-            return None, f"the model did not finish within {self.max_steps} steps"
-        if not good:
-            return None, "the model answered without calling a tool"
-        if not run.answer.strip():
-            return None, "the model returned an empty answer"
-        unsupported = unsupported_numbers(run.answer, [t.result for t in good], question)
-        if unsupported:
-            return None, "numbers not in any tool result: " + ", ".join(unsupported[:5])
-        lang = question_language(question)
+        lang = output_language(question)
         evidence = evidence_ids([t.result for t in good])
         cited = [i for i in evidence if i in run.answer] or evidence[:10]
         return Answer(
@@ -1650,40 +1650,6 @@ class Asker:
             as_of=self.analytics.as_of.isoformat(),
             prompt_version=prompt.ref,
         ), None
-
-
-# --------------------------------------------------------------------------- number check
-
-_NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?")
-_ID_LIKE = re.compile(r"\b[A-Za-z]+[\w-]*\d[\w-]*\b")
-
-
-def _numbers_in(value: Any) -> set[float]:
-    text = json.dumps(value, ensure_ascii=False, default=str)
-    found: set[float] = set()
-    for m in re.finditer(r"\d+(?:\.\d+)?", text):
-        x = float(m.group())
-        found |= {x, round(x, 1), float(round(x))}
-        if "." in m.group() and x <= 1:  # a 0..1 share may be written as a percentage
-            found |= {round(x * 100, 1), float(round(x * 100))}
-    return found
-
-
-def unsupported_numbers(answer: str, results: list[Any], question: str = "") -> list[str]:
-    """Numbers in ``answer`` that no tool result (nor the question) contains.
-
-    Record ids, ISO dates and list markers are not figures; percentages may be written from a
-    0..1 share or rounded to one decimal.
-    """
-    allowed = _numbers_in(results) | _numbers_in(question)
-    text = _ID_LIKE.sub(" ", answer)
-    text = re.sub(r"(?m)^\s*\d{1,2}[.)、]\s", " ", text)
-    bad: list[str] = []
-    for m in _NUMBER.finditer(text):
-        x = abs(float(m.group()))
-        if not any(abs(x - a) < 0.051 for a in allowed):
-            bad.append(m.group())
-    return list(dict.fromkeys(bad))
 
 
 # --------------------------------------------------------------------------- conversation

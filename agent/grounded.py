@@ -61,7 +61,7 @@ def grounded(
         messages = [
             *messages,
             Message(role="assistant", content=show(value)),
-            Message(role="user", content=f"The answer was rejected: {reason}. Write it again following every rule."),
+            Message(role="user", content=f"The draft was rejected: {reason}. Write it again following every rule."),
         ]
     return Grounded(None, reason, attempts)
 

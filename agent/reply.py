@@ -31,11 +31,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from agent.classify import Classification, Classifier
-from agent.llm import ChatModel, Message, complete_structured
+from agent.grounded import output_language, structured
+from agent.llm import ChatModel, Message
 from agent.prompts import fence, load_data, load_prompt
 from agent.safety import strip_instructions
 from retrieval.pii import Redactor
-from retrieval.records import detect_language
 from retrieval.search import Searcher, SearchFilters
 from retrieval.store import Store
 from retrieval.taxonomy import Taxonomy
@@ -177,12 +177,6 @@ class _LLMDraft(BaseModel):
     reasons: list[str] = Field(default_factory=list)
 
 
-def language_of(text: str) -> Lang:
-    """The customer's language for the reply: zh when any Chinese is present and dominant."""
-    lang = detect_language(text)
-    return "en" if lang == "en" else "zh"
-
-
 # --------------------------------------------------------------------------- checks
 
 
@@ -288,7 +282,7 @@ def check_draft(
     unknown = [c for c in cited if c not in by_id]
     if unknown:
         problems.append("cites unknown ids: " + ", ".join(unknown[:3]))
-    if language_of(own) != lang:
+    if output_language(own) != lang:
         problems.append(f"written in the wrong language (customer wrote {lang})")
     return promises, problems
 
@@ -340,7 +334,7 @@ class Replier:
                     reply=res["reply"],
                     compensation=res.get("compensation"),
                     feedback_text=h.text,
-                    language=language_of(res["reply"]),
+                    language=output_language(res["reply"]),
                 )
                 key = (int(ev.language != lang), int((h.record.get("urgency") == "critical") != critical), rank)
                 found.append((key, ev))  # type: ignore[arg-type]
@@ -352,7 +346,7 @@ class Replier:
         text = text.strip()
         if not text:
             raise ValueError("the customer's text is empty")
-        lang = language_of(text)
+        lang = output_language(text)
         clf: Classification = self.classifier.classify([text])[0]
         ev = self.evidence(text, clf.category, lang, critical=clf.urgency == "critical")
         sit = situation(text, clf.category)
@@ -416,8 +410,6 @@ class Replier:
         return reasons
 
     def _llm(self, result: ReplyDraft, text: str, customer: str | None, order_id: str | None) -> None:
-        from agent.errors import AgentError
-
         assert self.model is not None
         prompt = load_prompt("reply", self.prompt_version)
         # result.evidence is already redacted: other customers' personal data never reaches the model
@@ -452,17 +444,10 @@ class Replier:
                 "draft": result.reply,
             }
         content = prompt.render(**common)
-        messages = [Message(role="user", content=content)]
-        reason = None
-        for _attempt in range(2):
-            try:
-                got = complete_structured(self.model, messages, _LLMDraft, prompt_version=prompt.ref)
-            except AgentError as exc:
-                reason = f"LLM call failed: {exc}"
-                break
-            d: _LLMDraft = got.value
-            cited = [c for c in d.citations if c in {e.resolution_id for e in result.evidence}]
-            promises, problems = check_draft(
+        evidence_ids = {e.resolution_id for e in result.evidence}
+
+        def check(d: _LLMDraft) -> list[str]:
+            _, problems = check_draft(
                 d.reply,
                 result.evidence,
                 d.citations,
@@ -471,23 +456,25 @@ class Replier:
                 customer=customer,
                 order_id=order_id,
             )
-            if not cited:
-                problems.append("cites no past resolution")
-            if not problems:
-                result.reply, result.citations, result.promises = d.reply.strip(), cited, promises
-                result.needs_review = result.needs_review or d.needs_review
-                result.reasons += [r for r in d.reasons if r and r not in result.reasons] if d.needs_review else []
-                result.needs_review = bool(result.reasons) or d.needs_review
-                result.path, result.prompt_version, result.fallback_reason = "llm", prompt.ref, None
-                return
-            reason = "; ".join(problems)
-            messages = messages + [
-                Message(role="assistant", content=d.model_dump_json()),
-                Message(
-                    role="user", content="The draft was rejected: " + reason + ". Write it again following every rule."
-                ),
-            ]
-        result.fallback_reason = reason
+            return problems + ([] if any(c in evidence_ids for c in d.citations) else ["cites no past resolution"])
+
+        messages = [Message(role="user", content=content)]
+        got = structured(self.model, messages, _LLMDraft, check, prompt_version=prompt.ref)
+        if got.value is None:
+            result.fallback_reason = got.fallback_reason
+            return
+        d = got.value
+        promises, _ = check_draft(
+            d.reply, result.evidence, d.citations, result.language, message=text, customer=customer, order_id=order_id
+        )
+        result.reply, result.citations, result.promises = (
+            d.reply.strip(),
+            [c for c in d.citations if c in evidence_ids],
+            promises,
+        )
+        result.reasons += [r for r in d.reasons if r and r not in result.reasons] if d.needs_review else []
+        result.needs_review = bool(result.reasons) or d.needs_review
+        result.path, result.prompt_version, result.fallback_reason = "llm", prompt.ref, None
 
 
 # --------------------------------------------------------------------------- composition

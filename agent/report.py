@@ -24,7 +24,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from agent.llm import ChatModel, Message, complete_structured
+from agent.grounded import language_problems, number_problems, structured
+from agent.llm import ChatModel, Message
 from agent.prompts import fence, load_prompt
 from agent.rootcause import RootCause, root_cause
 from agent.tools import (
@@ -315,9 +316,6 @@ class _LLMSummary(BaseModel):
 
 
 def _llm_summary(r: WeeklyReport, model: ChatModel) -> None:
-    from agent.ask import question_language, unsupported_numbers
-    from agent.errors import AgentError
-
     facts = r.model_dump(mode="json", include={"week", "period", "headline", "emerging", "top_issues"})
     facts["details"] = [
         {"category": d.slice.get("category"), "causes": d.causes, "actions": d.actions[:2]} for d in r.details
@@ -328,15 +326,13 @@ def _llm_summary(r: WeeklyReport, model: ChatModel) -> None:
         facts=fence(_json(facts), "facts"),
         fallback=fence(r.executive_summary, "draft"),
     )
-    try:
-        got = complete_structured(model, [Message(role="user", content=text)], _LLMSummary, prompt_version=prompt.ref)
-    except AgentError as exc:
-        r.fallback_reason = f"LLM call failed: {exc}"
-        return
-    bad = unsupported_numbers(got.value.summary, [facts, r.executive_summary])
-    wrong_lang = question_language(got.value.summary) != r.lang
-    if bad or wrong_lang or not got.value.summary.strip():
-        r.fallback_reason = ("numbers not in the facts: " + ", ".join(bad[:5])) if bad else "wrong language or empty"
+
+    def check(value: _LLMSummary) -> list[str]:
+        return language_problems(value.summary, r.lang) + number_problems(value.summary, [facts, r.executive_summary])
+
+    got = structured(model, [Message(role="user", content=text)], _LLMSummary, check, prompt_version=prompt.ref)
+    if got.value is None:
+        r.fallback_reason = got.fallback_reason
         return
     r.executive_summary, r.summary_path = got.value.summary.strip(), "llm"
 

@@ -18,8 +18,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from agent.ask import question_language, unsupported_numbers
-from agent.llm import ChatModel, Message, ToolTrace, complete_structured
+from agent.grounded import language_problems, number_problems, structured
+from agent.llm import ChatModel, Message, ToolTrace
 from agent.prompts import fence, load_prompt
 from agent.tools import Analytics, CompareInput, CountByInput, Filters, Window, evidence_ids
 from retrieval.taxonomy import Taxonomy
@@ -525,8 +525,6 @@ def _facet_action(lang: Lang, facet: str, value: str, category: str | None) -> s
 
 
 def _llm_summary(result: RootCause, model: ChatModel, lang: Lang) -> None:
-    from agent.errors import AgentError
-
     prompt = load_prompt("rootcause")
     facts = result.model_dump(
         mode="json",
@@ -548,27 +546,20 @@ def _llm_summary(result: RootCause, model: ChatModel, lang: Lang) -> None:
     text = prompt.render(
         language="Chinese" if lang == "zh" else "English", facts=fence(json.dumps(facts, ensure_ascii=False), "facts")
     )
-    try:
-        got = complete_structured(model, [Message(role="user", content=text)], _Summary, prompt_version=prompt.ref)
-    except AgentError as exc:
-        result.fallback_reason = f"LLM call failed: {exc}"
-        return
     known = (
         set(evidence_ids(facts))
         | {c.quote_id for c in result.clusters}
         | {i for p in result.past_actions for i in p.resolution_ids}
     )
-    cited = [i for i in got.value.cited_ids if i in known]
-    bad_numbers = unsupported_numbers(got.value.summary, [facts])
-    wrong_lang = question_language(got.value.summary) != lang
-    if bad_numbers or not cited or wrong_lang:
-        result.fallback_reason = (
-            "numbers not in the facts: " + ", ".join(bad_numbers[:5])
-            if bad_numbers
-            else "no valid record id cited"
-            if not cited
-            else "summary in the wrong language"
-        )
+
+    def check(value: _Summary) -> list[str]:
+        cited = [] if any(i in known for i in value.cited_ids) else ["no valid record id cited"]
+        return number_problems(value.summary, [facts]) + cited + language_problems(value.summary, lang)
+
+    got = structured(model, [Message(role="user", content=text)], _Summary, check, prompt_version=prompt.ref)
+    if got.value is None:
+        result.fallback_reason = got.fallback_reason
         return
+    cited = [i for i in got.value.cited_ids if i in known]
     result.summary, result.path, result.prompt_version = got.value.summary.strip(), "llm", prompt.ref
     result.citations = list(dict.fromkeys(cited + result.citations))

@@ -471,7 +471,8 @@ def eval_reply(
     severe rows), ``no_insult_echo`` (the rows with insults). With a chat model an LLM judge
     also scores each draft 1-5.
     """
-    from agent.reply import Replier, check_draft, evidence_threshold, language_of
+    from agent.grounded import output_language
+    from agent.reply import Replier, check_draft, evidence_threshold
 
     rows = [json.loads(line) for line in dataset.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
     rows = [r for r in rows if str(r.get("text") or "").strip()][:limit]
@@ -491,8 +492,8 @@ def eval_reply(
         d = replier.draft(text, customer=row.get("customer"), order_id=row.get("order_id"))
         paths[d.path] += 1
         prompts |= {d.prompt_version} if d.prompt_version else set()
-        want = row.get("language") or language_of(text)
-        l_ok = d.language == want and language_of(d.reply) == want
+        want = row.get("language") or output_language(text)
+        l_ok = d.language == want and output_language(d.reply) == want
         stored = store.records("resolution", d.citations)
         sims = {e.resolution_id: e.similarity for e in d.evidence}
         c_ok = all(c in stored and sims.get(c, 0) >= evidence_threshold(store) for c in d.citations)

@@ -10,7 +10,8 @@ from datetime import date, datetime
 
 import pytest
 
-from agent.ask import Asker, Conversation, parse_question, unsupported_numbers
+from agent.ask import Asker, Conversation, parse_question
+from agent.grounded import unsupported_numbers
 from agent.llm import ChatResult, FakeChatModel, ToolCall
 from agent.tools import Analytics, Window
 from evals.ask_questions import count, facet_count, iso_week, last_days, load_rows

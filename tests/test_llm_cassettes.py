@@ -105,7 +105,8 @@ def test_ask_with_a_real_model_keeps_the_figures_right(local_model: OpenAIChatMo
     the answer's figures are the tools' and a rejected model answer says why."""
     from datetime import datetime
 
-    from agent.ask import Asker, unsupported_numbers
+    from agent.ask import Asker
+    from agent.grounded import unsupported_numbers
     from agent.tools import Analytics
     from retrieval.taxonomy import load_taxonomy
     from tests.conftest import ZONE

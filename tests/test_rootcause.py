@@ -122,14 +122,22 @@ def test_planted_carrier_and_product_are_named(store: Store) -> None:
     )
 
 
+_GOOD = '{"summary": "云达快运占物流投诉的 75.2%（129 条中 97 条），建议复盘时效。", "cited_ids": ["FB261122-01402"]}'
+_INVENTED = '{"summary": "云达快运占物流投诉的 90%，共 300 条。", "cited_ids": ["FB261122-01402"]}'
+
+
 def test_llm_may_only_reword_with_the_computed_numbers(sample_store) -> None:
-    """Scripted model (logic test): a summary with an invented figure is discarded."""
+    """Scripted model (logic test): a summary with an invented figure is re-asked once with the
+    problem named, and discarded when the second answer is wrong too."""
     a = Analytics(sample_store, AS_OF, ZONE)
-    good = FakeChatModel(
-        ['{"summary": "云达快运占物流投诉的 75.2%（129 条中 97 条），建议复盘时效。", "cited_ids": ["FB261122-01402"]}']
-    )
+    good = FakeChatModel([_GOOD])
     r = root_cause(a, TAX, category="logistics", window=Window(days=30), model=good)
     assert r.path == "llm" and r.prompt_version == "rootcause@v1" and r.citations[0] == "FB261122-01402"
-    bad = FakeChatModel(['{"summary": "云达快运占物流投诉的 90%，共 300 条。", "cited_ids": ["FB261122-01402"]}'])
+    bad = FakeChatModel([_INVENTED, _INVENTED])
     r = root_cause(a, TAX, category="logistics", window=Window(days=30), model=bad)
     assert r.path == "rules" and "300" in (r.fallback_reason or "") and "75.2%" in r.summary
+    bad.assert_consumed()
+    assert "numbers not in the facts: 90, 300" in bad.requests[1].messages[-1].content
+    fixed = FakeChatModel([_INVENTED, _GOOD])  # the re-ask corrects the figures: its answer is used
+    r = root_cause(a, TAX, category="logistics", window=Window(days=30), model=fixed)
+    assert r.path == "llm" and "75.2%" in r.summary and len(fixed.requests) == 2
