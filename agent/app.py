@@ -170,7 +170,7 @@ class Status:
     """Record counts in the mirror and in Chroma, and whether they agree."""
 
     facts: dict[str, Any]
-    mismatches: dict[str, tuple[int, int]]
+    mismatches: dict[Kind, tuple[int, int]]
 
     @property
     def consistent(self) -> bool:

@@ -1345,7 +1345,7 @@ class Asker:
             CompareInput(
                 window=self._window(intent),
                 previous=intent.previous,
-                field=field,  # type: ignore[arg-type]
+                field=field,
                 filters=self._filters(intent, with_category=field != "category"),
                 order="rise",
             ),
@@ -1499,7 +1499,8 @@ class Asker:
         )
         win, scope = w.period(res.period), w.scope(intent)
         if not res.rated:
-            return f"{win}{scope}" + ask_limits()["notes"]["no_ratings"][w.lang]
+            none: str = ask_limits()["notes"]["no_ratings"][w.lang]
+            return f"{win}{scope}{none}"
         dist = ", ".join(f"{k}★ {v}" for k, v in sorted(res.distribution.items(), reverse=True))
         csat = f"{(res.csat or 0) * 100:.1f}%"
         if w.lang == "zh":

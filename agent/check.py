@@ -79,12 +79,12 @@ def run_check(model: ChatModel | None, provider: str) -> CheckReport:
     report.structured_output["modes_refused"] = sorted(m for m in getattr(model, "unsupported", set()) if ":" not in m)
 
     calls: list[str] = []
-    tool = Tool(
-        "count_feedback",
-        "Count feedback records of one category.",
-        CountArgs,
-        lambda a: calls.append(a.category) or {"category": a.category, "count": 42},
-    )
+
+    def count(a: CountArgs) -> dict[str, Any]:
+        calls.append(a.category)
+        return {"category": a.category, "count": 42}
+
+    tool = Tool("count_feedback", "Count feedback records of one category.", CountArgs, count)
     tprompt = load_prompt("check_tools")
     msgs = [Message(role="user", content=tprompt.render(question="How many logistics complaints were there?"))]
     for choice_name, choice in (("auto", None), ("forced", {"type": "function", "function": {"name": tool.name}})):

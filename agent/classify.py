@@ -143,7 +143,8 @@ def _softmax(scores: np.ndarray, scale: float = 3.0) -> np.ndarray:
     z = scores * scale
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+    probs: np.ndarray = e / e.sum(axis=1, keepdims=True)
+    return probs
 
 
 class Classifier:
@@ -236,7 +237,7 @@ class Classifier:
             try:
                 with open(cache, "rb") as fh:
                     self._trained = pickle.load(fh)
-                return self._trained  # type: ignore[return-value]
+                return self._trained
             except (pickle.UnpicklingError, EOFError, AttributeError, ImportError):
                 cache.unlink(missing_ok=True)
         self._trained = self._train()
@@ -335,7 +336,7 @@ class Classifier:
             sims = (x @ t.matrix[usable].T).toarray() if usable else np.zeros((len(texts), 0))
             out = []
             for row in sims:
-                top = np.argpartition(-row, min(N_NEIGHBORS, len(row) - 1))[:N_NEIGHBORS] if len(row) else []
+                top: Any = np.argpartition(-row, min(N_NEIGHBORS, len(row) - 1))[:N_NEIGHBORS] if len(row) else []
                 out.append([usable[j] for j in sorted(top, key=lambda j: (-row[j], j))])
             return out
         index = {rid: i for i, rid in enumerate(t.ids)}
@@ -423,8 +424,7 @@ class Classifier:
     # ------------------------------------------------------------------ LLM
     def _schema(self) -> type[BaseModel]:
         fields: dict[str, Any] = {
-            name: (Literal[tuple(self._ids[name])], Field(description=f"One of the {name} ids."))  # type: ignore[valid-type]
-            for name in FIELDS
+            name: (Literal[tuple(self._ids[name])], Field(description=f"One of the {name} ids.")) for name in FIELDS
         }
         fields["confidence"] = (float, Field(ge=0, le=1, description="How sure you are of the category."))
         return create_model("FeedbackLabels", __config__=ConfigDict(extra="forbid"), **fields)
@@ -449,11 +449,12 @@ class Classifier:
             schema=json.dumps(schema.model_json_schema(), ensure_ascii=False),
             data=fence(text),
         )
+        assert self.model is not None
         try:
             got = complete_structured(
                 self.model,
                 [Message(role="user", content=rendered)],
-                schema,  # type: ignore[arg-type]
+                schema,
                 prompt_version=prompt.ref,
                 max_tokens=128,
             )

@@ -163,11 +163,11 @@ def run_demo(
 
         asker, convo = ws.asker(as_of), Conversation()
         demo.ask = [(q, asker.ask(q, convo)) for q in QUESTIONS]
-        for category, window, lang in (
+        for category, slice_window, lang in (
             ("logistics", Window(days=30), "zh"),
             ("product_quality", Window(weeks_ago=1), "en"),
         ):
-            demo.root_causes.append(ws.root_cause(category=category, window=window, as_of=as_of, lang=lang))  # type: ignore[arg-type]
+            demo.root_causes.append(ws.root_cause(category=category, window=slice_window, as_of=as_of, lang=lang))  # type: ignore[arg-type]
         demo.report = ws.report(week_of(as_of), lang="zh")
         demo.report_files = write_report(demo.report, dsettings.home / "reports", ["md", "html"])
         demo.replies = [(text, ws.reply(text, customer=c, order_id=o)) for text, c, o in REPLIES]

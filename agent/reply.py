@@ -266,7 +266,7 @@ def check_draft(
                 support = rid
             if support:
                 break
-        promises.append(Promise(kind=kind, text=text, supported_by=support))  # type: ignore[arg-type]
+        promises.append(Promise(kind=kind, text=text, supported_by=support))
         if support is None:
             problems.append(f"promises {kind} '{text}' that no cited resolution contains")
     if m := _SECRETS.search(draft):
@@ -337,7 +337,7 @@ class Replier:
                     language=output_language(res["reply"]),
                 )
                 key = (int(ev.language != lang), int((h.record.get("urgency") == "critical") != critical), rank)
-                found.append((key, ev))  # type: ignore[arg-type]
+                found.append((key, ev))
         found.sort(key=lambda p: p[0])
         return [ev for _, ev in found[:k]]
 
@@ -358,11 +358,10 @@ class Replier:
                 if lang == "zh"
                 else "thin evidence: the similar cases' actions match no step we can offer"
             )
-        own = {"message": text, "customer": customer, "order_id": order_id}
-        promises, problems = check_draft(draft, ev, cited, lang, **own)
+        promises, problems = check_draft(draft, ev, cited, lang, message=text, customer=customer, order_id=order_id)
         if problems:  # a composed part its own citations do not support: drop to the holding reply
             draft, cited = compose(lang, sit, clf, [], customer, order_id)
-            promises, problems = check_draft(draft, ev, cited, lang, **own)
+            promises, problems = check_draft(draft, ev, cited, lang, message=text, customer=customer, order_id=order_id)
             reasons.append(
                 "the composed steps did not pass the checks" if lang == "en" else "组合出的处理措施未通过检查"
             )

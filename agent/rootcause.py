@@ -187,10 +187,10 @@ def root_cause(
     for facet in (("category",) if category is None else ()) + FACETS:
         if getattr(filters, facet) is not None:
             continue
-        res = call("top_facets", analytics.count_by, CountByInput(field=facet, window=window, filters=filters, top=3))  # type: ignore[arg-type]
+        res = call("top_facets", analytics.count_by, CountByInput(field=facet, window=window, filters=filters, top=3))
         if not res.groups:
             continue
-        base = analytics.count_by(CountByInput(field=facet, window=window, filters=Filters(), top=None))  # type: ignore[arg-type]
+        base = analytics.count_by(CountByInput(field=facet, window=window, filters=Filters(), top=None))
         base_share = {g.value: g.share for g in base.groups}
         top = res.groups[0]
         b = base_share.get(top.value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import tzinfo
 
 from agent.config import Settings
@@ -87,30 +88,29 @@ def make_chat_model(settings: Settings) -> ChatModel | None:
     if provider == "fake":
         return FakeChatModel()
     cache = ResponseCache(settings.home / "llm-cache.sqlite3") if settings.llm_cache else None
-    common = {
-        "temperature": settings.llm_temperature,
-        "timeout_s": settings.llm_timeout,
-        "max_retries": settings.llm_max_retries,
-        "max_tokens": settings.llm_max_tokens,
-        "deadline_s": settings.llm_deadline,
-        "cache": cache,
-    }
+    make = functools.partial(
+        OpenAIChatModel,
+        temperature=settings.llm_temperature,
+        timeout_s=settings.llm_timeout,
+        max_retries=settings.llm_max_retries,
+        max_tokens=settings.llm_max_tokens,
+        deadline_s=settings.llm_deadline,
+        cache=cache,
+    )
     if provider == "local":
         base_url = settings.llm_base_url or LocalServer(settings.home).ensure()
         # The Gemma chat format drops system messages: instructions go into the user turn.
-        return OpenAIChatModel(
+        return make(
             settings.llm_model or MODEL_ALIAS,
             base_url=base_url,
             merge_system=True,
             provider="local",
             redact_pii=settings.redacts_for(base_url),
-            **common,
         )
-    base_url = settings.llm_base_url or os.environ.get("OPENAI_BASE_URL")
-    return OpenAIChatModel(
+    openai_url = settings.llm_base_url or os.environ.get("OPENAI_BASE_URL")
+    return make(
         settings.llm_model or "gpt-4o-mini",
-        base_url=base_url,
+        base_url=openai_url,
         provider="openai",
-        redact_pii=settings.redacts_for(base_url),
-        **common,
+        redact_pii=settings.redacts_for(openai_url),
     )

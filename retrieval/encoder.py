@@ -96,7 +96,10 @@ class SentenceEncoder:
     def _norm(self, x: np.ndarray, prefix: str) -> np.ndarray:
         mean = x.mean(-1, keepdims=True)
         var = ((x - mean) ** 2).mean(-1, keepdims=True)
-        return (x - mean) / np.sqrt(var + self.eps) * self.w[prefix + ".weight"] + self.w[prefix + ".bias"]
+        normed: np.ndarray = (x - mean) / np.sqrt(var + self.eps) * self.w[prefix + ".weight"] + self.w[
+            prefix + ".bias"
+        ]
+        return normed
 
     def _linear(self, x: np.ndarray, name: str) -> np.ndarray:
         flat = x.reshape(-1, x.shape[-1]) @ self.w[name + ".weight"] + self.w[name + ".bias"]
@@ -131,7 +134,8 @@ class SentenceEncoder:
             h = 0.5 * h * (1.0 + np.tanh(np.float32(0.7978845608) * (h + np.float32(0.044715) * (h * h * h))))
             x = self._norm(self._linear(h, p + "output.dense") + x, p + "output.LayerNorm")
         pooled = (x * mask[..., None]).sum(1) / np.maximum(mask.sum(1, keepdims=True), 1.0)
-        return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+        unit: np.ndarray = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+        return unit
 
 
 @cache

@@ -343,17 +343,17 @@ class InputFile:
         if self.encoding and self.encoding.startswith("utf-16"):
             # Two-byte text cannot be split on b"\n": decode the stream, keep each line re-encoded.
             enc = self.encoding
-            text = self._source.text = io.TextIOWrapper(fh, encoding=enc, errors="surrogatepass", newline="")
-            for number, line in enumerate(text, start=1):
+            stream = self._source.text = io.TextIOWrapper(fh, encoding=enc, errors="surrogatepass", newline="")
+            for number, line in enumerate(stream, start=1):
                 clean = line.replace("\x00", "").lstrip("\ufeff") if number == 1 else line.replace("\x00", "")
                 yield _Line(number, line.encode(enc if enc != "utf-16" else "utf-16-le", "surrogatepass"), clean)
             return
         fallback = "gb18030" if self.encoding == "gb18030" else "utf-8"
         for number, raw in enumerate(fh, start=1):
             body = raw[3:] if number == 1 and raw.startswith(codecs.BOM_UTF8) else raw
-            text, enc = decode_line(body, fallback)
-            if enc is not None and any(b > 0x7F for b in body):
-                self._encodings[enc] = self._encodings.get(enc, 0) + 1
+            text, used = decode_line(body, fallback)
+            if used is not None and any(b > 0x7F for b in body):
+                self._encodings[used] = self._encodings.get(used, 0) + 1
             yield _Line(number, raw, text)
 
     @property
@@ -445,7 +445,7 @@ class InputFile:
             number += 1
             body = raw[3:] if line_no == 1 and raw.startswith(codecs.BOM_UTF8) else raw
             text, enc = decode_line(body)
-            bad = {"number": number, "line": line_no, "raw": raw, "source": {"text": text}}
+            bad: dict[str, Any] = {"number": number, "line": line_no, "raw": raw, "source": {"text": text}}
             if enc is None:
                 yield RawRow(**bad, error="line is not valid UTF-8 (nor GB18030)")
                 continue

@@ -162,8 +162,8 @@ RECORD_COLUMNS = {
 class RepairResult:
     """What :meth:`Store.repair` did, per kind."""
 
-    removed: dict[str, int]  # vectors (and keyword rows) no mirror row stands behind
-    restored: dict[str, int]  # mirror rows whose vector Chroma had lost, re-added from the index
+    removed: dict[Kind, int]  # vectors (and keyword rows) no mirror row stands behind
+    restored: dict[Kind, int]  # mirror rows whose vector Chroma had lost, re-added from the index
 
     @property
     def changed(self) -> bool:
@@ -779,7 +779,7 @@ class Store:
             return []
         table = KW_TABLES[kind]
         with self.kw_engine.connect() as conn:
-            df = dict(
+            df: dict[str, int] = dict(
                 conn.execute(
                     text(f"SELECT term, doc FROM {table}_vocab WHERE term IN (SELECT value FROM json_each(:t))"),
                     {"t": json.dumps(distinct, ensure_ascii=False)},
@@ -959,7 +959,7 @@ class Store:
         self._collections.clear()
         self._generation = None
 
-    def mismatches(self) -> dict[str, tuple[int, int]]:
+    def mismatches(self) -> dict[Kind, tuple[int, int]]:
         """Kinds whose mirror and Chroma counts differ: {kind: (mirror, chroma)}."""
         counts = {kind: (self.count(kind), self.chroma_count(kind)) for kind in KINDS}
         return {kind: c for kind, c in counts.items() if c[0] != c[1]}
@@ -977,7 +977,8 @@ class Store:
         removed = dict.fromkeys(KINDS, 0)
         restored = dict.fromkeys(KINDS, 0)
         self._fresh()
-        for kind in KINDS if full else list(self.mismatches()):
+        kinds: list[Kind] = list(KINDS) if full else list(self.mismatches())
+        for kind in kinds:
             table = TABLES[kind]
             with self.engine.connect() as conn:
                 mirror = {r[0] for r in conn.execute(select(table.c.id))}

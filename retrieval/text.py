@@ -18,7 +18,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
-from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
+from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
 from chromadb.utils.embedding_functions import register_embedding_function
 
 _IDENT = re.compile(r"[a-z0-9]+(?:[-_/][a-z0-9]+)+|[a-z]*\d[a-z0-9]{3,}|[a-z]{2,}\d+[a-z0-9]*")
@@ -122,11 +122,11 @@ def hash_embed(token_lists: Sequence[Sequence[str]], dim: int) -> np.ndarray:
 class NormalisedVectors:
     """Chroma's space hooks for embeddings that return L2-normalised vectors."""
 
-    def default_space(self) -> str:
+    def default_space(self) -> Space:
         """Vectors are normalised: cosine distance."""
         return "cosine"
 
-    def supported_spaces(self) -> list[str]:
+    def supported_spaces(self) -> list[Space]:
         """Spaces that make sense for normalised vectors."""
         return ["cosine", "ip", "l2"]
 
