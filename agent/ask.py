@@ -47,6 +47,7 @@ from agent.tools import (
     Window,
     evidence_ids,
 )
+from agent.wording import Words, join, say
 from retrieval.taxonomy import Taxonomy
 
 IntentKind = Literal[
@@ -90,21 +91,9 @@ class Answer(BaseModel):
 
 # --------------------------------------------------------------------------- vocabulary
 
-CN_DIGITS = {
-    "零": 0,
-    "〇": 0,
-    "一": 1,
-    "二": 2,
-    "两": 2,
-    "俩": 2,
-    "三": 3,
-    "四": 4,
-    "五": 5,
-    "六": 6,
-    "七": 7,
-    "八": 8,
-    "九": 9,
-}
+_ROUTER: dict[str, Any] = load_data("router")
+
+CN_DIGITS: dict[str, int] = _ROUTER["numbers"]["zh_digits"]
 EN_NUMBERS = {
     w: i
     for i, w in enumerate(
@@ -114,372 +103,12 @@ EN_NUMBERS = {
 }
 NUM = r"(\d+|[零〇一二两俩三四五六七八九十百]+|" + "|".join(EN_NUMBERS) + r"|a|an|a couple of|few)"
 
-FACET_CUES: dict[str, list[str]] = {
-    "carrier": [
-        "shipping companies",
-        "shipping company",
-        "delivery company",
-        "delivery companies",
-        "logistics company",
-        "logistics companies",
-        "carriers",
-        "carrier",
-        "couriers",
-        "courier company",
-        "courier",
-        "快递公司",
-        "物流公司",
-        "哪家快递",
-        "哪个快递",
-        "哪一家快递",
-        "快递商",
-        "承运商",
-        "配送商",
-        "哪家物流",
-    ],
-    "product": [
-        "products",
-        "product",
-        "items",
-        "item",
-        "skus",
-        "sku",
-        "goods",
-        "商品",
-        "产品",
-        "哪款",
-        "哪个货",
-        "单品",
-        "型号",
-        "货品",
-        "宝贝",
-    ],
-    "channel": ["channels", "channel", "platforms", "platform", "渠道", "平台", "来源"],
-    "region": [
-        "regions",
-        "region",
-        "provinces",
-        "province",
-        "areas",
-        "cities",
-        "地区",
-        "区域",
-        "省份",
-        "哪个省",
-        "地域",
-        "城市",
-    ],
-    "customer_tier": [
-        "customer tiers",
-        "customer tier",
-        "membership level",
-        "member level",
-        "tiers",
-        "tier",
-        "会员等级",
-        "客户等级",
-        "会员级别",
-    ],
-}
-CUES: dict[str, list[str]] = {
-    "examples": [
-        "examples",
-        "example",
-        "show me",
-        "samples",
-        "sample",
-        "quotes",
-        "quote",
-        "verbatim",
-        "what do they say",
-        "what are they saying",
-        "what did they say",
-        "举例",
-        "例子",
-        "举几个",
-        "看看",
-        "原话",
-        "具体内容",
-        "典型",
-        "给我看",
-        "列几条",
-        "看几条",
-        "展示",
-        "具体说了什么",
-        "都说了什么",
-        "说了些什么",
-    ],
-    "spikes": [
-        "spike",
-        "spikes",
-        "spiking",
-        "surge",
-        "surged",
-        "surging",
-        "anomal",
-        "emerging",
-        "unusual",
-        "sudden",
-        "突增",
-        "暴增",
-        "激增",
-        "飙升",
-        "异常",
-        "突然",
-        "新冒出",
-        "冒出来",
-    ],
-    "rising": [
-        "rise",
-        "rose",
-        "rising",
-        "risen",
-        "increase",
-        "increased",
-        "increasing",
-        "increases",
-        "grew",
-        "grow",
-        "growing",
-        "growth",
-        "grown",
-        "jump",
-        "jumped",
-        "up the most",
-        "went up",
-        "gone up",
-        "going up",
-        "trending",
-        "worse",
-        "climb",
-        "climbed",
-        "上升",
-        "上涨",
-        "增长",
-        "增加",
-        "增多",
-        "涨",
-        "变多",
-        "多了",
-        "多起来",
-        "抬头",
-        "恶化",
-        "加剧",
-        "升高",
-        "多得最多",
-        "增幅",
-        "涨幅",
-        "多出",
-    ],
-    "falling": [
-        "fell",
-        "fall",
-        "falling",
-        "drop",
-        "dropped",
-        "decline",
-        "declined",
-        "decrease",
-        "decreased",
-        "went down",
-        "gone down",
-        "improved",
-        "下降",
-        "减少",
-        "变少",
-        "少了",
-        "回落",
-        "好转",
-        "降低",
-    ],
-    "count": [
-        "how many",
-        "number of",
-        "count",
-        "how much",
-        "volume",
-        "total",
-        "多少",
-        "几条",
-        "几个",
-        "数量",
-        "有几",
-        "总共",
-        "一共",
-        "总量",
-    ],
-    "compare": [
-        " vs",
-        "versus",
-        "compared",
-        "compare",
-        "against",
-        "than",
-        "week before",
-        "previous week",
-        "prior week",
-        "week over week",
-        "week-over-week",
-        "wow",
-        "相比",
-        "对比",
-        "环比",
-        "比起",
-        "比上",
-        "跟上",
-        "和上",
-        "与上",
-    ],
-    "top": [
-        "most",
-        "top",
-        "biggest",
-        "main",
-        "mainly",
-        "common",
-        "frequent",
-        "largest",
-        "leading",
-        "worst",
-        "complaining about",
-        "complain about",
-        "complaints about what",
-        "what are",
-        "what issues",
-        "which issues",
-        "which category",
-        "which categories",
-        "what kind",
-        "最多",
-        "最主要",
-        "主要",
-        "最常见",
-        "最大",
-        "排名",
-        "前几",
-        "哪类",
-        "哪一类",
-        "哪个类",
-        "哪些问题",
-        "什么问题",
-        "哪些方面",
-        "哪方面",
-        "什么方面",
-        "吐槽什么",
-        "抱怨什么",
-        "投诉什么",
-        "在抱怨",
-        "在吐槽",
-        "在投诉",
-        "集中在",
-    ],
-    "concentrate": [
-        "which",
-        "behind",
-        "concentrat",
-        "driving",
-        "responsible",
-        "coming from",
-        "come from",
-        "mostly",
-        "哪",
-        "集中",
-        "来自",
-        "主要是",
-        "出在",
-    ],
-    "negative": [
-        "complain",
-        "complaint",
-        "complaints",
-        "negative",
-        "issue",
-        "issues",
-        "problem",
-        "problems",
-        "unhappy",
-        "angry",
-        "bad review",
-        "投诉",
-        "抱怨",
-        "吐槽",
-        "差评",
-        "不满",
-        "负面",
-        "问题",
-        "毛病",
-    ],
-    "positive": [
-        "positive",
-        "praise",
-        "compliment",
-        "happy",
-        "satisfied",
-        "good review",
-        "好评",
-        "表扬",
-        "正面",
-        "点赞",
-        "满意",
-        "夸",
-    ],
-    "all": [
-        "all feedback",
-        "feedback",
-        "reviews",
-        "messages",
-        "mentions",
-        "tickets",
-        "反馈",
-        "评价",
-        "留言",
-        "所有",
-        "全部",
-        "总量",
-        "声量",
-    ],
-}
-RELATIVE_PREVIOUS = [
-    "the week before",
-    "week before that",
-    "before that",
-    "the previous one",
-    "previous period",
-    "the period before",
-    "month before",
-    "the day before",
-    "prior period",
-    "前一周",
-    "再前一周",
-    "之前一周",
-    "再往前",
-    "那之前",
-    "前一个月",
-    "上一期",
-    "前一期",
-    "前一天",
-]
-FOLLOW_UP_OPENERS = (
-    "and ",
-    "what about",
-    "how about",
-    "and for",
-    "same for",
-    "那",
-    "那么",
-    "还有",
-    "再看",
-    "换成",
-    "如果是",
-)
+FACET_CUES: dict[str, list[str]] = _ROUTER["facet_cues"]
+CUES: dict[str, list[str]] = _ROUTER["cues"]
+RELATIVE_PREVIOUS: list[str] = _ROUTER["relative_previous"]
+FOLLOW_UP_OPENERS: tuple[str, ...] = tuple(_ROUTER["follow_up_openers"])
 
-QUESTION_HELP = {
-    "zh": "我能回答这类问题：最近投诉最多的是什么；某类问题上周有多少、比前一周多还是少；某类问题主要集中在哪个快递/商品/渠道/地区；"
-    "哪类问题涨得最多；给我看几条某类问题的例子。",
-    "en": "I can answer questions like: what are customers complaining about most lately; how many <category> complaints "
-    "last week vs the week before; which carrier / product / channel / region is behind <category> complaints; "
-    "what is rising week over week; show examples of <category> complaints.",
-}
+QUESTION_HELP: dict[str, str] = _ROUTER["question_help"]
 
 
 # --------------------------------------------------------------------------- parsing
@@ -633,54 +262,7 @@ _EN_MONTH = re.compile(
     r"(?:\s+(\d{4}))?"
 )
 
-WINDOW_WORDS: list[tuple[list[str], dict[str, int]]] = [
-    (["week before last", "the week before last", "上上周", "上上个星期", "上上星期", "上上个礼拜"], {"weeks_ago": 2}),
-    (
-        [
-            "last week",
-            "previous week",
-            "prior week",
-            "上周",
-            "上星期",
-            "上个星期",
-            "上个礼拜",
-            "上礼拜",
-            "上一周",
-            "上一个星期",
-        ],
-        {"weeks_ago": 1},
-    ),
-    (
-        ["this week", "so far this week", "本周", "这周", "这星期", "这个星期", "本星期", "这礼拜", "这一周"],
-        {"weeks_ago": 0},
-    ),
-    (["month before last", "上上个月", "上上月"], {"months_ago": 2}),
-    (["last month", "previous month", "上个月", "上月", "上一个月"], {"months_ago": 1}),
-    (["this month", "本月", "这个月", "这月"], {"months_ago": 0}),
-    (
-        ["past week", "past 7 days", "最近一周", "近一周", "过去一周", "最近7天", "近7天", "最近七天", "近七天"],
-        {"days": 7},
-    ),
-    (["past month", "最近一个月", "近一个月", "过去一个月", "近一月", "最近一月"], {"days": 30}),
-    (["yesterday", "昨天", "昨日"], {"yesterday": 1}),
-    (["today", "今天", "今日"], {"today": 1}),
-    (
-        [
-            "lately",
-            "recently",
-            "these days",
-            "of late",
-            "recent",
-            "最近",
-            "近期",
-            "这段时间",
-            "近来",
-            "这阵子",
-            "这几天",
-        ],
-        {"days": 7},
-    ),
-]
+WINDOW_WORDS: list[tuple[list[str], dict[str, int]]] = [(w["phrases"], w["window"]) for w in _ROUTER["window_words"]]
 
 
 def _windows(t: _Text, as_of: date) -> list[tuple[int, Window]]:
@@ -992,82 +574,13 @@ DEFAULT_WINDOWS: dict[str, dict[str, int]] = {
 
 # --------------------------------------------------------------------------- wording
 
-FACET_NAMES = {
-    "zh": {
-        "category": "类别",
-        "carrier": "快递公司",
-        "product": "商品",
-        "channel": "渠道",
-        "region": "地区",
-        "customer_tier": "客户等级",
-        "sentiment": "情感",
-        "urgency": "紧急程度",
-        "subcategory": "子类别",
-        "language": "语言",
-    },
-    "en": {"customer_tier": "customer tier"},
-}
-SENTIMENT_WORDS = {
-    "zh": {"negative": "投诉（负面反馈）", "positive": "正面反馈", "neutral": "中性反馈", None: "反馈"},
-    "en": {
-        "negative": "complaints (negative feedback)",
-        "positive": "positive feedback",
-        "neutral": "neutral feedback",
-        None: "feedback records",
-    },
-}
 
-
-class _Words:
-    """Language-specific wording of labels, windows and figures."""
-
-    def __init__(self, lang: Lang, taxonomy: Taxonomy) -> None:
-        self.lang = lang
-        self.labels = {lab.id: lab for lab in taxonomy.labels_of("category")}
-
-    def label(self, cid: str) -> str:
-        lab = self.labels.get(cid)
-        name = (lab.name_zh if self.lang == "zh" else lab.name_en) if lab else None
-        return f"{name} ({cid})" if name and name != cid else cid
-
-    def value(self, facet: str | None, v: str) -> str:
-        return self.label(v) if facet in (None, "category") else v
-
-    def facet(self, facet: str) -> str:
-        return FACET_NAMES[self.lang].get(facet, facet)
-
-    def period(self, p: dict[str, str]) -> str:
-        label = p["label"]
-        if self.lang == "zh":
-            label = re.sub(r"^last (\d+) days$", r"最近\1天", label)
-            label = re.sub(r"^the (\d+) days before$", r"此前\1天", label)
-            label = {"today": "今天", "the day before": "前一天"}.get(label, label)
-            span = p["from"] if p["from"] == p["to"] else f"{p['from']} 至 {p['to']}"
-            return f"{label}（{span}）" if ".." not in label else span
-        span = p["from"] if p["from"] == p["to"] else f"{p['from']} to {p['to']}"
-        return f"{label} ({span})" if ".." not in label else span
-
-    def sentiment(self, s: str | None) -> str:
-        return SENTIMENT_WORDS[self.lang][s]
-
-    def pct(self, part: int, whole: int) -> str:
-        return f"{part / whole * 100:.1f}%" if whole else "-"
-
-    def change(self, a: int, b: int) -> str:
-        d = a - b
-        pct = f", {d / b * 100:+.1f}%" if b else ""
-        if self.lang == "zh":
-            if d == 0:
-                return "持平"
-            return f"{'增加' if d > 0 else '减少'} {abs(d)} 条" + (f"（{d / b * 100:+.1f}%）" if b else "")
-        return "unchanged" if d == 0 else f"{'up' if d > 0 else 'down'} {abs(d)}{pct}"
-
-    def scope(self, intent: Intent) -> str:
-        """The slice in words: facet values, then the category ("云达快运 物流配送 (logistics) 类")."""
-        parts = list(intent.values.values())
-        if intent.category:
-            parts.append(self.label(intent.category) + (" 类" if self.lang == "zh" else ""))
-        return " ".join(parts) + (" " if parts and self.lang == "en" else "")
+def _scope(w: Words, intent: Intent) -> str:
+    """The slice in words: facet values, then the category ("云达快运 物流配送 (logistics) 类")."""
+    parts = list(intent.values.values())
+    if intent.category:
+        parts.append(w.say("common.category_scope", label=w.label(intent.category)))
+    return " ".join(parts) + w.say("separators.before_answer") if parts else ""
 
 
 class Asker:
@@ -1118,17 +631,17 @@ class Asker:
 
     # ------------------------------------------------------------------ rules
     def _rules(self, intent: Intent) -> Answer:
-        words = _Words(intent.lang, self.taxonomy)
+        words = Words(intent.lang, self.taxonomy)
         traces: list[ToolTrace] = []
         handler = getattr(self, f"_{intent.kind}")
         text = handler(intent, words, traces)
         if intent.kind != "unknown":
             gap = self.analytics.emptiness(self.analytics.resolve(self._window(intent)), intent.lang)
             if gap is not None:  # the window holds no feedback at all, whatever was asked about it
-                text = f"{gap} {text}" if intent.lang == "en" else gap + text
+                text = gap + say("separators.before_answer", intent.lang) + text
         missing = self._missing_fields(intent)
         if missing and intent.kind != "unknown":  # said first: the answer covers everyone, not the slice asked
-            text = " ".join(missing) + (" " if intent.lang == "en" else "") + text
+            text = " ".join(missing) + say("separators.before_answer", intent.lang) + text
         cited = evidence_ids([t.result for t in traces])
         understood: bool | Literal["partial"] = intent.kind != "unknown"
         if understood and missing:
@@ -1163,7 +676,7 @@ class Asker:
                 # named ("华东", "VIP") but matching no value the records hold: said, not dropped
                 notes.append(
                     limits["notes"]["unmatched_value"][intent.lang].format(
-                        field=label, examples="、".join(held[:4]) if intent.lang == "zh" else ", ".join(held[:4])
+                        field=label, examples=join(held[:4], intent.lang)
                     )
                 )
         return notes
@@ -1187,7 +700,7 @@ class Asker:
     def _window(self, intent: Intent) -> Window:
         return intent.window or Window(**DEFAULT_WINDOWS[intent.kind])
 
-    def _top(self, intent: Intent, w: _Words, traces: list[ToolTrace]) -> str:
+    def _top(self, intent: Intent, w: Words, traces: list[ToolTrace]) -> str:
         res: CompareOutput = self._call(
             traces,
             "compare_periods",
@@ -1207,44 +720,36 @@ class Asker:
             w.sentiment(intent.sentiment),
             res.total_current,
         )
-        scope = w.scope(replace(intent, category=None))
+        scope = _scope(w, replace(intent, category=None))
         if not rows:
-            return f"{win}没有{scope}{sent}记录。" if w.lang == "zh" else f"No {scope}{sent} in {win}."
+            return w.say("ask.top.none", win=win, scope=scope, sent=sent)
         first, rest = rows[0], rows[1:]
         ties = [r for r in rest if r.current == first.current]
-        if w.lang == "zh":
-            text = f"{win}共有 {total} 条{scope}{sent}。最多的是 {w.label(first.value)}：{first.current} 条，占 {w.pct(first.current, total)}"
-            text += f"（{prev} 为 {first.previous} 条，{w.change(first.current, first.previous)}）"
-            if ties:
-                text += "；并列的还有 " + "、".join(w.label(r.value) for r in ties)
-            others = [r for r in rest if r not in ties]
-            if others:
-                text += "；其次是 " + "、".join(
-                    f"{w.label(r.value)} {r.current} 条（{w.pct(r.current, total)}）" for r in others
-                )
-            text += "。"
-        else:
-            text = (
-                f"In {win} there were {total} {scope}{sent}. The most common category is {w.label(first.value)}: "
-                f"{first.current} ({w.pct(first.current, total)}; {prev}: {first.previous}, "
-                f"{w.change(first.current, first.previous)})"
+        text = w.say(
+            "ask.top.first",
+            win=win,
+            total=total,
+            scope=scope,
+            sent=sent,
+            label=w.label(first.value),
+            count=first.current,
+            pct=w.pct(first.current, total),
+            prev=prev,
+            previous=first.previous,
+            change=w.change(first.current, first.previous),
+        )
+        if ties:
+            text += w.say("ask.top.ties", labels=w.join(w.label(r.value) for r in ties))
+        others = [r for r in rest if r not in ties]
+        if others:
+            items = (
+                w.say("ask.top.item", label=w.label(r.value), count=r.current, pct=w.pct(r.current, total))
+                for r in others
             )
-            if ties:
-                text += "; tied with " + ", ".join(w.label(r.value) for r in ties)
-            others = [r for r in rest if r not in ties]
-            if others:
-                text += "; then " + ", ".join(
-                    f"{w.label(r.value)} {r.current} ({w.pct(r.current, total)})" for r in others
-                )
-            text += "."
-        return text + self._evidence(w, first.example_ids)
+            text += w.say("ask.top.then", items=w.join(items))
+        return text + w.say("separators.end") + w.examples(first.example_ids)
 
-    def _evidence(self, w: _Words, ids: list[str]) -> str:
-        if not ids:
-            return ""
-        return (" 例：" if w.lang == "zh" else " Examples: ") + ", ".join(ids[:3])
-
-    def _count(self, intent: Intent, w: _Words, traces: list[ToolTrace]) -> str:
+    def _count(self, intent: Intent, w: Words, traces: list[ToolTrace]) -> str:
         window = self._window(intent)
         res: CompareOutput = self._call(
             traces,
@@ -1253,12 +758,9 @@ class Asker:
             CompareInput(window=window, previous=intent.previous, field=None, filters=self._filters(intent)),
         )
         win, prev = w.period(res.current_period), w.period(res.previous_period)
-        scope, sent = w.scope(intent), w.sentiment(intent.sentiment)
+        scope, sent = _scope(w, intent), w.sentiment(intent.sentiment)
         a, b = res.total_current, res.total_previous
-        if w.lang == "zh":
-            text = f"{win}{scope}{sent}共 {a} 条；{prev} 为 {b} 条，{w.change(a, b)}。"
-        else:
-            text = f"{scope}{sent} in {win}: {a}; in {prev}: {b} ({w.change(a, b)})."
+        text = w.say("ask.count.total", win=win, scope=scope, sent=sent, a=a, prev=prev, b=b, change=w.change(a, b))
         if not intent.sentiment_explicit and intent.sentiment and (intent.category or intent.values):
             every: CompareOutput = self._call(
                 traces,
@@ -1272,14 +774,10 @@ class Asker:
                 ),
             )
             if (every.total_current, every.total_previous) != (a, b):
-                text += (
-                    f" 如把中性和正面反馈也算上，共 {every.total_current} 条 / {every.total_previous} 条。"
-                    if w.lang == "zh"
-                    else f" Counting every sentiment: {every.total_current} / {every.total_previous}."
-                )
-        return text + self._evidence(w, res.example_ids)
+                text += w.say("ask.count.every_sentiment", a=every.total_current, b=every.total_previous)
+        return text + w.examples(res.example_ids)
 
-    def _concentration(self, intent: Intent, w: _Words, traces: list[ToolTrace]) -> str:
+    def _concentration(self, intent: Intent, w: Words, traces: list[ToolTrace]) -> str:
         facet = intent.facet or "product"
         window = self._window(intent)
         res: CountByOutput = self._call(
@@ -1288,13 +786,9 @@ class Asker:
             self.analytics.top,
             TopInput(facet=facet, window=window, filters=self._filters(intent), n=max(intent.top_n, 3)),
         )
-        win, scope, sent, fname = w.period(res.period), w.scope(intent), w.sentiment(intent.sentiment), w.facet(facet)
+        win, scope, sent, fname = w.period(res.period), _scope(w, intent), w.sentiment(intent.sentiment), w.facet(facet)
         if not res.groups:
-            return (
-                f"{win}没有带{fname}的{scope}{sent}。"
-                if w.lang == "zh"
-                else f"No {scope}{sent} with a {fname} in {win}."
-            )
+            return w.say("ask.concentration.none", win=win, facet=fname, scope=scope, sent=sent)
         base: CountByOutput = self._call(
             traces,
             "count_by",
@@ -1306,37 +800,26 @@ class Asker:
         base_share = {g.value: g.share for g in base.groups}
         first, rest = res.groups[0], res.groups[1:]
         known = res.with_value
-        if w.lang == "zh":
-            text = f"{win}{scope}{sent}共 {res.total} 条"
-            text += f"（其中 {known} 条有{fname}信息）" if known != res.total else ""
-            text += (
-                f"，最集中的{fname}是 {w.value(facet, first.value)}：{first.count} 条，占 {w.pct(first.count, known)}"
+        text = w.say("ask.concentration.total", win=win, scope=scope, sent=sent, total=res.total)
+        text += w.say("ask.concentration.known", known=known, facet=fname) if known != res.total else ""
+        text += w.say(
+            "ask.concentration.top",
+            facet=fname,
+            value=w.value(facet, first.value),
+            count=first.count,
+            pct=w.pct(first.count, known),
+        )
+        if first.value in base_share and base_share[first.value] < first.share:
+            text += w.say("ask.concentration.baseline", pct=f"{base_share[first.value] * 100:.1f}%")
+        if rest:
+            items = (
+                w.say("ask.concentration.item", value=w.value(facet, g.value), count=g.count, pct=w.pct(g.count, known))
+                for g in rest
             )
-            if first.value in base_share:
-                text += (
-                    f"（而它在同期全部反馈中只占 {base_share[first.value] * 100:.1f}%）"
-                    if base_share[first.value] < first.share
-                    else ""
-                )
-            if rest:
-                text += "；其次是 " + "、".join(
-                    f"{w.value(facet, g.value)} {g.count} 条（{w.pct(g.count, known)}）" for g in rest
-                )
-            text += "。"
-        else:
-            text = f"Of {res.total} {scope}{sent} in {win}"
-            text += f" ({known} with a {fname})" if known != res.total else ""
-            text += f", the top {fname} is {w.value(facet, first.value)}: {first.count} ({w.pct(first.count, known)})"
-            if first.value in base_share and base_share[first.value] < first.share:
-                text += f", against {base_share[first.value] * 100:.1f}% of all feedback in the same period"
-            if rest:
-                text += "; then " + ", ".join(
-                    f"{w.value(facet, g.value)} {g.count} ({w.pct(g.count, known)})" for g in rest
-                )
-            text += "."
-        return text + self._evidence(w, first.example_ids)
+            text += w.say("ask.concentration.then", items=w.join(items))
+        return text + w.say("separators.end") + w.examples(first.example_ids)
 
-    def _rising(self, intent: Intent, w: _Words, traces: list[ToolTrace], falling: bool = False) -> str:
+    def _rising(self, intent: Intent, w: Words, traces: list[ToolTrace], falling: bool = False) -> str:
         field = intent.facet or "category"
         res: CompareOutput = self._call(
             traces,
@@ -1354,42 +837,39 @@ class Asker:
         rows = [r for r in rows if (r.change < 0 if falling else r.change > 0)][: max(intent.top_n, 1)]
         win, prev = w.period(res.current_period), w.period(res.previous_period)
         scope, sent, fname = (
-            w.scope(replace(intent, category=intent.category if field != "category" else None)),
+            _scope(w, replace(intent, category=intent.category if field != "category" else None)),
             w.sentiment(intent.sentiment),
             w.facet(field),
         )
+        direction = "down" if falling else "up"
         if not rows:
-            if w.lang == "zh":
-                return f"{win}与{prev}相比，没有哪个{fname}的{scope}{sent}{'减少' if falling else '增加'}。"
-            return f"No {fname} had {'fewer' if falling else 'more'} {scope}{sent} in {win} than in {prev}."
+            return w.say(f"ask.rising.none_{direction}", win=win, prev=prev, facet=fname, scope=scope, sent=sent)
         first, rest = rows[0], rows[1:]
-        if w.lang == "zh":
-            verb = "减少" if falling else "增长"
-            text = (
-                f"{win}与{prev}相比，{scope}{sent}{verb}最多的{fname}是 {w.value(field, first.value)}："
-                f"{first.current} 条，此前 {first.previous} 条，{w.change(first.current, first.previous)}"
+        text = w.say(
+            f"ask.rising.first_{direction}",
+            win=win,
+            prev=prev,
+            scope=scope,
+            sent=sent,
+            facet=fname,
+            value=w.value(field, first.value),
+            current=first.current,
+            previous=first.previous,
+            change=w.change(first.current, first.previous),
+        )
+        if rest:
+            items = (
+                w.say("ask.rising.item", value=w.value(field, r.value), previous=r.previous, current=r.current)
+                for r in rest
             )
-            if rest:
-                text += "；其次是 " + "、".join(
-                    f"{w.value(field, r.value)}（{r.previous} → {r.current} 条）" for r in rest
-                )
-            text += f"。总量 {res.total_previous} → {res.total_current} 条。"
-        else:
-            verb = "fell" if falling else "rose"
-            text = (
-                f"Comparing {win} with {prev}, the {fname} whose {scope}{sent} {verb} most is "
-                f"{w.value(field, first.value)}: {first.current}, from {first.previous} "
-                f"({w.change(first.current, first.previous)})"
-            )
-            if rest:
-                text += "; then " + ", ".join(f"{w.value(field, r.value)} ({r.previous} -> {r.current})" for r in rest)
-            text += f". Total {res.total_previous} -> {res.total_current}."
-        return text + self._evidence(w, first.example_ids)
+            text += w.say("ask.rising.then", items=w.join(items))
+        text += w.say("ask.rising.total", previous=res.total_previous, current=res.total_current)
+        return text + w.examples(first.example_ids)
 
-    def _falling(self, intent: Intent, w: _Words, traces: list[ToolTrace]) -> str:
+    def _falling(self, intent: Intent, w: Words, traces: list[ToolTrace]) -> str:
         return self._rising(intent, w, traces, falling=True)
 
-    def _spikes(self, intent: Intent, w: _Words, traces: list[ToolTrace]) -> str:
+    def _spikes(self, intent: Intent, w: Words, traces: list[ToolTrace]) -> str:
         res: SpikesOutput = self._call(
             traces,
             "detect_spikes",
@@ -1400,45 +880,36 @@ class Asker:
         spikes = [s for s in res.spikes if s.is_spike]
         n_base = len(res.baseline_periods)
         if not spikes:
-            return (
-                f"{win}没有明显突增的{sent}类别（与此前 {n_base} 周的平均水平相比）。"
-                if w.lang == "zh"
-                else f"No category of {sent} spiked in {win} against its average of the {n_base} weeks before."
+            return w.say("ask.spikes.none", win=win, sent=sent, weeks=n_base)
+        parts = [
+            w.say(
+                "ask.spikes.item",
+                label=w.label(sp.value),
+                current=sp.current,
+                weeks=n_base,
+                mean=f"{sp.baseline_mean:g}",
+                baseline=w.join(map(str, sp.baseline)),
             )
-        parts = []
-        for s in spikes[:3]:
-            if w.lang == "zh":
-                parts.append(
-                    f"{w.label(s.value)}：{s.current} 条，此前 {n_base} 周平均 {s.baseline_mean:g} 条（{'、'.join(map(str, s.baseline))}）"
-                )
-            else:
-                parts.append(
-                    f"{w.label(s.value)}: {s.current} against a {n_base}-week average of {s.baseline_mean:g} "
-                    f"({', '.join(map(str, s.baseline))})"
-                )
-        head = f"{win}出现突增的{sent}：" if w.lang == "zh" else f"Spikes of {sent} in {win}: "
-        return (
-            head
-            + ("；" if w.lang == "zh" else "; ").join(parts)
-            + ("。" if w.lang == "zh" else ".")
-            + self._evidence(w, spikes[0].example_ids)
-        )
+            for sp in spikes[:3]
+        ]
+        head = w.say("ask.spikes.head", win=win, sent=sent)
+        return head + w.join(parts, "clauses") + w.say("separators.end") + w.examples(spikes[0].example_ids)
 
-    def _examples(self, intent: Intent, w: _Words, traces: list[ToolTrace]) -> str:
+    def _examples(self, intent: Intent, w: Words, traces: list[ToolTrace]) -> str:
         res: SearchOutput = self._call(
             traces,
             "search_quotes",
             self.analytics.search_quotes,
             SearchInput(query=intent.query, window=self._window(intent), filters=self._filters(intent), k=5),
         )
-        win, scope, sent = w.period(res.period), w.scope(intent), w.sentiment(intent.sentiment)
+        win, scope, sent = w.period(res.period), _scope(w, intent), w.sentiment(intent.sentiment)
         if not res.quotes:
-            return f"{win}没有找到{scope}{sent}。" if w.lang == "zh" else f"No {scope}{sent} found in {win}."
-        head = f"{win}{scope}{sent}的例子：" if w.lang == "zh" else f"Examples of {scope}{sent} in {win}:"
+            return w.say("ask.examples.none", win=win, scope=scope, sent=sent)
+        head = w.say("ask.examples.head", win=win, scope=scope, sent=sent)
         lines = [f"- [{q.id}] {q.created_at[:10]} {' '.join(q.text.split())[:160]}" for q in res.quotes]
         return head + "\n" + "\n".join(lines)
 
-    def _why(self, intent: Intent, w: _Words, traces: list[ToolTrace]) -> str:
+    def _why(self, intent: Intent, w: Words, traces: list[ToolTrace]) -> str:
         """A "why" question: the root-cause analysis of the slice."""
         from agent.rootcause import root_cause
 
@@ -1456,10 +927,10 @@ class Asker:
         traces.extend(rc.tool_calls)
         text = rc.summary
         if rc.actions:
-            text += (" 建议：" if w.lang == "zh" else " Suggested: ") + rc.actions[0]
+            text += w.say("common.suggested", action=rc.actions[0])
         return text
 
-    def _trend(self, intent: Intent, w: _Words, traces: list[ToolTrace]) -> str:
+    def _trend(self, intent: Intent, w: Words, traces: list[ToolTrace]) -> str:
         """Counts per week (or day) over the window's span, oldest first."""
         days = intent.window.days if intent.window and intent.window.days else DEFAULT_WINDOWS["trend"]["days"]
         periods = max(2, min(52, days // 7)) if intent.interval == "week" else max(2, min(92, days))
@@ -1474,22 +945,23 @@ class Asker:
                 filters=self._filters(intent),
             ),
         )
-        scope, sent = w.scope(intent), w.sentiment(intent.sentiment)
+        scope, sent = _scope(w, intent), w.sentiment(intent.sentiment)
         pairs = ", ".join(f"{p} {c}" for p, c in zip(res.periods, res.totals, strict=True))
         first, last = res.totals[0], res.totals[-1]
-        if w.lang == "zh":
-            unit = "周" if intent.interval == "week" else "天"
-            return (
-                f"{scope}{sent}最近 {periods} {unit}的走势（每{unit}条数）：{pairs}。"
-                f"从 {first} 条到 {last} 条，{w.change(last, first)}。"
-            )
-        unit = "weeks" if intent.interval == "week" else "days"
-        return (
-            f"{scope}{sent} over the last {periods} {unit} (count per {unit[:-1]}): {pairs}. "
-            f"From {first} to {last} ({w.change(last, first)})."
+        return w.say(
+            "ask.trend",
+            scope=scope,
+            sent=sent,
+            periods=periods,
+            unit=w.say(f"ask.trend_units.{intent.interval}"),
+            units=w.say(f"ask.trend_units_plural.{intent.interval}"),
+            pairs=pairs,
+            first=first,
+            last=last,
+            change=w.change(last, first),
         )
 
-    def _rating(self, intent: Intent, w: _Words, traces: list[ToolTrace]) -> str:
+    def _rating(self, intent: Intent, w: Words, traces: list[ToolTrace]) -> str:
         """Average rating, distribution and CSAT of the slice (every sentiment: ratings are their own)."""
         res: RatingOutput = self._call(
             traces,
@@ -1497,23 +969,25 @@ class Asker:
             self.analytics.ratings,
             RatingInput(window=self._window(intent), filters=self._filters(intent, with_sentiment=False)),
         )
-        win, scope = w.period(res.period), w.scope(intent)
+        win, scope = w.period(res.period), _scope(w, intent)
         if not res.rated:
             none: str = ask_limits()["notes"]["no_ratings"][w.lang]
             return f"{win}{scope}{none}"
         dist = ", ".join(f"{k}★ {v}" for k, v in sorted(res.distribution.items(), reverse=True))
         csat = f"{(res.csat or 0) * 100:.1f}%"
-        if w.lang == "zh":
-            return (
-                f"{win}{scope}有评分的反馈 {res.rated} 条（共 {res.total} 条），平均 {res.average} 分；"
-                f"满意度 CSAT（4-5 星占比）{csat}；分布：{dist}。"
-            ) + self._evidence(w, res.example_ids)
-        return (
-            f"In {win}, {res.rated} {scope}records of {res.total} carry a rating: average {res.average}; "
-            f"CSAT (share of 4-5 stars) {csat}; distribution: {dist}."
-        ) + self._evidence(w, res.example_ids)
+        text = w.say(
+            "ask.rating",
+            win=win,
+            scope=scope,
+            rated=res.rated,
+            total=res.total,
+            average=res.average,
+            csat=csat,
+            dist=dist,
+        )
+        return text + w.examples(res.example_ids)
 
-    def _share(self, intent: Intent, w: _Words, traces: list[ToolTrace]) -> str:
+    def _share(self, intent: Intent, w: Words, traces: list[ToolTrace]) -> str:
         """The slice's share of all feedback (complaints by default), against the period before."""
         window = self._window(intent)
         part: CompareOutput = self._call(
@@ -1529,19 +1003,24 @@ class Asker:
             CompareInput(window=window, previous=intent.previous, field=None, filters=Filters()),
         )
         win, prev = w.period(part.current_period), w.period(part.previous_period)
-        scope, sent = w.scope(intent), w.sentiment(intent.sentiment)
+        scope, sent = _scope(w, intent), w.sentiment(intent.sentiment)
         a, b = w.pct(part.total_current, whole.total_current), w.pct(part.total_previous, whole.total_previous)
-        if w.lang == "zh":
-            return (
-                f"{win}{scope}{sent}占全部反馈的 {a}（{part.total_current}/{whole.total_current}）；"
-                f"{prev}为 {b}（{part.total_previous}/{whole.total_previous}）。"
-            ) + self._evidence(w, part.example_ids)
-        return (
-            f"{scope}{sent} were {a} of all feedback in {win} ({part.total_current} of {whole.total_current}); "
-            f"{b} in {prev} ({part.total_previous} of {whole.total_previous})."
-        ) + self._evidence(w, part.example_ids)
+        text = w.say(
+            "ask.share",
+            win=win,
+            prev=prev,
+            scope=scope,
+            sent=sent,
+            a=a,
+            b=b,
+            part_now=part.total_current,
+            all_now=whole.total_current,
+            part_before=part.total_previous,
+            all_before=whole.total_previous,
+        )
+        return text + w.examples(part.example_ids)
 
-    def _urgent(self, intent: Intent, w: _Words, traces: list[ToolTrace]) -> str:
+    def _urgent(self, intent: Intent, w: Words, traces: list[ToolTrace]) -> str:
         """Critical and high-urgency feedback of the window, newest first, with what it is about."""
         window = self._window(intent)
         lines: list[str] = []
@@ -1556,16 +1035,10 @@ class Asker:
             )
             total += res.total
             if res.total:
-                cats = ("、" if w.lang == "zh" else ", ").join(f"{w.label(g.value)} {g.count}" for g in res.groups)
+                cats = w.join(f"{w.label(g.value)} {g.count}" for g in res.groups)
                 guessed = self.analytics.label_sources("urgency", level, window, f).get("model", 0)
-                note = (
-                    (f"；其中 {guessed} 条由模型判断" if w.lang == "zh" else f"; {guessed} labelled by the model")
-                    if guessed
-                    else ""
-                )
-                lines.append(
-                    f"{level} {res.total}（{cats}{note}）" if w.lang == "zh" else f"{level} {res.total} ({cats}{note})"
-                )
+                note = w.say("ask.urgent.model_labelled", n=guessed) if guessed else ""
+                lines.append(w.say("ask.urgent.level", level=level, total=res.total, cats=cats, note=note))
         quotes: SearchOutput = self._call(
             traces,
             "search_quotes",
@@ -1578,23 +1051,13 @@ class Asker:
         )
         win = w.period(self.analytics.resolve(window).describe())
         if not total:
-            return (
-                f"{win}没有 critical 或 high 紧急程度的反馈。"
-                if w.lang == "zh"
-                else f"No critical or high-urgency feedback in {win}."
-            )
-        head = (
-            (f"{win}需要优先处理的反馈：" + "；".join(lines) + "。")
-            if w.lang == "zh"
-            else f"Feedback to act on first in {win}: " + "; ".join(lines) + "."
-        )
+            return w.say("ask.urgent.none", win=win)
+        head = w.say("ask.urgent.head", win=win, levels=w.join(lines, "clauses"))
         items = [f"- [{q.id}] {q.created_at[:10]} {' '.join(q.text.split())[:120]}" for q in quotes.quotes]
         return head + ("\n" + "\n".join(items) if items else "")
 
-    def _unknown(self, intent: Intent, w: _Words, traces: list[ToolTrace]) -> str:
-        if w.lang == "zh":
-            return "抱歉，我没有理解这个问题，无法从数据中回答。" + QUESTION_HELP["zh"]
-        return "Sorry, I did not understand that question, so I cannot answer it from the data. " + QUESTION_HELP["en"]
+    def _unknown(self, intent: Intent, w: Words, traces: list[ToolTrace]) -> str:
+        return w.say("common.unknown") + QUESTION_HELP[w.lang]
 
     # ------------------------------------------------------------------ LLM
     def _llm(self, question: str, convo: Conversation) -> tuple[Answer | None, str | None]:

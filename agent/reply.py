@@ -35,6 +35,7 @@ from agent.grounded import output_language, structured
 from agent.llm import ChatModel, Message
 from agent.prompts import fence, load_data, load_prompt
 from agent.safety import strip_instructions
+from agent.wording import say
 from retrieval.pii import Redactor
 from retrieval.search import Searcher, SearchFilters
 from retrieval.store import Store
@@ -353,18 +354,12 @@ class Replier:
         reasons = self._review_reasons(text, clf, ev, lang, sit)
         draft, cited = compose(lang, sit, clf, ev, customer, order_id)
         if ev and not cited and not _is_thanks(clf):
-            reasons.append(
-                "证据不足：相似案例的处理方式无法对应到可承诺的措施"
-                if lang == "zh"
-                else "thin evidence: the similar cases' actions match no step we can offer"
-            )
+            reasons.append(say("reply.review.unmatched_evidence", lang))
         promises, problems = check_draft(draft, ev, cited, lang, message=text, customer=customer, order_id=order_id)
         if problems:  # a composed part its own citations do not support: drop to the holding reply
             draft, cited = compose(lang, sit, clf, [], customer, order_id)
             promises, problems = check_draft(draft, ev, cited, lang, message=text, customer=customer, order_id=order_id)
-            reasons.append(
-                "the composed steps did not pass the checks" if lang == "en" else "组合出的处理措施未通过检查"
-            )
+            reasons.append(say("reply.review.composed_failed", lang))
         result = ReplyDraft(
             reply=draft,
             language=lang,
@@ -384,28 +379,17 @@ class Replier:
     def _review_reasons(
         self, text: str, clf: Classification, ev: list[Evidence], lang: Lang, sit: dict[str, Any]
     ) -> list[str]:
-        zh = lang == "zh"
         reasons: list[str] = []
         if not ev and not _is_thanks(clf):
-            reasons.append(
-                "证据不足：没有足够相似且已解决的历史案例" if zh else "thin evidence: no similar resolved past case"
-            )
+            reasons.append(say("reply.review.no_evidence", lang))
         if clf.urgency == "critical":
-            reasons.append("紧急程度为 critical" if zh else "urgency is critical")
+            reasons.append(say("reply.review.critical", lang))
         if sit.get("severe"):
-            reasons.append("涉及人身伤害或安全问题" if zh else "someone was hurt or a safety risk is reported")
+            reasons.append(say("reply.review.severe", lang))
         if m := THREATS.search(text):
-            reasons.append(
-                f"客户提到法律/监管/媒体/拒付行动（“{m.group(0)}”）"
-                if zh
-                else f"the customer threatens legal, regulator, media or chargeback action ('{m.group(0)}')"
-            )
+            reasons.append(say("reply.review.threat", lang, words=m.group(0)))
         if strip_instructions(text)[1]:
-            reasons.append(
-                "文本中含有针对助手的指令，已按普通内容处理"
-                if zh
-                else "the text contains instructions aimed at the assistant (treated as data)"
-            )
+            reasons.append(say("reply.review.instructions", lang))
         return reasons
 
     def _llm(self, result: ReplyDraft, text: str, customer: str | None, order_id: str | None) -> None:

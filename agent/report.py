@@ -37,6 +37,7 @@ from agent.tools import (
     SpikesInput,
     Window,
 )
+from agent.wording import Words, phrases, say
 from retrieval.records import check_reference_year
 from retrieval.store import Store
 from retrieval.taxonomy import Taxonomy
@@ -229,7 +230,7 @@ def build_report(
     report.executive_summary = _summary(report, names)
     gap = a.emptiness(a.resolve(wk), lang)
     if gap is not None:
-        report.executive_summary = gap + ("" if lang == "zh" else " ") + report.executive_summary
+        report.executive_summary = gap + say("separators.before_answer", lang) + report.executive_summary
     report.citations = list(
         dict.fromkeys(
             [i for d in details for i in d.citations] + [q["id"] for q in report.highlights + report.suggestions]
@@ -254,58 +255,49 @@ def _pct(x: float | None, signed: bool = False) -> str:
 
 
 def _summary(r: WeeklyReport, names: dict[str, str]) -> str:
-    zh = r.lang == "zh"
+    w = Words(r.lang)
     v, n, c = r.headline["volume"], r.headline["negative_share"], r.headline["critical"]
-    if zh:
-        parts = [
-            f"{r.week}（{r.period['from']} 至 {r.period['to']}）共收到反馈 {v.current:.0f} 条，比上周"
-            f"{'增加' if v.change >= 0 else '减少'} {abs(v.change):.0f} 条；负面占比 {n.current * 100:.1f}%"
-            f"（上周 {n.previous * 100:.1f}%），紧急个案 {c.current:.0f} 条（上周 {c.previous:.0f} 条）"
-            + (f"，其中 {c.model_labelled} 条的紧急程度是模型判断的，未经人工确认" if c.model_labelled else "")
-            + "。"
-        ]
-    else:
-        parts = [
-            f"{r.week} ({r.period['from']} to {r.period['to']}): {v.current:.0f} feedback records "
-            f"({'+' if v.change >= 0 else ''}{v.change:.0f} on the week before); {n.current * 100:.1f}% negative "
-            f"({n.previous * 100:.1f}% the week before); {c.current:.0f} critical cases ({c.previous:.0f})"
-            + (
-                f", {c.model_labelled} of them labelled critical by the model, not by a person"
-                if c.model_labelled
-                else ""
-            )
-            + "."
-        ]
+    direction = w.say("report.summary.direction.up" if v.change >= 0 else "report.summary.direction.down")
+    parts = [
+        w.say(
+            "report.summary.head",
+            week=r.week,
+            first=r.period["from"],
+            last=r.period["to"],
+            volume=f"{v.current:.0f}",
+            change=w.say("report.summary.change", direction=direction, amount=f"{abs(v.change):.0f}"),
+            negative=f"{n.current * 100:.1f}%",
+            negative_before=f"{n.previous * 100:.1f}%",
+            critical=f"{c.current:.0f}",
+            critical_before=f"{c.previous:.0f}",
+            model=w.say("report.summary.model_labelled", n=c.model_labelled) if c.model_labelled else "",
+        )
+    ]
     for issue in r.emerging[:2]:
         detail = next((d for d in r.details if d.slice.get("category") == issue.category), None)
         conc = next((f for f in (detail.facets if detail else []) if f.concentrated), None)
-        if zh:
-            s = f"新出现的问题：{issue.name}投诉 {issue.current} 条，前 4 周平均 {issue.baseline_mean:g} 条"
-            s += f"，其中 {conc.count} 条（{conc.share * 100:.1f}%）集中在 {conc.value}。" if conc else "。"
+        text = w.say("report.summary.emerging", name=issue.name, current=issue.current, mean=f"{issue.baseline_mean:g}")
+        if conc:
+            text += w.say("report.summary.emerging_on", count=conc.count, share=w.share(conc.share), value=conc.value)
         else:
-            s = f"Emerging: {issue.name} complaints at {issue.current} against a 4-week average of {issue.baseline_mean:g}"
-            s += f"; {conc.count} of them ({conc.share * 100:.1f}%) on {conc.value}." if conc else "."
-        parts.append(s)
+            text += w.say("separators.end")
+        parts.append(text)
     others = [i for i in r.top_issues if not i.spike][:2]
     if others:
-        if zh:
-            parts.append(
-                "其他主要投诉：" + "、".join(f"{i.name} {i.current} 条（上周 {i.previous}）" for i in others) + "。"
-            )
-        else:
-            parts.append(
-                "Other top complaints: "
-                + ", ".join(f"{i.name} {i.current} ({i.previous} the week before)" for i in others)
-                + "."
-            )
+        items = (w.say("report.summary.other", name=i.name, current=i.current, previous=i.previous) for i in others)
+        parts.append(w.say("report.summary.others", items=w.join(items)))
     for d in r.details:
         for f in d.facets:
             if f.concentrated and f.facet == "carrier":
                 parts.append(
-                    f"{names.get(d.slice.get('category', ''), '')}投诉的 {f.share * 100:.1f}% 来自 {f.value}（{f.count}/{f.of}）。"
-                    if zh
-                    else f"{f.share * 100:.1f}% of {names.get(d.slice.get('category', ''), '')} complaints "
-                    f"name {f.value} ({f.count} of {f.of})."
+                    w.say(
+                        "report.summary.carrier",
+                        category=names.get(d.slice.get("category", ""), ""),
+                        share=w.share(f.share),
+                        value=f.value,
+                        count=f.count,
+                        of=f.of,
+                    )
                 )
     return " ".join(parts)
 
@@ -380,7 +372,6 @@ def _png(fig: Any) -> str:
 def draw_charts(r: WeeklyReport, names: dict[str, str]) -> list[Chart]:
     """The 8-week category trend and the week-over-week bars."""
     plt = _plt()
-    zh = r.lang == "zh"
     charts: list[Chart] = []
     t = r.trend
     fig, ax = plt.subplots(figsize=(8, 3.6))
@@ -392,9 +383,9 @@ def draw_charts(r: WeeklyReport, names: dict[str, str]) -> list[Chart]:
             linewidth=2 if any(i.category == cat and i.spike for i in r.emerging) else 1.2,
             label=names.get(cat, cat),
         )
-    title = "近 8 周各类投诉趋势" if zh else "Complaints per category, last 8 weeks"
+    title = say("report.charts.trend", r.lang)
     ax.set_title(title)
-    ax.set_ylabel("投诉数" if zh else "complaints")
+    ax.set_ylabel(say("report.charts.complaints", r.lang))
     ax.grid(alpha=0.3)
     ax.tick_params(axis="x", labelrotation=30)
     if t["series"]:  # a week with no complaints has no lines to name
@@ -415,13 +406,13 @@ def draw_charts(r: WeeklyReport, names: dict[str, str]) -> list[Chart]:
     )
     ax.bar_label(bars, fontsize=8)
     ax.set_xticks(list(xs), [i.name for i in issues], fontsize=9)
-    title = "本周 vs 上周：主要投诉类别" if zh else "This week vs the week before: top complaint categories"
+    title = say("report.charts.week_over_week", r.lang)
     ax.set_title(title)
     from matplotlib.patches import Patch
 
     handles = [Patch(color="#9aa7b8", label=r.previous_week), Patch(color="#337ab7", label=r.week)]
     if any(i.spike for i in issues):
-        handles.append(Patch(color="#d9534f", label=f"{r.week} ({'突增' if zh else 'spike'})"))
+        handles.append(Patch(color="#d9534f", label=f"{r.week} ({say('report.charts.spike', r.lang)})"))
     ax.legend(handles=handles, frameon=False)
     ax.grid(axis="y", alpha=0.3)
     charts.append(Chart(name=f"report-{r.week}-wow.png", title=title, png_base64=_png(fig)))
@@ -431,62 +422,11 @@ def draw_charts(r: WeeklyReport, names: dict[str, str]) -> list[Chart]:
 
 # --------------------------------------------------------------------------- rendering
 
-_TEXT = {
-    "zh": {
-        "title": "客户反馈周报",
-        "summary": "摘要",
-        "headline": "核心数据",
-        "metric": "指标",
-        "volume": "反馈总量",
-        "negative_share": "负面占比",
-        "critical": "紧急个案",
-        "this": "本周",
-        "prev": "上周",
-        "change": "变化",
-        "emerging": "新出现的问题（突增）",
-        "top": "主要投诉类别",
-        "category": "类别",
-        "spike": "突增",
-        "details": "重点问题分析",
-        "causes": "可能原因",
-        "actions": "建议行动",
-        "quotes": "代表性原话",
-        "facets": "集中度",
-        "highlights": "正面反馈",
-        "suggestions": "用户建议",
-        "charts": "图表",
-        "none": "无",
-        "footer": "数字均由 feedback-agent 的分析工具从数据计算得出；括号中的编号为记录 id。",
-        "baseline": "前 4 周平均",
-    },
-    "en": {
-        "title": "Weekly customer feedback report",
-        "summary": "Executive summary",
-        "headline": "Headline numbers",
-        "metric": "Metric",
-        "volume": "Feedback volume",
-        "negative_share": "Negative share",
-        "critical": "Critical cases",
-        "this": "This week",
-        "prev": "Week before",
-        "change": "Change",
-        "emerging": "Emerging issues (spikes)",
-        "top": "Top complaint categories",
-        "category": "Category",
-        "spike": "spike",
-        "details": "Top issues in depth",
-        "causes": "Likely causes",
-        "actions": "Suggested actions",
-        "quotes": "Representative quotes",
-        "facets": "What concentrates it",
-        "highlights": "Positive highlights",
-        "suggestions": "Customer suggestions",
-        "charts": "Charts",
-        "none": "none",
-        "baseline": "4-week average",
-        "footer": "Every figure is computed from the data by feedback-agent's analytics tools; ids in brackets are record ids.",
-    },
-}
+
+def _text(lang: Lang) -> dict[str, str]:
+    """The report's headings and labels in ``lang``."""
+    text: dict[str, str] = phrases()["report.text"][lang]
+    return text
 
 
 def _fig(name: str, f: Figure) -> tuple[str, str, str]:
@@ -498,7 +438,7 @@ def _fig(name: str, f: Figure) -> tuple[str, str, str]:
 
 def _sections(r: WeeklyReport) -> list[tuple[str, list[str], list[list[str]] | None]]:
     """(heading, paragraphs/bullets, table) triples shared by the Markdown and HTML renderers."""
-    t = _TEXT[r.lang]
+    t = _text(r.lang)
     out: list[tuple[str, list[str], list[list[str]] | None]] = []
     out.append((t["summary"], [r.executive_summary], None))
     rows = [[t["metric"], t["this"], t["prev"], t["change"]]]
@@ -546,7 +486,7 @@ def _clip(text: str, n: int = 140) -> str:
 
 def render_markdown(r: WeeklyReport) -> str:
     """The report as Markdown; charts are linked as PNG files beside it."""
-    t = _TEXT[r.lang]
+    t = _text(r.lang)
     lines = [f"# {t['title']} {r.week} ({r.period['from']} – {r.period['to']})", ""]
     for heading, paras, table in _sections(r):
         lines += [f"## {heading}", ""]
@@ -579,7 +519,7 @@ def _md_cell(s: str) -> str:
 
 def render_html(r: WeeklyReport) -> str:
     """A self-contained HTML page: charts and a CJK font subset embedded, no external assets."""
-    t = _TEXT[r.lang]
+    t = _text(r.lang)
     body: list[str] = [
         f"<h1>{html.escape(t['title'])} {r.week}</h1>",
         f"<p class=sub>{r.period['from']} – {r.period['to']}</p>",
@@ -605,7 +545,7 @@ def render_html(r: WeeklyReport) -> str:
         ]
     body.append(f"<p class=foot>{html.escape(t['footer'])}</p>")
     content = "\n".join(body)
-    font = _font_face(re.sub(r"<[^>]+>", "", content) + "".join(_TEXT[r.lang].values()))
+    font = _font_face(re.sub(r"<[^>]+>", "", content) + "".join(_text(r.lang).values()))
     lang_attr = "zh-CN" if r.lang == "zh" else "en"
     return f"""<!doctype html>
 <html lang="{lang_attr}"><head><meta charset="utf-8">

@@ -22,6 +22,7 @@ from agent.grounded import language_problems, number_problems, structured
 from agent.llm import ChatModel, Message, ToolTrace
 from agent.prompts import fence, load_prompt
 from agent.tools import Analytics, CompareInput, CountByInput, Filters, Window, evidence_ids
+from agent.wording import Words, phrases, say
 from retrieval.taxonomy import Taxonomy
 
 Lang = Literal["zh", "en"]
@@ -60,25 +61,6 @@ _LABEL_STOP = {
     "is",
     "was",
     "it",
-}
-
-FACET_WORDS = {
-    "zh": {
-        "category": "类别",
-        "carrier": "快递公司",
-        "product": "商品",
-        "channel": "渠道",
-        "region": "地区",
-        "customer_tier": "客户等级",
-    },
-    "en": {
-        "category": "category",
-        "carrier": "carrier",
-        "product": "product",
-        "channel": "channel",
-        "region": "region",
-        "customer_tier": "customer tier",
-    },
 }
 
 
@@ -246,7 +228,7 @@ def root_cause(
     result.summary = words.summary(result)
     gap = analytics.emptiness(analytics.resolve(window), lang)
     if gap is not None:
-        result.summary = gap + ("" if lang == "zh" else " ") + result.summary
+        result.summary = gap + say("separators.before_answer", lang) + result.summary
     result.citations = list(
         dict.fromkeys([c.quote_id for c in clusters] + evidence_ids([f.model_dump() for f in facets]))
     )[:20]
@@ -385,20 +367,13 @@ def _past_actions(analytics: Analytics, ids: list[str]) -> list[PastAction]:
 # --------------------------------------------------------------------------- wording
 
 
-class _Words:
-    def __init__(self, lang: Lang, taxonomy: Taxonomy) -> None:
-        self.lang = lang
-        self.labels = {lab.id: lab for lab in taxonomy.labels_of("category")}
+class _Words(Words):
+    """The root cause's wording: causes, actions and the summary's first sentence."""
 
-    def label(self, cid: str | None) -> str:
-        if cid is None:
-            return "全部类别" if self.lang == "zh" else "all categories"
-        lab = self.labels.get(cid)
-        name = (lab.name_zh if self.lang == "zh" else lab.name_en) if lab else None
-        return f"{name} ({cid})" if name else cid
-
-    def pct(self, x: float | None) -> str:
-        return "-" if x is None else f"{x * 100:.1f}%"
+    def facet(self, facet: str) -> str:
+        """A facet's name as the causes use it."""
+        names: dict[str, str] = phrases()["rootcause.facets"][self.lang]
+        return names.get(facet, facet)
 
     def causes(
         self,
@@ -409,119 +384,83 @@ class _Words:
         clusters: list[Cluster],
         past: list[PastAction],
     ) -> tuple[list[str], list[str]]:
-        zh = self.lang == "zh"
         causes: list[str] = []
         actions: list[str] = []
         for f in facets:
             if not f.concentrated:
                 continue
-            name = FACET_WORDS[self.lang][f.facet]
-            value = self.label(f.value) if f.facet == "category" else f.value
-            if zh:
-                causes.append(
-                    f"问题集中在{name} {value}：{f.of} 条中占 {f.count} 条（{self.pct(f.share)}），而它在同期全部反馈中只占 "
-                    f"{self.pct(f.baseline_share)}（{f.lift} 倍）。例：{', '.join(f.example_ids[:2])}。"
+            causes.append(
+                self.say(
+                    "rootcause.concentrated",
+                    facet=self.facet(f.facet),
+                    value=self.label(f.value) if f.facet == "category" else f.value,
+                    of=f.of,
+                    count=f.count,
+                    share=self.share(f.share),
+                    baseline=self.share(f.baseline_share),
+                    lift=f.lift,
+                    ids=", ".join(f.example_ids[:2]),
                 )
-            else:
-                causes.append(
-                    f"Concentrated in {name} {value}: {f.count} of {f.of} ({self.pct(f.share)}) against "
-                    f"{self.pct(f.baseline_share)} of all feedback in the period ({f.lift}x). E.g. {', '.join(f.example_ids[:2])}."
-                )
+            )
             if f.facet != "category":
                 actions.append(_facet_action(self.lang, f.facet, f.value, category))
         if clusters:
             c = clusters[0]
             causes.append(
-                f"最大的一组相似投诉是“{c.label}”：{c.size} 条（{self.pct(c.share)}），如 {c.quote_id}：{c.quote[:60]}"
-                if zh
-                else f"The largest group of similar complaints is '{c.label}': {c.size} ({self.pct(c.share)}), "
-                f"e.g. {c.quote_id}: {c.quote[:60]}"
+                self.say(
+                    "rootcause.largest_cluster",
+                    label=c.label,
+                    size=c.size,
+                    share=self.share(c.share),
+                    quote_id=c.quote_id,
+                    quote=c.quote[:60],
+                )
             )
         if vol.total_change_pct is not None and vol.total_change >= 5 and vol.total_change_pct >= 50:
-            causes.append(
-                f"量比上一期增加 {vol.total_change} 条（+{vol.total_change_pct}%），是新出现或恶化的问题。"
-                if zh
-                else f"Volume rose by {vol.total_change} (+{vol.total_change_pct}%) on the previous period: a new or worsening problem."
-            )
-            actions.insert(
-                0,
-                "把它列为本周优先事项，指定负责人并每天跟踪量的变化。"
-                if zh
-                else "Make it this week's priority: name an owner and track the daily volume.",
-            )
+            causes.append(self.say("rootcause.rose", change=vol.total_change, pct=vol.total_change_pct))
+            actions.insert(0, self.say("rootcause.priority"))
         proven = [p for p in past if p.count >= 2 and p.resolved_share >= 0.5]
         if proven:
             p = proven[0]
             actions.append(
-                f"以往最常用的处理办法是“{p.action}”（{p.count} 次，{self.pct(p.resolved_share)} 已解决，如 {p.resolution_ids[0]}），可作为客服标准话术。"
-                if zh
-                else f"The most common past fix was '{p.action}' ({p.count} times, {self.pct(p.resolved_share)} resolved, "
-                f"e.g. {p.resolution_ids[0]}); make it the agents' standard answer."
+                self.say(
+                    "rootcause.proven_fix",
+                    action=p.action,
+                    count=p.count,
+                    share=self.share(p.resolved_share),
+                    example=p.resolution_ids[0],
+                )
             )
         if not causes:
-            causes.append(
-                "没有明显集中的快递、商品、渠道或地区，问题较分散。"
-                if zh
-                else "No carrier, product, channel or region stands out; the complaints are spread out."
-            )
+            causes.append(self.say("rootcause.spread_out"))
         return causes, list(dict.fromkeys(actions))
 
     def summary(self, r: RootCause) -> str:
-        zh = self.lang == "zh"
         cat = r.slice.get("category")
         scope = " · ".join(
             x for x in (r.slice.get("product"), self.label(cat) if cat or not r.slice.get("product") else None) if x
         )
-        what = "投诉" if r.slice.get("sentiment") == "negative" else "反馈"
-        if zh:
-            head = (
-                f"{r.period['from']} 至 {r.period['to']}，{scope} {what} {r.volume} 条，上一期 {r.previous_volume} 条"
-                f"（{'+' if r.change >= 0 else ''}{r.change}）。"
-            )
-        else:
-            what = "complaints" if what == "投诉" else "feedback records"
-            head = (
-                f"From {r.period['from']} to {r.period['to']}: {r.volume} {scope} {what}, against {r.previous_volume} "
-                f"in the previous period ({'+' if r.change >= 0 else ''}{r.change})."
-            )
+        what = self.say("rootcause.what.negative" if r.slice.get("sentiment") == "negative" else "rootcause.what.any")
+        head = self.say(
+            "rootcause.head",
+            first=r.period["from"],
+            last=r.period["to"],
+            scope=scope,
+            what=what,
+            volume=r.volume,
+            previous=r.previous_volume,
+            change=f"{'+' if r.change >= 0 else ''}{r.change}",
+        )
         if not r.volume:
             return head
         return " ".join([head, *r.causes[:2]])
 
 
 def _facet_action(lang: Lang, facet: str, value: str, category: str | None) -> str:
-    zh = lang == "zh"
-    if facet == "carrier":
-        return (
-            f"与{value}复盘时效和丢件，约定赔付与改进期限；改进前把受影响线路的订单分流到其他快递。"
-            if zh
-            else f"Review delivery times and lost parcels with {value}, agree on remedies and a deadline; route affected lanes to another carrier meanwhile."
-        )
-    if facet == "product":
-        if category == "packaging":
-            return (
-                f"检查{value}的包装规格（缓冲材料、箱体强度），与仓库确认打包流程。"
-                if zh
-                else f"Check {value}'s packing spec (padding, box strength) and the warehouse packing process."
-            )
-        return (
-            f"对{value}做批次质检并联系供应商排查；问题确认前考虑暂停销售，并主动联系已购用户。"
-            if zh
-            else f"Run a batch inspection of {value} with the supplier; consider pausing sales until it is fixed and contact buyers proactively."
-        )
-    if facet == "channel":
-        return (
-            f"检查{value}渠道的接待与话术，确认是否有该渠道特有的流程问题。"
-            if zh
-            else f"Check the {value} channel's handling and scripts for a channel-specific process problem."
-        )
-    if facet == "region":
-        return (
-            f"排查{value}地区的仓库与配送网点。"
-            if zh
-            else f"Check the warehouse and delivery stations serving {value}."
-        )
-    return f"针对{value}客户群单独跟进。" if zh else f"Follow up with {value} customers specifically."
+    if facet == "product" and category == "packaging":
+        facet = "packaging_product"
+    known = facet in ("carrier", "packaging_product", "product", "channel", "region")
+    return say(f"rootcause.actions.{facet if known else 'other'}", lang, value=value)
 
 
 def _llm_summary(result: RootCause, model: ChatModel, lang: Lang) -> None:

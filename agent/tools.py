@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import and_, func, select
 
 from agent.llm import Tool
+from agent.wording import Lang, say
 from retrieval.search import Searcher, SearchFilters
 from retrieval.store import Store, feedback_table
 
@@ -319,22 +320,13 @@ class Analytics:
         if period is not None and self._total(period, Filters()):
             return None
         total, first, last = self.coverage()
-        zh = lang == "zh"
+        language: Lang = "zh" if lang == "zh" else "en"
         if total == 0:
-            return (
-                "这个数据目录里还没有任何反馈记录，先用 `feedback-agent ingest 文件` 导入，或用 --home 指向已有的数据目录。"
-                if zh
-                else "This store holds no feedback yet: ingest a file first (`feedback-agent ingest FILE`), "
-                "or point --home at a store that has data."
-            )
+            return say("store.empty", language)
         if period is None:
             return None
-        span = f"{period.first_day.isoformat()} {'至' if zh else 'to'} {period.last_day.isoformat()}"
-        return (
-            f"{span} 没有任何反馈记录（数据中的反馈在 {first} 至 {last} 之间）。"
-            if zh
-            else f"There is no feedback at all from {span} (the store's feedback runs from {first} to {last})."
-        )
+        span = say("common.span", language, first=period.first_day.isoformat(), last=period.last_day.isoformat())
+        return say("store.empty_period", language, span=span, first=first, last=last)
 
     def label_sources(
         self, field: str, value: str, window: Window | None, filters: Filters | None = None
