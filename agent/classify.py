@@ -43,10 +43,10 @@ from agent.prompts import fence, load_prompt
 from agent.safety import strip_instructions
 from retrieval.encoder import SentenceEncoder, VectorCache
 from retrieval.records import Feedback, LabelSource, LabelValue, detect_language
-from retrieval.sample_data import load_seed_examples, load_sentiment_lexicon, shipped_data_version, template_examples
 from retrieval.store import Store, feedback_table
 from retrieval.taxonomy import Taxonomy
 from retrieval.text import embed, normalize_text, tokenize
+from retrieval.training_data import load_seed_examples, load_sentiment_lexicon, shipped_data_version, template_examples
 
 FIELDS = ("category", "sentiment", "urgency")
 MODEL_VERSION = 7  # 7: product and SKU names masked out of the features
@@ -460,13 +460,13 @@ class Classifier:
             )
         except (OutputValidationError, AgentError) as exc:
             return base.model_copy(update={"fallback_reason": str(exc), "prompt_version": prompt.ref})
-        v = got.value
+        v = got.value.model_dump()  # the schema is built from the taxonomy at run time
         return base.model_copy(
             update={
-                "category": v.category,
-                "sentiment": v.sentiment,
-                "urgency": v.urgency if base.paths.get("urgency") != "rules" else base.urgency,
-                "confidence": round(float(v.confidence), 4),
+                "category": v["category"],
+                "sentiment": v["sentiment"],
+                "urgency": v["urgency"] if base.paths.get("urgency") != "rules" else base.urgency,
+                "confidence": round(float(v["confidence"]), 4),
                 "path": "llm",
                 "paths": {
                     **base.paths,

@@ -24,6 +24,7 @@ from agent.llm import ChatModel, Message, complete_structured
 from retrieval.records import detect_language
 
 T = TypeVar("T")
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
 M = TypeVar("M", bound=BaseModel)
 Lang = Literal["zh", "en"]
 
@@ -97,7 +98,10 @@ def language_problems(text: str, lang: Lang) -> list[str]:
     """An answer that is empty or not in ``lang``."""
     if not text.strip():
         return ["the answer is empty"]
-    return [] if output_language(text) == lang else [f"the answer is not in {'Chinese' if lang == 'zh' else 'English'}"]
+    written = detect_language(text)
+    # Text with no letters at all reads as Chinese to output_language(); an answer must show it.
+    ok = written == "en" if lang == "en" else written != "en" and bool(_CJK.search(text))
+    return [] if ok else [f"the answer is not in {'Chinese' if lang == 'zh' else 'English'}"]
 
 
 # --------------------------------------------------------------------------- numbers
@@ -134,7 +138,12 @@ def unsupported_numbers(answer: str, facts: list[Any], question: str = "") -> li
     return list(dict.fromkeys(bad))
 
 
-def number_problems(answer: str, facts: list[Any], question: str = "") -> list[str]:
-    """:func:`unsupported_numbers` as a problem to re-ask with."""
+def number_problems(answer: str, facts: list[Any], question: str = "", *, require: bool = False) -> list[str]:
+    """:func:`unsupported_numbers` as a problem to re-ask with; with ``require``, an answer that
+    states no figure at all is one too (a summary for a manager says how many)."""
     bad = unsupported_numbers(answer, facts, question)
-    return ["numbers not in the facts: " + ", ".join(bad[:5])] if bad else []
+    if bad:
+        return ["numbers not in the facts: " + ", ".join(bad[:5])]
+    if require and not _NUMBER.search(_ID_LIKE.sub(" ", answer)):
+        return ["states no figure from the facts"]
+    return []

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -551,12 +551,10 @@ class FakeChatModel:
 # --------------------------------------------------------------------------- structured output
 
 
-class Structured(BaseModel):
-    """A validated structured answer and how it was obtained."""
+class Structured(BaseModel, Generic[T]):
+    """A validated structured answer (an instance of the schema asked for) and how it was obtained."""
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-
-    value: Any
+    value: T
     mode: Mode
     attempts: int
     prompt_version: str | None
@@ -601,7 +599,7 @@ def complete_structured(
     prompt_version: str | None = None,
     max_reasks: int = 2,
     max_tokens: int | None = None,
-) -> Structured:
+) -> Structured[T]:
     """Ask for an answer that validates as ``schema``.
 
     Modes are tried in order json_schema -> function calling -> JSON mode, skipping those the
@@ -660,7 +658,7 @@ def complete_structured(
                     ),
                 ]
                 continue
-            return Structured(value=value, mode=mode, attempts=attempts, prompt_version=prompt_version, usage=usage)
+            return Structured[T](value=value, mode=mode, attempts=attempts, prompt_version=prompt_version, usage=usage)
         else:
             break  # re-asks exhausted in a working mode: another mode will not do better
     raise OutputValidationError(

@@ -320,7 +320,8 @@ def _llm_summary(r: WeeklyReport, model: ChatModel) -> None:
     )
 
     def check(value: _LLMSummary) -> list[str]:
-        return language_problems(value.summary, r.lang) + number_problems(value.summary, [facts, r.executive_summary])
+        figures = number_problems(value.summary, [facts, r.executive_summary], require=True)
+        return language_problems(value.summary, r.lang) + figures
 
     got = structured(model, [Message(role="user", content=text)], _LLMSummary, check, prompt_version=prompt.ref)
     if got.value is None:

@@ -7,7 +7,7 @@ from datetime import tzinfo
 
 from agent.config import Settings
 from agent.errors import ConfigError
-from agent.llm import ChatModel, FakeChatModel, OpenAIChatModel, ResponseCache
+from agent.llm import ChatModel, OpenAIChatModel, ResponseCache
 from agent.local_llm import MODEL_ALIAS, LocalServer
 from retrieval.encoder import SentenceEncoder, bundled_encoder
 from retrieval.records import get_zone
@@ -86,7 +86,9 @@ def make_chat_model(settings: Settings) -> ChatModel | None:
     if provider == "none":
         return None
     if provider == "fake":
-        return FakeChatModel()
+        from agent.schema_model import SchemaModel
+
+        return SchemaModel()
     cache = ResponseCache(settings.home / "llm-cache.sqlite3") if settings.llm_cache else None
     make = functools.partial(
         OpenAIChatModel,

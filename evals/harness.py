@@ -33,22 +33,28 @@ from retrieval.text import Embedder
 
 
 def field_metrics(gold: list[str], pred: list[str]) -> dict[str, Any]:
-    """Accuracy, macro-F1, per-label precision/recall/F1/support and the costliest confusions."""
+    """Accuracy, macro-F1 (over the gold labels), per-label precision/recall/F1/support and the
+    costliest confusions (scikit-learn's metrics, zero where a label is never predicted)."""
+    from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
+
     labels = sorted(set(gold) | set(pred))
-    per: dict[str, dict[str, float]] = {}
-    for lab in labels:
-        tp = sum(g == lab and p == lab for g, p in zip(gold, pred, strict=True))
-        fp = sum(g != lab and p == lab for g, p in zip(gold, pred, strict=True))
-        fn = sum(g == lab and p != lab for g, p in zip(gold, pred, strict=True))
-        prec = tp / (tp + fp) if tp + fp else 0.0
-        rec = tp / (tp + fn) if tp + fn else 0.0
-        f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
-        per[lab] = {"precision": round(prec, 4), "recall": round(rec, 4), "f1": round(f1, 4), "support": tp + fn}
-    gold_labels = sorted(set(gold))
+    if not gold:
+        return {"accuracy": 0.0, "macro_f1": 0.0, "n": 0, "per_label": {}, "top_confusions": []}
+    prec, rec, f1, support = precision_recall_fscore_support(gold, pred, labels=labels, zero_division=0.0)
+    per = {
+        lab: {
+            "precision": round(float(p), 4),
+            "recall": round(float(r), 4),
+            "f1": round(float(f), 4),
+            "support": int(n),
+        }
+        for lab, p, r, f, n in zip(labels, prec, rec, f1, support, strict=True)
+    }
+    macro = f1_score(gold, pred, labels=sorted(set(gold)), average="macro", zero_division=0.0)
     confusions = Counter((g, p) for g, p in zip(gold, pred, strict=True) if g != p)
     return {
-        "accuracy": round(sum(g == p for g, p in zip(gold, pred, strict=True)) / len(gold), 4) if gold else 0.0,
-        "macro_f1": round(sum(per[lab]["f1"] for lab in gold_labels) / len(gold_labels), 4) if gold_labels else 0.0,
+        "accuracy": round(float(accuracy_score(gold, pred)), 4),
+        "macro_f1": round(float(macro), 4),
         "n": len(gold),
         "per_label": per,
         "top_confusions": [{"gold": g, "pred": p, "count": n} for (g, p), n in confusions.most_common(10)],

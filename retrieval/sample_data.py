@@ -20,12 +20,10 @@ Planted trends (the known right answers later features are checked against), as 
 from __future__ import annotations
 
 import csv
-import hashlib
 import random
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import cache
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -488,7 +486,7 @@ RESOLUTIONS: dict[str, list[tuple[str, str, str, str, str | None]]] = {
 }
 
 
-def _fill(template: str, rng: random.Random, product: Product, carrier: str, order_id: str) -> str:
+def fill_template(template: str, rng: random.Random, product: Product, carrier: str, order_id: str) -> str:
     return template.format(
         p=product.name,
         pe=product.en,
@@ -585,7 +583,7 @@ def _one(
     template, sentiment, urgency = rng.choice(pool)
     if lang == "mixed" and sentiment != "negative":
         lang = "zh"
-    text = _decorate(_fill(template, rng, product, carrier, order_id), lang, category, sentiment, rng)
+    text = _decorate(fill_template(template, rng, product, carrier, order_id), lang, category, sentiment, rng)
     channel = rng.choice(CHANNELS)
     has_order = category in NEEDS_ORDER or rng.random() < 0.3
     row: dict[str, Any] = {
@@ -715,66 +713,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-
-
-SEED_PATH = Path(__file__).parent / "data" / "seed_examples.jsonl"
-LEXICON_PATH = SEED_PATH.parent / "sentiment_lexicon.yaml"
-
-
-def load_seed_examples() -> list[dict[str, str]]:
-    """The shipped seed bank: hand-written labelled examples per category, in both languages.
-
-    Written separately from the sample generator's templates, so a classifier using it as
-    neighbours is not scored on its own examples.
-    """
-    import json
-
-    with open(SEED_PATH, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
-
-
-@cache
-def shipped_data_version() -> str:
-    """A hash of the shipped training data (seed bank and lexicon): a model trained on older data is stale."""
-    digest = hashlib.sha1()
-    for path in (SEED_PATH, LEXICON_PATH):
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:12]
-
-
-def load_sentiment_lexicon() -> list[tuple[str, str]]:
-    """The shipped polar words and phrases as (text, sentiment) pairs, Chinese and English."""
-    import yaml
-
-    with open(LEXICON_PATH, encoding="utf-8") as fh:
-        data = yaml.safe_load(fh)
-    return [
-        (str(word), sentiment)
-        for sentiment in ("positive", "negative")
-        for lang in ("zh", "en")
-        for word in data[sentiment][lang]
-    ]
-
-
-def template_examples() -> list[dict[str, str]]:
-    """Every text template of the generator, filled once, with its labels (default taxonomy).
-
-    A cold-start bank: with no labelled records of its own, the classifier learns the default
-    categories' vocabulary from these next to the seed bank.
-    """
-    rng = random.Random(0)
-    out: list[dict[str, str]] = []
-    for lang, bank in (("zh", ZH), ("en", EN)):
-        for category, templates in bank.items():
-            for i, (template, sentiment, urgency) in enumerate(templates):
-                product, carrier = PRODUCTS[i % len(PRODUCTS)], CARRIERS[(i + 1) % len(CARRIERS)]
-                out.append(
-                    {
-                        "id": f"template-{lang}-{category}-{i:02d}",
-                        "category": category,
-                        "sentiment": sentiment,
-                        "urgency": urgency,
-                        "text": _fill(template, rng, product, carrier, "2611201234567890"),
-                    }
-                )
-    return out

@@ -208,7 +208,7 @@ def test_plain_feedback_is_not_mistaken_for_an_injection() -> None:
 
 
 def test_sentiment_lexicon_is_bilingual_and_unambiguous() -> None:
-    from retrieval.sample_data import load_sentiment_lexicon
+    from retrieval.training_data import load_sentiment_lexicon
 
     pairs = load_sentiment_lexicon()
     words = {s: {w for w, sent in pairs if sent == s} for s in ("positive", "negative")}

@@ -82,7 +82,7 @@ def test_eval_classify_with_history_from_records_each_run(tmp_path: Path) -> Non
 
 
 def test_bundled_eval_set_is_not_the_seed_bank_nor_the_templates() -> None:
-    from retrieval.sample_data import load_seed_examples, template_examples
+    from retrieval.training_data import load_seed_examples, template_examples
 
     path = Path(__file__).parent.parent / "evals" / "datasets" / "classify_default.jsonl"
     texts = {json.loads(line)["text"] for line in path.read_text(encoding="utf-8").splitlines()}

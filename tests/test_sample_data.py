@@ -13,9 +13,9 @@ from retrieval.sample_data import (
     SPIKE_PRODUCT,
     facts,
     generate,
-    load_seed_examples,
 )
 from retrieval.taxonomy import load_taxonomy
+from retrieval.training_data import load_seed_examples
 
 
 def read(name: str) -> list[dict[str, str]]:
