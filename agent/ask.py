@@ -26,7 +26,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from agent.grounded import grounded, number_problems, output_language
-from agent.llm import ChatModel, Message, ToolRun, ToolTrace, run_tools
+from agent.llm import ChatModel, Message, ToolRun, ToolTrace
+from agent.loop import run_tools
 from agent.prompts import fence, load_data, load_prompt
 from agent.tools import (
     Analytics,
@@ -1082,8 +1083,13 @@ class Asker:
         messages.append(Message(role="user", content=fence(question, "question")))
         tools = self.analytics.tools()
 
+        def figures(text: str, results: list[Any]) -> list[str]:
+            # In the loop: a final answer after tool calls is sent back once when a figure is in
+            # no tool result. (An answer with no tool call is left to the check below.)
+            return number_problems(text, results, question) if results else []
+
         def call(msgs: list[Message]) -> ToolRun:
-            return run_tools(model, msgs, tools, max_steps=self.max_steps, prompt_version=prompt.ref)
+            return run_tools(model, msgs, tools, max_steps=self.max_steps, prompt_version=prompt.ref, check=figures)
 
         def check(run: ToolRun) -> list[str]:
             good = [t for t in run.trace if t.error is None]
@@ -1095,8 +1101,8 @@ class Asker:
                 return ["the model returned an empty answer"]
             return number_problems(run.answer, [t.result for t in good], question)
 
-        # One attempt: a re-ask repeats the whole tool loop (up to max_steps calls), and the
-        # router answers the question itself when the model's answer is rejected.
+        # One loop: its middleware has re-asked a wrong answer once already; another attempt would
+        # repeat the whole tool loop, and the router answers the question itself.
         got = grounded(call, messages, check, show=lambda r: r.answer, attempts=1)
         if got.value is None:
             return None, got.fallback_reason

@@ -8,7 +8,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.errors import AgentError, OutputValidationError
-from agent.llm import ChatModel, ChatRequest, Message, Tool, Usage, complete_structured, run_tools
+from agent.llm import ChatModel, ChatRequest, Message, Tool, Usage, complete_structured
+from agent.loop import run_tools
 from agent.prompts import fence, load_prompt
 
 CHECK_TEXT = "快递一个星期才到，盒子还压坏了，太失望了"

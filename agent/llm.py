@@ -13,8 +13,12 @@ compatible mode, vLLM, Ollama, llama.cpp) through langchain-openai's ``ChatOpenA
 
 ``complete_structured`` validates answers with pydantic, trying ``json_schema``, then function
 calling, then JSON mode, as the endpoint supports them, and re-asks with the validation error.
-``run_tools`` is a bounded tool-calling loop. ``FakeChatModel`` queues canned replies for tests
-and for ``--llm fake``.
+This negotiation stays hand-written rather than langchain's ``with_structured_output``, which
+binds one method per call: the recorded llama.cpp server answers ``json_schema`` with HTTP 500
+and function calling works (``tests/cassettes/.../test_reply_with_a_real_model_is_post_checked``),
+so the refused mode is remembered per endpoint and the next one tried. The tool loop is
+langchain's agent (:mod:`agent.loop`). ``FakeChatModel`` queues canned replies for tests;
+``--llm fake`` is :class:`agent.schema_model.SchemaModel`.
 """
 
 from __future__ import annotations
@@ -703,54 +707,3 @@ class ToolRun(BaseModel):
     steps: int
     finished: bool = Field(description="False when the step limit was hit before a final answer.")
     usage: Usage
-
-
-def run_tools(
-    model: ChatModel,
-    messages: list[Message],
-    tools: Sequence[Tool],
-    *,
-    max_steps: int = 6,
-    prompt_version: str | None = None,
-    tool_choice: str | dict[str, Any] | None = None,
-) -> ToolRun:
-    """Let the model call tools until it answers, at most ``max_steps`` model calls.
-
-    Tool arguments are validated with each tool's input model; invalid arguments and tool
-    errors go back to the model as the tool's result, never as a crash.
-    """
-    by_name = {t.name: t for t in tools}
-    convo = list(messages)
-    trace: list[ToolTrace] = []
-    usage = Usage()
-    for step in range(1, max_steps + 1):
-        choice = tool_choice if step == 1 else None
-        result = model.complete(
-            ChatRequest(
-                messages=convo, tools=[t.spec() for t in tools], tool_choice=choice, prompt_version=prompt_version
-            )
-        )
-        usage.add(result.usage)
-        if not result.tool_calls:
-            return ToolRun(answer=result.content, trace=trace, steps=step, finished=True, usage=usage)
-        convo.append(Message(role="assistant", content=result.content, tool_calls=result.tool_calls))
-        for call in result.tool_calls:
-            entry = ToolTrace(tool=call.name, args=call.args)
-            tool = by_name.get(call.name)
-            try:
-                if tool is None:
-                    raise ValueError(f"unknown tool {call.name!r}; tools: {', '.join(by_name)}")
-                out = tool.fn(tool.input_model.model_validate(call.args))
-                entry.result = out.model_dump(mode="json") if isinstance(out, BaseModel) else out
-            except ValidationError as exc:
-                entry.error = "invalid arguments: " + "; ".join(
-                    f"{'.'.join(str(x) for x in e['loc']) or 'args'}: {e['msg']}" for e in exc.errors()
-                )
-            except ValueError as exc:
-                entry.error = str(exc).splitlines()[0]
-            trace.append(entry)
-            payload = entry.result if entry.error is None else {"error": entry.error}
-            convo.append(
-                Message(role="tool", content=json.dumps(payload, ensure_ascii=False, default=str), tool_call_id=call.id)
-            )
-    return ToolRun(answer="", trace=trace, steps=max_steps, finished=False, usage=usage)

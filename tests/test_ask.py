@@ -233,10 +233,18 @@ def test_llm_answer_is_checked_and_falls_back(sample_store) -> None:
     asker = Asker(Analytics(sample_store, AS_OF, ZONE), TAX, good)
     answer = asker.ask("What was the top complaint category last week?")
     assert answer.path == "llm" and answer.citations == ["FB261122-01493"] and answer.prompt_version == "ask@v1"
-    bad = FakeChatModel([call, "Product quality led last week with 75 complaints."])
+    invented = "Product quality led last week with 75 complaints."
+    bad = FakeChatModel([call, invented, invented])  # the loop sends it back once, then gives up
     answer = Asker(Analytics(sample_store, AS_OF, ZONE), TAX, bad).ask("What was the top complaint category last week?")
     assert answer.path == "rules" and "75" in (answer.fallback_reason or "")
     check(answer, ["product_quality", 60])
+    assert "numbers not in the facts: 75" in bad.requests[2].messages[-1].content
+    assert len(bad.requests) == 3  # the tools ran once: the re-ask goes straight back to the model
+    fixed = FakeChatModel([call, invented, "Product quality led last week with 60 complaints."])
+    answer = Asker(Analytics(sample_store, AS_OF, ZONE), TAX, fixed).ask(
+        "What was the top complaint category last week?"
+    )
+    assert answer.path == "llm" and "60" in answer.answer and len(answer.tool_calls) == 1
     lazy = FakeChatModel(["About 100 complaints."])
     answer = Asker(Analytics(sample_store, AS_OF, ZONE), TAX, lazy).ask(
         "What was the top complaint category last week?"

@@ -23,8 +23,8 @@ from agent.llm import (
     ToolCall,
     Usage,
     complete_structured,
-    run_tools,
 )
+from agent.loop import run_tools
 from agent.prompts import FENCE_CLOSE, all_prompts, fence, load_prompt
 from agent.runtime import make_chat_model
 from cli import app
