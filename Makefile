@@ -26,7 +26,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check agent retrieval evals cli.py tests
 	$(BIN)/ruff format --check agent retrieval evals cli.py tests
-	$(BIN)/mypy agent retrieval cli.py
+	$(BIN)/mypy agent retrieval evals cli.py
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

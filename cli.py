@@ -105,6 +105,9 @@ CategoryOpt = Annotated[
     str | None, typer.Option("--category", help="Category id (or its Chinese/English name or a keyword).")
 ]
 HistoryOpt = Annotated[Path | None, typer.Option("--history", help="History file (default <home>/eval-history.jsonl).")]
+HistoryFromOpt = Annotated[
+    Path | None, typer.Option("--history-from", help="Feedback file ingested into a fresh temporary store first.")
+]
 ThresholdsOpt = Annotated[
     Path | None, typer.Option("--thresholds", help="YAML of minimum metrics per dataset; exit 3 below them.")
 ]
@@ -743,10 +746,7 @@ def eval_ask_cmd(
     dataset: Annotated[
         Path, typer.Option("--dataset", help="JSONL: question, as_of, expected (figures that must appear).")
     ],
-    history_from: Annotated[
-        Path | None,
-        typer.Option("--history-from", help="Feedback file ingested into a fresh temporary store first."),
-    ] = None,
+    history_from: HistoryFromOpt = None,
     history: HistoryOpt = None,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="Evaluate at most N questions.")] = None,
     thresholds: ThresholdsOpt = None,
@@ -757,7 +757,7 @@ def eval_ask_cmd(
         settings, "ask", dataset, json_, history=history, thresholds=thresholds, history_from=history_from, limit=limit
     )
     if not json_:
-        for f in run.result["failures"][:10]:
+        for f in (run.result.failures or [])[:10]:
             found = f"(in tools: {f['in_tools']}, in answer: {f['in_answer']})"
             _plain(out, f"  failed {f['id']}: {_short(f['question'], 60)}  expected {f['expected']}  {found}")
 
@@ -768,10 +768,7 @@ def eval_reply_cmd(
     dataset: Annotated[
         Path, typer.Option("--dataset", help="JSONL: text, customer?, order_id?, language?, expect_review?.")
     ],
-    history_from: Annotated[
-        Path | None,
-        typer.Option("--history-from", help="Feedback file ingested into a fresh temporary store first."),
-    ] = None,
+    history_from: HistoryFromOpt = None,
     resolutions_from: Annotated[
         Path | None, typer.Option("--resolutions-from", help="Resolutions file for that temporary store.")
     ] = None,

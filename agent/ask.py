@@ -556,21 +556,7 @@ def _shift(window: Window | None, kind: IntentKind, analytics: Analytics) -> Win
     return Window(since=prev.first_day, until=prev.last_day)
 
 
-DEFAULT_WINDOWS: dict[str, dict[str, int]] = {
-    "top": {"days": 30},
-    "count": {"days": 30},
-    "concentration": {"days": 30},
-    "examples": {"days": 30},
-    "rising": {"weeks_ago": 1},
-    "falling": {"weeks_ago": 1},
-    "spikes": {"weeks_ago": 1},
-    "unknown": {"days": 30},
-    "why": {"days": 30},
-    "trend": {"days": 56},
-    "rating": {"days": 30},
-    "share": {"days": 30},
-    "urgent": {"days": 7},
-}
+DEFAULT_WINDOWS: dict[str, dict[str, int]] = _ROUTER["default_windows"]
 
 
 # --------------------------------------------------------------------------- wording

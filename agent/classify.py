@@ -197,11 +197,11 @@ class Classifier:
         texts: list[str] = []
         labels: dict[str, list[str | None]] = {k: [] for k in FIELDS}
         with self.store.engine.connect() as conn:
-            for row in conn.execute(stmt):
-                ids.append(row[0])
-                texts.append(row[1])
-                for i, name in enumerate(FIELDS):
-                    value, source = row[2 + 2 * i], row[3 + 2 * i]
+            for row in conn.execute(stmt).mappings():
+                ids.append(row["id"])
+                texts.append(row["text"])
+                for name in FIELDS:
+                    value, source = row[name], row[f"{name}_source"]
                     ok = source in trusted and value in self._ids[name]
                     labels[name].append(value if ok else None)
         # With no labelled records of its own, the default taxonomy also learns from the sample

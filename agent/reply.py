@@ -407,7 +407,7 @@ class Replier:
             for e in result.evidence
         ]
         common = {
-            "language": "Chinese" if result.language == "zh" else "English",
+            "language": say("prompt.language", result.language),
             "customer": customer or "-",
             "order_id": order_id or "-",
             "classification": f"{result.classification['category']} / {result.classification['sentiment']} / "

@@ -314,7 +314,7 @@ def _llm_summary(r: WeeklyReport, model: ChatModel) -> None:
     ]
     prompt = load_prompt("report_summary")
     text = prompt.render(
-        language="Chinese" if r.lang == "zh" else "English",
+        language=say("prompt.language", r.lang),
         facts=fence(_json(facts), "facts"),
         fallback=fence(r.executive_summary, "draft"),
     )

@@ -483,7 +483,7 @@ def _llm_summary(result: RootCause, model: ChatModel, lang: Lang) -> None:
         },
     )
     text = prompt.render(
-        language="Chinese" if lang == "zh" else "English", facts=fence(json.dumps(facts, ensure_ascii=False), "facts")
+        language=say("prompt.language", lang), facts=fence(json.dumps(facts, ensure_ascii=False), "facts")
     )
     known = (
         set(evidence_ids(facts))

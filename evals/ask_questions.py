@@ -142,7 +142,7 @@ def questions(rows: list[Row], as_of: date) -> list[dict[str, Any]]:
         add("count", cnt_en[i % len(cnt_en)].format(c=en), [a, b])
         add("count", cnt_zh[i % len(cnt_zh)].format(c=zh), [a, b])
 
-    conc = [
+    conc: list[tuple[str, str, str, str, Callable[[], DayRange], str, str]] = [
         (
             "carrier",
             "logistics",

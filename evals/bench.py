@@ -28,6 +28,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from langchain_core.embeddings import Embeddings
+
 from retrieval.ingest import ingest_file
 from retrieval.records import get_zone
 from retrieval.sample_data import FEEDBACK_COLUMNS, FIRST_MONDAY, WEEKS, generate, write_csv
@@ -39,7 +41,7 @@ from retrieval.text import HashEmbedding, tokenize
 ZONE = get_zone("Asia/Shanghai")
 
 
-class LangChainHashEmbeddings:
+class LangChainHashEmbeddings(Embeddings):
     """The same local embedding behind LangChain's ``Embeddings`` interface."""
 
     def __init__(self, ef: HashEmbedding) -> None:
@@ -165,7 +167,8 @@ def main() -> None:
             results["langchain_ingest_s"] = round(took, 2)
             results["langchain_ingest_rps"] = round(len(rows) / took)
             results["langchain_search"] = timed(lambda q: lc.similarity_search(q, k=10), queries)
-            where = {
+            assert window.since is not None and window.until is not None
+            where: dict[str, Any] = {
                 "$and": [
                     {"created_ts": {"$gte": int(window.since.timestamp())}},
                     {"created_ts": {"$lte": int(window.until.timestamp())}},

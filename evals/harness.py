@@ -23,7 +23,7 @@ from typing import Any
 
 from agent.classify import FIELDS, Classifier
 from agent.llm import ChatModel
-from evals.history import file_sha256
+from evals.history import EvalResult, file_sha256
 from retrieval.encoder import SentenceEncoder
 from retrieval.ingest import ingest_file
 from retrieval.readers import InputFile, text_rows
@@ -155,7 +155,7 @@ def eval_classify(
     mapping: dict[str, str] | None = None,
     progress: Callable[[int, int], None] | None = None,
     encoder: SentenceEncoder | None = None,
-) -> dict[str, Any]:
+) -> EvalResult:
     """Classify a labelled dataset and score it.
 
     Args:
@@ -195,20 +195,20 @@ def eval_classify(
         pairs = [(g, getattr(r, f)) for g, r in zip(gold[f], results, strict=True) if g is not None]
         if pairs:
             metrics[f] = field_metrics([g for g, _ in pairs], [p for _, p in pairs])
-    return {
-        "n": len(texts),
-        "skipped_rows": skipped,
-        "metrics": metrics,
-        "invalid_labels": invalid,
-        "paths": dict(Counter(r.path for r in results)),
-        "fallbacks": sum(r.fallback_reason is not None for r in results),
-        "latency_ms_per_item": round(elapsed / max(len(texts), 1) * 1000, 3),
-        "items_per_s": round(len(texts) / elapsed, 1) if elapsed else None,
-        "train_s": round(train_s, 2),
-        "train": train_info or None,
-        "encoder": encoder.name if encoder else None,
-        "prompt_versions": sorted({r.prompt_version for r in results if r.prompt_version}),
-    }
+    return EvalResult(
+        n=len(texts),
+        skipped_rows=skipped,
+        metrics=metrics,
+        invalid_labels=invalid,
+        paths=dict(Counter(r.path for r in results)),
+        fallbacks=sum(r.fallback_reason is not None for r in results),
+        latency_ms_per_item=round(elapsed / max(len(texts), 1) * 1000, 3),
+        items_per_s=round(len(texts) / elapsed, 1) if elapsed else None,
+        train_s=round(train_s, 2),
+        train=train_info or None,
+        encoder=encoder.name if encoder else None,
+        prompt_versions=sorted({r.prompt_version for r in results if r.prompt_version}),
+    )
 
 
 def _expected(values: dict[str, Any]) -> tuple[set[str], str | None]:
@@ -235,7 +235,7 @@ def paraphrase_docs(dataset: Path) -> list[dict[str, Any]]:
 
 def eval_retrieval(
     *, dataset: Path, store: Store, k: int = 5, limit: int | None = None, mode: str = "hybrid"
-) -> dict[str, Any]:
+) -> EvalResult:
     """Score similar-case search: hit@1, hit@k and MRR over queries with expected ids or a category.
 
     A row holds ``query`` (or ``text``) and ``expected_ids`` (a list, or ids separated by spaces
@@ -301,11 +301,11 @@ def eval_retrieval(
             tally[0] += rank == 1
             tally[1] += 1
     elapsed = time.perf_counter() - started
-    return {
-        "n": n,
-        "skipped_rows": skipped,
-        "k": k,
-        "metrics": {
+    return EvalResult(
+        n=n,
+        skipped_rows=skipped,
+        k=k,
+        metrics={
             "retrieval": {
                 f"hit@{k}": round(hitsk / n, 4) if n else 0.0,
                 "hit@1": round(hits1 / n, 4) if n else 0.0,
@@ -313,11 +313,11 @@ def eval_retrieval(
                 **{f"hit@1_{p}": round(a / b, 4) for p, (a, b) in sorted(pairs.items())},
             }
         },
-        "mode": mode,
-        "embedding": store.embedder.label,
-        "latency_ms_per_item": round(elapsed / max(n, 1) * 1000, 3),
-        "prompt_versions": [],
-    }
+        mode=mode,
+        embedding=store.embedder.label,
+        latency_ms_per_item=round(elapsed / max(n, 1) * 1000, 3),
+        prompt_versions=[],
+    )
 
 
 # --------------------------------------------------------------------------- ask
@@ -365,7 +365,7 @@ def eval_ask(
     model: ChatModel | None = None,
     limit: int | None = None,
     progress: Callable[[int, int], None] | None = None,
-) -> dict[str, Any]:
+) -> EvalResult:
     """Ask each question of a JSONL file and check its expected figures.
 
     A row holds ``question``, ``as_of`` (a date: its end of day, or a timestamp) and ``expected``:
@@ -418,9 +418,9 @@ def eval_ask(
             progress(i, len(rows))
     elapsed = time.perf_counter() - started
     n = len(rows)
-    return {
-        "n": n,
-        "metrics": {
+    return EvalResult(
+        n=n,
+        metrics={
             "ask": {
                 "exact_in_tools": round(ok_tools / n, 4),
                 "exact_in_answer": round(ok_answer / n, 4),
@@ -430,11 +430,11 @@ def eval_ask(
                 **{f"accuracy_{k}": round(sum(v) / len(v), 4) for k, v in sorted(per_kind.items())},
             }
         },
-        "paths": dict(paths),
-        "failures": failures[:50],
-        "latency_ms_per_item": round(elapsed / n * 1000, 3),
-        "prompt_versions": sorted(prompts),
-    }
+        paths=dict(paths),
+        failures=failures[:50],
+        latency_ms_per_item=round(elapsed / n * 1000, 3),
+        prompt_versions=sorted(prompts),
+    )
 
 
 # --------------------------------------------------------------------------- reply
@@ -464,7 +464,7 @@ def eval_reply(
     model: ChatModel | None = None,
     limit: int | None = None,
     progress: Callable[[int, int], None] | None = None,
-) -> dict[str, Any]:
+) -> EvalResult:
     """Draft a reply for each complaint of a JSONL file and check it.
 
     A row holds ``text`` and optionally ``customer``, ``order_id``, ``language`` (default: the
@@ -576,14 +576,14 @@ def eval_reply(
         metrics["no_review_when_not_needed"] = round(calm_ok / calm_total, 4)
     if judge:
         metrics["llm_judge_1_5"] = round(sum(judge) / len(judge), 3)
-    return {
-        "n": n,
-        "metrics": {"reply": metrics},
-        "paths": dict(paths),
-        "failures": failures[:50],
-        "latency_ms_per_item": round((time.perf_counter() - started) / n * 1000, 3),
-        "prompt_versions": sorted(prompts | ({"judge_reply@v1"} if judge else set())),
-    }
+    return EvalResult(
+        n=n,
+        metrics={"reply": metrics},
+        paths=dict(paths),
+        failures=failures[:50],
+        latency_ms_per_item=round((time.perf_counter() - started) / n * 1000, 3),
+        prompt_versions=sorted(prompts | ({"judge_reply@v1"} if judge else set())),
+    )
 
 
 def _judge(model: ChatModel, text: str, reply: str) -> float | None:

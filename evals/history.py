@@ -12,7 +12,28 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
+
 from retrieval.taxonomy import Taxonomy
+
+
+class EvalResult(BaseModel):
+    """One eval run's figures: its size, metrics per field, its speed, and what the task adds
+    (label paths, failures with their reasons, prompt versions, the store it ran on, ...)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    n: int
+    metrics: dict[str, dict[str, Any]]
+    latency_ms_per_item: float
+    invalid_labels: int | None = None
+    paths: dict[str, int] | None = None
+    failures: list[dict[str, Any]] | None = None
+    prompt_versions: list[str] | None = None
+
+    def fields(self) -> dict[str, Any]:
+        """What the history records: the fields the task set, extras included."""
+        return self.model_dump(mode="json", exclude_unset=True)
 
 
 def file_sha256(path: Path) -> str:
@@ -44,7 +65,7 @@ def record_run(
     history: Path,
     task: str,
     dataset: Path,
-    result: dict[str, Any],
+    result: EvalResult,
     *,
     provider: str,
     model_name: str | None,
@@ -64,7 +85,7 @@ def record_run(
         "model": model_name,
         "embedding": embedding,
         "git_commit": git_commit(),
-        **result,
+        **result.fields(),
     }
     history.parent.mkdir(parents=True, exist_ok=True)
     with open(history, "a", encoding="utf-8") as fh:
@@ -118,17 +139,17 @@ def compare_runs(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
 MAXIMUM_METRICS = {"policy_violations", "silent_wrong"}
 
 
-def below_thresholds(result: dict[str, Any], thresholds: dict[str, Any]) -> list[str]:
+def below_thresholds(result: EvalResult, thresholds: dict[str, Any]) -> list[str]:
     """Which metrics miss the thresholds: {field: {metric: minimum}}; counts of bad outcomes
     (invalid_labels, policy_violations) are maximums."""
     failures = []
     for field, mins in thresholds.items():
         if field == "invalid_labels":
-            if result.get("invalid_labels", 0) > mins:
-                failures.append(f"invalid_labels {result.get('invalid_labels')} > {mins}")
+            if (result.invalid_labels or 0) > mins:
+                failures.append(f"invalid_labels {result.invalid_labels} > {mins}")
             continue
         for metric, minimum in mins.items():
-            value = result.get("metrics", {}).get(field, {}).get(metric)
+            value = result.metrics.get(field, {}).get(metric)
             if metric in MAXIMUM_METRICS:
                 if value is None or value > minimum:
                     failures.append(f"{field}.{metric} {value} > {minimum}")

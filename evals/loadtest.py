@@ -22,6 +22,7 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -108,6 +109,7 @@ def main() -> None:
                 rng = random.Random(n)
                 with httpx.Client(base_url=url, headers=headers, timeout=60) as http:
                     i = 0
+                    req: Callable[[], httpx.Response]
                     while time.monotonic() < deadline:
                         if (n + i) % 2 == 0:
                             name, req = "classify", lambda: http.post("/v1/classify", json={"text": rng.choice(texts)})

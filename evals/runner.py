@@ -20,7 +20,7 @@ from agent.config import Settings
 from agent.errors import ConfigError
 from agent.runtime import make_chat_model, make_embedder, make_encoder, open_store, taxonomy_of, zone_of
 from evals import harness
-from evals.history import below_thresholds, load_thresholds, record_run
+from evals.history import EvalResult, below_thresholds, load_thresholds, record_run
 from retrieval.ingest import ingest_file, ingest_rows
 from retrieval.readers import RawRow, parse_map_options
 
@@ -33,7 +33,7 @@ class Run:
     """A recorded eval run and the thresholds it fell below (empty when it passed or had none)."""
 
     record: dict[str, Any]
-    result: dict[str, Any]
+    result: EvalResult
     failures: list[str]
 
 
@@ -91,7 +91,7 @@ def _classify(
     limit: int | None,
     maps: list[str] | None,
     progress: Progress | None,
-) -> dict[str, Any]:
+) -> EvalResult:
     store = None if history_from else open_store(settings)
     try:
         return harness.eval_classify(
@@ -112,7 +112,7 @@ def _classify(
             store.close()
 
 
-def _retrieval(settings: Settings, dataset: Path, k: int, limit: int | None, mode: str) -> dict[str, Any]:
+def _retrieval(settings: Settings, dataset: Path, k: int, limit: int | None, mode: str) -> EvalResult:
     """A paraphrase set (doc and query rows) is searched in a temporary store of its own docs; any
     other set on the configured store."""
     docs = harness.paraphrase_docs(dataset)
@@ -148,7 +148,7 @@ def _on_store(
     resolutions_from: Path | None,
     limit: int | None,
     progress: Progress | None,
-) -> dict[str, Any]:
+) -> EvalResult:
     """``ask`` and ``reply``: on the configured store, or on a temporary one holding ``history_from``."""
     tax, zone = taxonomy_of(settings), zone_of(settings)
     store = None if history_from else open_store(settings)

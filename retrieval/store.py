@@ -538,10 +538,14 @@ class Store:
         table = TABLES[kind]
         ids = [r.id for r in records]
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(table.c.id, table.c.content_hash, *self._existing_cols(kind)).where(table.c.id.in_(ids))
-            ).all()
-        existing = {row[0]: row for row in rows}
+            rows = (
+                conn.execute(
+                    select(table.c.id, table.c.content_hash, *self._existing_cols(kind)).where(table.c.id.in_(ids))
+                )
+                .mappings()
+                .all()
+            )
+        existing = {row["id"]: row for row in rows}
         added: list[str] = []
         updated: list[str] = []
         unchanged: list[str] = []
@@ -552,14 +556,14 @@ class Store:
                 old is not None
                 and isinstance(record, Feedback)
                 and record.created_at_source == "import_time"
-                and old[3] == "import_time"
+                and old["created_at_source"] == "import_time"
             ):
                 # keep the first import time: the row has no date of its own
-                record = record.model_copy(update={"created_at": datetime.fromisoformat(old[2])})
+                record = record.model_copy(update={"created_at": datetime.fromisoformat(old["created_at"])})
             digest = content_hash(record)
             if old is None:
                 added.append(record.id)
-            elif old[1] == digest:
+            elif old["content_hash"] == digest:
                 unchanged.append(record.id)
                 continue
             else:
@@ -604,10 +608,9 @@ class Store:
             old = existing.get(record.id)
             if old is not None and isinstance(record, Feedback):
                 human = {}
-                for i, name in enumerate(("category", "subcategory", "sentiment", "urgency")):
-                    value, source = old[4 + 2 * i], old[5 + 2 * i]
-                    if source == LabelSource.HUMAN:
-                        human[name] = LabelValue(value=value, source=LabelSource.HUMAN)
+                for name in ("category", "subcategory", "sentiment", "urgency"):
+                    if old[f"{name}_source"] == LabelSource.HUMAN:
+                        human[name] = LabelValue(value=old[name], source=LabelSource.HUMAN)
                 if human:
                     record = record.model_copy(update={"labels": record.labels.model_copy(update=human)})
             out.append((record, digest))

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from cli import app
 from evals.harness import eval_classify, eval_retrieval
-from evals.history import below_thresholds, load_thresholds
+from evals.history import EvalResult, below_thresholds, load_thresholds
 from retrieval.store import Store
 from retrieval.taxonomy import load_taxonomy
 from retrieval.text import HashEmbedding
@@ -26,14 +26,14 @@ def test_classification_stays_above_its_thresholds(sample_store: Store) -> None:
         dataset=dataset, taxonomy=load_taxonomy(), store=sample_store, embedder=HashEmbedding(), zone=ZONE
     )
     assert load_thresholds(THRESHOLDS, dataset), "thresholds must exist for the bundled set"
-    assert below_thresholds(result, load_thresholds(THRESHOLDS, dataset)) == [], result["metrics"]
+    assert below_thresholds(result, load_thresholds(THRESHOLDS, dataset)) == [], result.metrics
 
 
 def test_retrieval_stays_above_its_thresholds(sample_store: Store) -> None:
     dataset = EVALS / "datasets" / "retrieval_default.jsonl"
     result = eval_retrieval(dataset=dataset, store=sample_store, k=5)
-    assert result["n"] == 32
-    assert below_thresholds(result, load_thresholds(THRESHOLDS, dataset)) == [], result["metrics"]
+    assert result.n == 32
+    assert below_thresholds(result, load_thresholds(THRESHOLDS, dataset)) == [], result.metrics
 
 
 def test_cli_exit_3_below_thresholds_and_compare(tmp_path: Path) -> None:
@@ -63,8 +63,8 @@ def test_ask_stays_above_its_thresholds_and_the_questions_match_the_data(sample_
     committed = [json.loads(line) for line in DEFAULT_OUT.read_text(encoding="utf-8").splitlines()]
     assert committed == regenerated, "run `python -m evals.ask_questions` after changing the sample"
     result = eval_ask(dataset=DEFAULT_OUT, store=sample_store, taxonomy=load_taxonomy(), zone=ZONE)
-    assert result["n"] == len(committed) >= 30
-    assert below_thresholds(result, load_thresholds(THRESHOLDS, DEFAULT_OUT)) == [], result["failures"]
+    assert result.n == len(committed) >= 30
+    assert below_thresholds(result, load_thresholds(THRESHOLDS, DEFAULT_OUT)) == [], result.failures
 
 
 def test_eval_ask_cli_with_history_from(tmp_path: Path) -> None:
@@ -110,11 +110,12 @@ def test_reply_stays_above_its_thresholds(sample_store: Store) -> None:
 
     dataset = EVALS / "datasets" / "reply_default.jsonl"
     result = eval_reply(dataset=dataset, store=sample_store, taxonomy=load_taxonomy())
-    assert result["n"] == 41 and result["metrics"]["reply"]["policy_violations"] == 0
-    assert {"tense_ok", "tone_ok", "no_insult_echo"} <= set(result["metrics"]["reply"])
-    assert below_thresholds(result, load_thresholds(THRESHOLDS, dataset)) == [], result["failures"]
+    assert result.n == 41 and result.metrics["reply"]["policy_violations"] == 0
+    assert {"tense_ok", "tone_ok", "no_insult_echo"} <= set(result.metrics["reply"])
+    assert below_thresholds(result, load_thresholds(THRESHOLDS, dataset)) == [], result.failures
     # a maximum is a maximum
-    assert below_thresholds({"metrics": {"reply": {"policy_violations": 1}}}, {"reply": {"policy_violations": 0}})
+    one = EvalResult(n=1, metrics={"reply": {"policy_violations": 1}}, latency_ms_per_item=1.0)
+    assert below_thresholds(one, {"reply": {"policy_violations": 0}}) == ["reply.policy_violations 1 > 0"]
 
 
 def test_reply_eval_adds_an_llm_judge_score_when_a_model_is_configured(sample_store: Store, tmp_path: Path) -> None:
@@ -141,9 +142,9 @@ def test_reply_eval_adds_an_llm_judge_score_when_a_model_is_configured(sample_st
 
     model = Scripted()
     result = eval_reply(dataset=rows, store=sample_store, taxonomy=load_taxonomy(), model=model)
-    m = result["metrics"]["reply"]
-    assert result["paths"] == {"template": 2} and m["policy_violations"] == 0
-    assert "judge_reply@v1" in result["prompt_versions"]
+    m = result.metrics["reply"]
+    assert result.paths == {"template": 2} and m["policy_violations"] == 0
+    assert "judge_reply@v1" in result.prompt_versions
     assert m["llm_judge_1_5"] == 3.0, result
 
 
