@@ -603,6 +603,34 @@ def _print_root_cause(r: Any) -> None:
         _plain(err, f"LLM summary not used: {r.fallback_reason}", style="dim")
 
 
+@command(app)
+def queue(
+    settings: Settings,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000, help="How many cases to list.")] = 20,
+    days: Annotated[int, typer.Option("--days", min=1, max=3660, help="Open cases of the last N days.")] = 30,
+    as_of: AsOfOpt = None,
+    lang: LangOpt = LangChoice.zh,
+    json_: JsonOpt = False,
+) -> None:
+    """Open feedback to act on first: a transparent score (urgency, customer tier, public channel,
+    days open, repeat contacts) with each case's reasons; weights from the queue_weights setting."""
+    with _workspace(settings) as ws:
+        result = ws.queue(as_of=as_of, days=days, limit=limit, lang=lang.value)
+    if json_:
+        _emit_json(result.model_dump(mode="json"))
+        return
+    weights = ", ".join(f"{k} {v:g}" for k, v in result.weights.items())
+    _plain(out, f"{result.open_total} open cases since {result.since[:10]}; weights: {weights}")
+    for n, item in enumerate(result.items, start=1):
+        _plain(out, f"{n:>3}. {item.id}  score {item.score:g}  {item.category or '-'}  {_short(item.text, 70)}")
+        _plain(out, "       " + "; ".join(f"{r.text} +{r.points:g}" for r in item.reasons), style="dim")
+    if result.model_labelled:
+        _plain(
+            err,
+            f"note: the urgency of {result.model_labelled} listed cases is the model's guess, not a rule's or a person's",
+        )
+
+
 @command(app, flags=LLM)
 def report(
     settings: Settings,

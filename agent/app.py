@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from agent.ask import Answer, Asker, Conversation
     from agent.classify import Classification, Classifier
     from agent.llm import ChatModel
+    from agent.queue import Queue
     from agent.reply import ReplyDraft
     from agent.report import WeeklyReport
     from agent.rootcause import RootCause
@@ -542,6 +543,18 @@ class Workspace:
             )
         except ValueError as exc:
             raise InvalidValue("--week", str(exc)) from None
+
+    def queue(
+        self, *, as_of: str | datetime | None = None, days: int = 30, limit: int = 20, lang: Lang = "zh"
+    ) -> Queue:
+        """Open feedback ranked by the transparent priority score (reasons and weights shown)."""
+        from agent.queue import parse_weights, priority_queue
+
+        if days < 1 or limit < 1:
+            raise OptionError("--days" if days < 1 else "--limit", "must be at least 1")
+        now = self.span(as_of=as_of).now
+        weights = parse_weights(self.settings.queue_weights)
+        return priority_queue(self.store, now, weights=weights, days=days, limit=limit, lang=lang)
 
     # ------------------------------------------------------------------ the store itself
     def status(self) -> Status:

@@ -63,6 +63,10 @@ class Settings(BaseSettings):
         False,
         description="Store feedback and resolution text with personal data (phones, e-mails, IDs, cards, addresses) replaced, on every ingest (CLI and HTTP).",
     )
+    queue_weights: str = Field(
+        "urgency=4,customer=2,public=1.5,age=1.5,repeat=1.5",
+        description="Weights of the priority queue's signals (urgency, customer tier, public channel, days open, repeat contacts).",
+    )
     api_keys: str | None = Field(None, description="Comma-separated API keys for `serve` (Authorization: Bearer ...).")
     max_request_bytes: int = Field(
         1_000_000, ge=1_000, le=100_000_000, description="Largest HTTP request body `serve` accepts."
@@ -91,6 +95,14 @@ class Settings(BaseSettings):
     @classmethod
     def _known_zone(cls, value: str) -> str:
         get_zone(value)
+        return value
+
+    @field_validator("queue_weights")
+    @classmethod
+    def _weights(cls, value: str) -> str:
+        from agent.queue import parse_weights
+
+        parse_weights(value)
         return value
 
     @classmethod

@@ -32,6 +32,7 @@ from agent.tools import (
     Analytics,
     CompareInput,
     Filters,
+    RatingInput,
     SearchInput,
     SeriesInput,
     SpikesInput,
@@ -169,6 +170,13 @@ def build_report(
             model_labelled=a.label_sources("urgency", "critical", wk).get("model", 0),
         ),
     }
+    now_rated = a.ratings(RatingInput(window=wk))
+    before_rated = a.ratings(RatingInput(window=Window(weeks_ago=2)))
+    if now_rated.rated or before_rated.rated:  # CSAT: the share of 4-5 stars among rated records
+        csat_now, csat_prev = now_rated.csat or 0.0, before_rated.csat or 0.0
+        headline["csat"] = Figure(
+            current=round(csat_now, 4), previous=round(csat_prev, 4), change=round(csat_now - csat_prev, 4)
+        )
     step("complaint categories and spikes")
     complaints = a.compare_periods(
         CompareInput(window=wk, field="category", filters=Filters(sentiment="negative"), order="current")
@@ -431,7 +439,7 @@ def _text(lang: Lang) -> dict[str, str]:
 
 
 def _fig(name: str, f: Figure) -> tuple[str, str, str]:
-    if name == "negative_share":
+    if name in ("negative_share", "csat"):
         return f"{f.current * 100:.1f}%", f"{f.previous * 100:.1f}%", f"{f.change * 100:+.1f} pp"
     change = f"{f.change:+.0f}" + (f" ({_pct(f.change_pct, signed=True)})" if f.change_pct is not None else "")
     return f"{f.current:.0f}", f"{f.previous:.0f}", change

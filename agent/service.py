@@ -46,6 +46,7 @@ from agent.ask import Answer, Conversation
 from agent.classify import Classification
 from agent.config import Settings, is_loopback
 from agent.errors import USER_ERRORS
+from agent.queue import Queue
 from agent.reply import ReplyDraft
 from retrieval.errors import StoreError
 from retrieval.search import Hit
@@ -371,6 +372,17 @@ def create_app(settings: Settings) -> FastAPI:
             )
 
         return await run(request, work)
+
+    @app.get("/v1/queue", dependencies=[Depends(auth)], tags=["agent"], response_model=Queue)
+    async def priority_queue(
+        request: Request,
+        limit: int = Query(20, ge=1, le=1000),
+        days: int = Query(30, ge=1, le=3660),
+        as_of: str | None = Query(None, description="Reference time (default now)."),
+        lang: Literal["zh", "en"] = "zh",
+    ) -> Any:
+        """Open feedback ranked by the priority score, each case with its reasons (as `queue --json`)."""
+        return await run(request, lambda: ws().queue(as_of=as_of, days=days, limit=limit, lang=lang))
 
     @app.get("/v1/reports/{week}", dependencies=[Depends(auth)], tags=["reports"])
     async def weekly_report(

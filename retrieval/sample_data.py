@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from retrieval.records import FEEDBACK_FIELDS
+
 SAMPLE_DIR = Path(__file__).parent / "data" / "sample"
 SAMPLE_ZONE = ZoneInfo("Asia/Shanghai")
 SAMPLE_AS_OF = datetime(2026, 11, 23, tzinfo=SAMPLE_ZONE)
@@ -36,22 +38,7 @@ WEEKS = 9  # W39 .. W47
 SPIKE_PRODUCT = "智能保温杯 Pro"
 BAD_CARRIER = "云达快运"
 
-FEEDBACK_COLUMNS = [
-    "id",
-    "text",
-    "created_at",
-    "channel",
-    "customer_tier",
-    "order_id",
-    "product",
-    "sku",
-    "carrier",
-    "region",
-    "rating",
-    "category",
-    "sentiment",
-    "urgency",
-]
+FEEDBACK_COLUMNS = [f for f in FEEDBACK_FIELDS if f != "subcategory"]  # the sample labels no subcategory
 RESOLUTION_COLUMNS = ["id", "feedback_id", "action", "reply", "outcome", "compensation", "resolved_at"]
 
 

@@ -36,14 +36,18 @@ def store(tmp_path: Path) -> Store:
     s.close()
 
 
+def sample_home(home: Path) -> Store:
+    """A store at ``home`` (word-hash embedding) holding the bundled sample: feedback + resolutions."""
+    s = Store(home, HashEmbedding())
+    ingest_file(s, SAMPLE_DIR / "feedback.csv", kind="feedback", taxonomy=load_taxonomy(), zone=ZONE, now=NOW)
+    ingest_file(s, SAMPLE_DIR / "resolutions.csv", kind="resolution", zone=ZONE, now=NOW)
+    return s
+
+
 @pytest.fixture(scope="session")
 def sample_store(tmp_path_factory: pytest.TempPathFactory) -> Store:
     """A store holding the bundled sample (feedback + resolutions), shared read-only."""
-    home = tmp_path_factory.mktemp("sample-home")
-    s = Store(home, HashEmbedding())
-    tax = load_taxonomy()
-    ingest_file(s, SAMPLE_DIR / "feedback.csv", kind="feedback", taxonomy=tax, zone=ZONE, now=NOW)
-    ingest_file(s, SAMPLE_DIR / "resolutions.csv", kind="resolution", zone=ZONE, now=NOW)
+    s = sample_home(tmp_path_factory.mktemp("sample-home"))
     yield s
     s.close()
 

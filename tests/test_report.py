@@ -147,3 +147,18 @@ def test_the_critical_count_says_how_much_rests_on_the_model(tmp_path: Path) -> 
     assert (c.current, c.model_labelled) == (2, 1)  # c1 by the model, c2 imported
     assert "其中 1 条的紧急程度是模型判断的" in r.executive_summary
     store.close()
+
+
+def _csat(week: tuple) -> float:
+    """CSAT from the CSV itself: the share of 4-5 stars among the week's rated records."""
+    rated = [float(r["rating"]) for r in ROWS if week[0] <= r["day"] <= week[1] and r["rating"]]
+    return round(sum(x >= 4 for x in rated) / len(rated), 4)
+
+
+def test_the_headline_carries_csat_with_its_weekly_change(report) -> None:
+    csat = report.headline["csat"]
+    assert (csat.current, csat.previous) == (_csat(W47), _csat(W46))
+    assert csat.change == pytest.approx(_csat(W47) - _csat(W46), abs=1e-4)
+    from agent.report import render_markdown
+
+    assert f"满意度 CSAT（4-5 星占比） | {_csat(W47) * 100:.1f}%" in render_markdown(report)

@@ -16,12 +16,9 @@ from agent.rootcause import _Summary
 from agent.schema_model import SchemaModel, fill
 from agent.tools import Analytics
 from cli import app
-from retrieval.ingest import ingest_file
-from retrieval.sample_data import SAMPLE_DIR
 from retrieval.store import Store
 from retrieval.taxonomy import load_taxonomy
-from retrieval.text import HashEmbedding
-from tests.conftest import NOW, ZONE
+from tests.conftest import NOW, ZONE, sample_home
 
 
 def test_fill_validates_against_every_schema_the_product_asks_for(sample_store: Store) -> None:
@@ -43,10 +40,7 @@ def test_fill_validates_against_every_schema_the_product_asks_for(sample_store: 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("fake-llm")
-    s = Store(home, HashEmbedding())
-    ingest_file(s, SAMPLE_DIR / "feedback.csv", kind="feedback", taxonomy=load_taxonomy(), zone=ZONE, now=NOW)
-    ingest_file(s, SAMPLE_DIR / "resolutions.csv", kind="resolution", zone=ZONE, now=NOW)
-    s.close()
+    sample_home(home).close()
     return home
 
 

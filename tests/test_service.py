@@ -16,12 +16,7 @@ from agent.config import load_settings
 from agent.service import create_app
 from cli import app as cli_app
 from evals.loadtest import free_port, start_server
-from retrieval.ingest import ingest_file
-from retrieval.sample_data import SAMPLE_DIR
-from retrieval.store import Store
-from retrieval.taxonomy import load_taxonomy
-from retrieval.text import HashEmbedding
-from tests.conftest import NOW, ZONE
+from tests.conftest import sample_home
 from tests.llm_stub import Reply, StubLLM, completion
 
 KEY = {"Authorization": "Bearer secret-1"}
@@ -31,10 +26,7 @@ EVALS = Path(__file__).resolve().parent.parent / "evals" / "datasets"
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("svc-home")
-    s = Store(home, HashEmbedding())
-    ingest_file(s, SAMPLE_DIR / "feedback.csv", kind="feedback", taxonomy=load_taxonomy(), zone=ZONE, now=NOW)
-    ingest_file(s, SAMPLE_DIR / "resolutions.csv", kind="resolution", zone=ZONE, now=NOW)
-    s.close()
+    sample_home(home).close()
     return home
 
 
