@@ -446,7 +446,10 @@ class Workspace:
         if self.store.set_labels([record_id], values) == 0:
             raise ConfigError(f"no feedback record with id {record_id!r}")
         row = self.store.records("feedback", [record_id])[record_id]
-        return {"id": record_id, **{k: {"value": row[k], "source": row[f"{k}_source"]} for k in given}}
+        return {
+            "id": record_id,
+            **{k: {"value": getattr(row, k), "source": getattr(row, f"{k}_source")} for k in given},
+        }
 
     # ------------------------------------------------------------------ ask, reply, root cause, report
     def asker(self, as_of: str | datetime | None = None) -> Asker:

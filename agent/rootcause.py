@@ -23,6 +23,7 @@ from agent.llm import ChatModel, Message, ToolTrace
 from agent.prompts import fence, load_prompt
 from agent.tools import Analytics, CompareInput, CountByInput, Filters, Window, evidence_ids
 from agent.wording import Words, phrases, say
+from retrieval.store import FeedbackRow, ResolutionRow
 from retrieval.taxonomy import Taxonomy
 
 Lang = Literal["zh", "en"]
@@ -260,7 +261,7 @@ def _clusters(analytics: Analytics, ids: list[str], total: int) -> list[Cluster]
         return []
     vectors = mat[keep]
     if getattr(embedder, "center_languages", False):
-        vectors = _centred_by_language(vectors, [texts.get(got_ids[k], {}).get("language") for k in keep])
+        vectors = _centred_by_language(vectors, [_language(texts, got_ids[k]) for k in keep])
     labels_kept = AgglomerativeClustering(
         n_clusters=None,
         metric="cosine",
@@ -296,7 +297,7 @@ def _clusters(analytics: Analytics, ids: list[str], total: int) -> list[Cluster]
                 size=len(members),
                 share=round(len(members) / max(total, 1), 4),
                 quote_id=rid,
-                quote=" ".join(texts[rid]["text"].split())[:200],
+                quote=" ".join(texts[rid].text.split())[:200],
                 example_ids=[got_ids[m] for m in members[:5]],
                 duplicates=len(repeats),
                 duplicate_ids=repeats[:10],
@@ -320,15 +321,14 @@ def _centred_by_language(vectors: np.ndarray, languages: list[str | None]) -> np
     return out / np.where(norms == 0, 1, norms)
 
 
-def _near_duplicates(
-    recs: dict[str, dict[str, Any]], ids: list[str], mat: np.ndarray, threshold: float
-) -> dict[int, int]:
+def _near_duplicates(recs: dict[str, FeedbackRow], ids: list[str], mat: np.ndarray, threshold: float) -> dict[int, int]:
     """{index: index of its first post} for repeat posts of one complaint: the same order and
     vectors at least ``threshold`` alike (ids newest first). Different customers writing the
     same words are different complaints and all count."""
     by_order: dict[str, list[int]] = {}
     for k, rid in enumerate(ids):
-        order_id = (recs.get(rid) or {}).get("order_id")
+        rec = recs.get(rid)
+        order_id = rec.order_id if rec else None
         if order_id:
             by_order.setdefault(order_id, []).append(k)
     dup_of: dict[int, int] = {}
@@ -340,25 +340,30 @@ def _near_duplicates(
     return dup_of
 
 
+def _language(recs: dict[str, FeedbackRow], rid: str) -> str | None:
+    rec = recs.get(rid)
+    return rec.language if rec else None
+
+
 def _quotes(analytics: Analytics, clusters: list[Cluster]) -> list[dict[str, Any]]:
     recs = analytics.store.records("feedback", [c.quote_id for c in clusters])
     keys = ("id", "text", "created_at", "product", "carrier", "channel", "region")
-    return [{k: recs[c.quote_id].get(k) for k in keys} for c in clusters if c.quote_id in recs]
+    return [{k: getattr(recs[c.quote_id], k) for k in keys} for c in clusters if c.quote_id in recs]
 
 
 def _past_actions(analytics: Analytics, ids: list[str]) -> list[PastAction]:
     links = analytics.store.resolutions_for(ids)
-    by_action: dict[str, list[dict[str, Any]]] = {}
+    by_action: dict[str, list[ResolutionRow]] = {}
     for rows in links.values():
         for r in rows:
-            by_action.setdefault(r["action"], []).append(r)
+            by_action.setdefault(r.action, []).append(r)
     ranked = sorted(by_action.items(), key=lambda kv: (-len(kv[1]), kv[0]))[:5]
     return [
         PastAction(
             action=a,
             count=len(rs),
-            resolved_share=round(sum(r["outcome"] == "resolved" for r in rs) / len(rs), 4),
-            resolution_ids=[r["id"] for r in rs[:3]],
+            resolved_share=round(sum(r.outcome == "resolved" for r in rs) / len(rs), 4),
+            resolution_ids=[r.id for r in rs[:3]],
         )
         for a, rs in ranked
     ]

@@ -509,7 +509,7 @@ class Analytics:
         else:
             ids = self.newest_ids(period, args.filters, args.k)
             recs = self.store.records("feedback", ids)
-            quotes = [_quote(recs[i]) for i in ids if i in recs]
+            quotes = [_quote(recs[i].model_dump()) for i in ids if i in recs]
         return SearchOutput(query=args.query, period=period.describe(), filters=filt, quotes=quotes[: args.k])
 
     def get_records(self, args: GetRecordsInput) -> RecordsOutput:
@@ -523,7 +523,7 @@ class Analytics:
                 found.append(
                     {
                         **{
-                            k: r.get(k)
+                            k: getattr(r, k)
                             for k in (
                                 "id",
                                 "text",
@@ -539,7 +539,7 @@ class Analytics:
                             )
                         },
                         "resolutions": [
-                            {k: x.get(k) for k in ("id", "action", "outcome", "compensation")}
+                            {k: getattr(x, k) for k in ("id", "action", "outcome", "compensation")}
                             for x in links.get(rid, [])
                         ],
                     }

@@ -256,7 +256,7 @@ def eval_retrieval(
         else:
             found = store.keyword("feedback", tokenize(query), k)
         records = store.records("feedback", [i for i, _ in found])
-        return [(i, records.get(i, {})) for i, _ in found]
+        return [(i, records[i].model_dump() if i in records else {}) for i, _ in found]
 
     searcher = Searcher(store)
     pairs: dict[str, list[int]] = {}

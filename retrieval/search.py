@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import or_, select
 from sqlalchemy.sql import Select
 
-from retrieval.store import TABLES, Kind, Store, feedback_table, resolution_table
+from retrieval.store import TABLES, FeedbackRow, Kind, ResolutionRow, Store, feedback_table, resolution_table
 from retrieval.text import embed, identifiers, tokenize
 
 EXACT_MAX = 2000
@@ -325,9 +325,10 @@ class Searcher:
             mids, _, mat = self.store.index_rows(kind, missing)
             sims.update({i: float(s) for i, s in zip(mids, mat @ vector, strict=True)})
         links_res = self.store.resolutions_for(ranked) if with_links and kind == "feedback" else {}
-        links_fb: dict[str, dict[str, Any]] = {}
+        links_fb: dict[str, FeedbackRow] = {}
         if with_links and kind == "resolution":
-            links_fb = self.store.records("feedback", [records[i]["feedback_id"] for i in ranked if i in records])
+            linked = [rec.feedback_id for rec in records.values() if isinstance(rec, ResolutionRow)]
+            links_fb = self.store.records("feedback", linked)
         hits: list[Hit] = []
         exact_set = set(exact)
         for rid in ranked:
@@ -335,7 +336,8 @@ class Searcher:
             if rec is None:  # vector present in Chroma but the mirror write was interrupted
                 continue
             matched = [name for name, s in (("exact", exact_set), ("vector", vec_set), ("keyword", kw_set)) if rid in s]
-            text = rec["text"] if kind == "feedback" else f"{rec['action']}\n{rec['reply']}".strip()
+            text = rec.text if isinstance(rec, FeedbackRow) else f"{rec.action}\n{rec.reply}".strip()
+            linked_fb = links_fb.get(rec.feedback_id) if isinstance(rec, ResolutionRow) else None
             hits.append(
                 Hit(
                     id=rid,
@@ -344,9 +346,9 @@ class Searcher:
                     matched_by=matched,
                     similarity=round(sims[rid], 4) if rid in sims else None,
                     text=text,
-                    record=rec,
-                    resolutions=links_res.get(rid, []),
-                    feedback=links_fb.get(rec.get("feedback_id", "")) if kind == "resolution" else None,
+                    record=rec.model_dump(),
+                    resolutions=[r.model_dump() for r in links_res.get(rid, [])],
+                    feedback=linked_fb.model_dump() if linked_fb else None,
                 )
             )
         return hits

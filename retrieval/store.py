@@ -29,10 +29,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, overload
 from urllib.parse import urlparse
 
 import numpy as np
+from pydantic import BaseModel, Field
 from sqlalchemy import (
     Column,
     Engine,
@@ -156,6 +157,53 @@ KW_TABLES = {"feedback": "kw_feedback", "resolution": "kw_resolution"}
 RECORD_COLUMNS = {
     kind: [c.name for c in table.columns if c.name not in ("seq", "content_hash")] for kind, table in TABLES.items()
 }
+
+
+class FeedbackRow(BaseModel):
+    """A feedback record as the mirror holds it: every field, each label with its source."""
+
+    id: str
+    text: str
+    created_at: str
+    created_ts: float
+    created_at_source: str
+    channel: str | None = None
+    customer_tier: str | None = None
+    order_id: str | None = None
+    product: str | None = None
+    sku: str | None = None
+    carrier: str | None = None
+    region: str | None = None
+    rating: float | None = None
+    language: str | None = None
+    category: str | None = None
+    category_source: str | None = None
+    subcategory: str | None = None
+    subcategory_source: str | None = None
+    sentiment: str | None = None
+    sentiment_source: str | None = None
+    urgency: str | None = None
+    urgency_source: str | None = None
+    extra: dict[str, Any] = Field(default_factory=dict)
+    ingested_at: str
+
+
+class ResolutionRow(BaseModel):
+    """A resolution as the mirror holds it."""
+
+    id: str
+    feedback_id: str
+    action: str
+    reply: str
+    outcome: str
+    compensation: str | None = None
+    resolved_at: str | None = None
+    resolved_ts: float | None = None
+    extra: dict[str, Any] = Field(default_factory=dict)
+    ingested_at: str
+
+
+ROW_MODELS: dict[Kind, type[FeedbackRow] | type[ResolutionRow]] = {"feedback": FeedbackRow, "resolution": ResolutionRow}
 
 
 @dataclass
@@ -806,7 +854,13 @@ class Store:
         with self.kw_engine.connect() as conn:
             return [(r[0], -float(r[1])) for r in conn.execute(text(sql), {"q": query, "n": n})]
 
-    def records(self, kind: Kind, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    @overload
+    def records(self, kind: Literal["feedback"], ids: Sequence[str]) -> dict[str, FeedbackRow]: ...
+    @overload
+    def records(self, kind: Literal["resolution"], ids: Sequence[str]) -> dict[str, ResolutionRow]: ...
+    @overload
+    def records(self, kind: Kind, ids: Sequence[str]) -> dict[str, FeedbackRow] | dict[str, ResolutionRow]: ...
+    def records(self, kind: Kind, ids: Sequence[str]) -> dict[str, FeedbackRow] | dict[str, ResolutionRow]:
         """Full rows (without tokens and vectors) by id."""
         if not ids:
             return {}
@@ -814,9 +868,10 @@ class Store:
         cols = [table.c[name] for name in RECORD_COLUMNS[kind]]
         with self.engine.connect() as conn:
             rows = conn.execute(select(*cols).where(table.c.id.in_(list(ids)))).mappings().all()
-        return {row["id"]: _row_dict(row) for row in rows}
+        model = ROW_MODELS[kind]
+        return {row["id"]: model.model_validate(_row_dict(row)) for row in rows}  # type: ignore[return-value]
 
-    def resolutions_for(self, feedback_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    def resolutions_for(self, feedback_ids: Sequence[str]) -> dict[str, list[ResolutionRow]]:
         """Resolutions linked to each feedback id, newest first."""
         if not feedback_ids:
             return {}
@@ -826,10 +881,10 @@ class Store:
             .where(resolution_table.c.feedback_id.in_(list(feedback_ids)))
             .order_by(resolution_table.c.resolved_ts.desc())
         )
-        out: dict[str, list[dict[str, Any]]] = {}
+        out: dict[str, list[ResolutionRow]] = {}
         with self.engine.connect() as conn:
             for row in conn.execute(stmt).mappings():
-                out.setdefault(row["feedback_id"], []).append(_row_dict(row))
+                out.setdefault(row["feedback_id"], []).append(ResolutionRow.model_validate(_row_dict(row)))
         return out
 
     def facet_values(self, facet: str) -> list[str]:

@@ -80,7 +80,7 @@ def test_a_gbk_file_with_a_stray_byte_keeps_every_other_row(store: Store, tmp_pa
     summary = run(store, path)
     assert (summary.read, summary.added, summary.rejected) == (51, 50, 1)
     rec = store.records("feedback", ["g7"])["g7"]
-    assert rec["text"] == "第7单快递太慢了，包装也破了" and rec["channel"] == "淘宝"
+    assert rec.text == "第7单快递太慢了，包装也破了" and rec.channel == "淘宝"
     [rej] = rejects_of(summary)
     assert base64.b64decode(rej["raw_b64"]) == b"s1,\xff\xfe broken,2026-11-10,tb\r\n"
 
@@ -97,7 +97,7 @@ def test_a_gbk_file_with_utf8_rows_reads_both(store: Store, tmp_path: Path) -> N
     assert (summary.read, summary.added, summary.rejected) == (22, 22, 0)
     assert summary.encoding is not None and summary.encoding.startswith("mixed")
     rows = store.records("feedback", ["u2", "g3"])
-    assert rows["u2"]["text"] == "另一行UTF-8：退款没到" and rows["g3"]["channel"] == "淘宝"
+    assert rows["u2"].text == "另一行UTF-8：退款没到" and rows["g3"].channel == "淘宝"
 
 
 def test_an_unclosed_quote_rejects_its_line_and_reads_on(store: Store, tmp_path: Path) -> None:
@@ -109,7 +109,7 @@ def test_an_unclosed_quote_rejects_its_line_and_reads_on(store: Store, tmp_path:
     assert (summary.read, summary.added, summary.rejected) == (100, 99, 1)
     [rej] = rejects_of(summary)
     assert rej["line"] == 4 and "unclosed quote" in rej["reason"] and "lines 4-101" in rej["reason"]
-    assert store.records("feedback", ["r4"])["r4"]["text"] == "评价4：物流有点慢"
+    assert store.records("feedback", ["r4"])["r4"].text == "评价4：物流有点慢"
 
 
 def test_a_real_multiline_field_is_kept_whole(store: Store, tmp_path: Path) -> None:
@@ -118,7 +118,7 @@ def test_a_real_multiline_field_is_kept_whole(store: Store, tmp_path: Path) -> N
     path.write_text(body, encoding="utf-8")
     summary = run(store, path)
     assert (summary.added, summary.rejected) == (2, 0)
-    assert store.records("feedback", ["m1"])["m1"]["text"] == "第一行\n第二行, 还是同一条评价"
+    assert store.records("feedback", ["m1"])["m1"].text == "第一行\n第二行, 还是同一条评价"
 
 
 def test_a_nul_byte_is_cleaned_from_its_row_and_the_file_is_kept(store: Store, tmp_path: Path) -> None:
@@ -128,7 +128,7 @@ def test_a_nul_byte_is_cleaned_from_its_row_and_the_file_is_kept(store: Store, t
     path.write_bytes(b"id,text,created_at,channel\n" + b"\n".join(rows) + b"\n")
     summary = run(store, path)
     assert (summary.read, summary.added, summary.rejected) == (10, 10, 0)
-    assert store.records("feedback", ["n1"])["n1"]["text"] == "has anul"
+    assert store.records("feedback", ["n1"])["n1"].text == "has anul"
 
 
 def test_utf16le_without_a_bom_is_read(store: Store, tmp_path: Path) -> None:
@@ -136,7 +136,7 @@ def test_utf16le_without_a_bom_is_read(store: Store, tmp_path: Path) -> None:
     path.write_bytes("id,text\nw1,屏幕有坏点\nw2,Battery drains fast\n".encode("utf-16-le"))
     summary = run(store, path)
     assert (summary.encoding, summary.added, summary.rejected) == ("utf-16-le", 2, 0)
-    assert store.records("feedback", ["w1"])["w1"]["text"] == "屏幕有坏点"
+    assert store.records("feedback", ["w1"])["w1"].text == "屏幕有坏点"
 
 
 def test_semicolon_file_with_commas_in_quoted_headers(store: Store, tmp_path: Path) -> None:
@@ -144,7 +144,7 @@ def test_semicolon_file_with_commas_in_quoted_headers(store: Store, tmp_path: Pa
     path.write_text('id;"text, as written";"channel, shop"\nc1;物流太慢, 真的;app\n', encoding="utf-8")
     summary = run(store, path, mapping={"text": "text, as written"})
     assert (summary.added, summary.rejected) == (1, 0)
-    assert store.records("feedback", ["c1"])["c1"]["text"] == "物流太慢, 真的"
+    assert store.records("feedback", ["c1"])["c1"].text == "物流太慢, 真的"
 
 
 def test_rejects_keep_the_original_of_malformed_rows(store: Store, tmp_path: Path) -> None:
@@ -197,7 +197,7 @@ def test_redact_pii_on_ingest_keeps_personal_data_out_of_every_part_of_the_store
     )
     summary = run(store, path, redact_pii=True)
     assert summary.added == 2
-    assert store.records("feedback", ["p1"])["p1"]["text"].startswith("快递没到，联系我[PHONE_1]")
+    assert store.records("feedback", ["p1"])["p1"].text.startswith("快递没到，联系我[PHONE_1]")
     con = sqlite3.connect(store.home / "mirror.sqlite3")
     dump = "\n".join(con.iterdump())
     assert not [s for s in ("13812345678", "建国路", "7946", "jo@example.com") if s in dump]

@@ -125,10 +125,10 @@ def test_classify_on_ingest_keeps_imports_and_humans_and_stays_idempotent(tmp_pa
     clf = Classifier(store, TAX)
     first = ingest_file(store, f, taxonomy=TAX, zone=ZONE, now=NOW, labeler=clf.labeler)
     rows = store.records("feedback", ["L1", "U1", "U2"])
-    assert (rows["L1"]["category"], rows["L1"]["category_source"]) == ("customer_service", "import")
-    assert rows["L1"]["sentiment_source"] == "model"  # missing fields are filled, given ones kept
-    assert rows["U1"]["category_source"] == "model" and rows["U1"]["category"] in TAX.category_ids()
-    assert rows["U2"]["sentiment"] == "positive"
+    assert (rows["L1"].category, rows["L1"].category_source) == ("customer_service", "import")
+    assert rows["L1"].sentiment_source == "model"  # missing fields are filled, given ones kept
+    assert rows["U1"].category_source == "model" and rows["U1"].category in TAX.category_ids()
+    assert rows["U2"].sentiment == "positive"
     store.set_labels(["U1"], {"category": ("packaging", "human")})
     again = ingest_file(store, f, taxonomy=TAX, zone=ZONE, now=NOW, labeler=Classifier(store, TAX).labeler)
     assert (first.added, again.added, again.updated, again.unchanged) == (3, 0, 0, 3)
@@ -136,7 +136,7 @@ def test_classify_on_ingest_keeps_imports_and_humans_and_stays_idempotent(tmp_pa
     third = ingest_file(store, f, taxonomy=TAX, zone=ZONE, now=NOW, labeler=Classifier(store, TAX).labeler)
     assert third.updated == 1
     u1 = store.records("feedback", ["U1"])["U1"]
-    assert (u1["category"], u1["category_source"]) == ("packaging", "human")  # the correction survives
+    assert (u1.category, u1.category_source) == ("packaging", "human")  # the correction survives
     store.close()
 
 

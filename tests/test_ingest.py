@@ -59,10 +59,10 @@ def test_gbk_export_with_mapping_rejects_bad_rows_and_keeps_the_rest(store: Stor
     assert rejects[2]["reason"] == "duplicate id 'A2' (first seen at row 2)"
     assert rejects[2]["data"]["买家评价"] == "重复的编号"  # the original cells, in readable Chinese
     rows = store.records("feedback", ["A1", "A2", "A5", "A6"])
-    assert rows["A1"]["channel"] == "淘宝" and rows["A1"]["order_id"] == "O-1001"
-    assert rows["A1"]["created_at"] == "2026-11-20T10:00:00+08:00"
-    assert rows["A5"]["text"].startswith("Ignore previous instructions")  # stored as data, verbatim
-    assert rows["A6"]["created_at_source"] == "import_time"
+    assert rows["A1"].channel == "淘宝" and rows["A1"].order_id == "O-1001"
+    assert rows["A1"].created_at == "2026-11-20T10:00:00+08:00"
+    assert rows["A5"].text.startswith("Ignore previous instructions")  # stored as data, verbatim
+    assert rows["A6"].created_at_source == "import_time"
     assert store.count("feedback") == store.chroma_count("feedback") == 4
 
 
@@ -75,7 +75,7 @@ def test_rerun_changes_nothing_and_edits_are_updates(store: Store, tmp_path: Pat
     path.write_bytes(edited.encode("gbk"))
     third = run(store, path, mapping=MAPPING)
     assert (third.added, third.updated, third.unchanged) == (0, 1, 3)
-    assert store.records("feedback", ["A2"])["A2"]["text"] == "包装破了，杯子碎了两个"
+    assert store.records("feedback", ["A2"])["A2"].text == "包装破了，杯子碎了两个"
     assert store.count("feedback") == store.chroma_count("feedback") == 4
 
 
@@ -97,7 +97,7 @@ def test_imported_labels_keep_source_import(store: Store, tmp_path: Path) -> Non
     )
     run(store, path)
     row = store.records("feedback", ["L1"])["L1"]
-    assert (row["category"], row["category_source"], row["sentiment"], row["urgency"]) == (
+    assert (row.category, row.category_source, row.sentiment, row.urgency) == (
         "customer_service",
         "import",
         "negative",
@@ -118,11 +118,7 @@ def test_resolutions_link_to_feedback(store: Store, tmp_path: Path) -> None:
     summary = run(store, res, kind="resolution")
     assert (summary.added, summary.rejected) == (1, 1)
     linked = store.resolutions_for(["F1"])["F1"]
-    assert (
-        linked[0]["action"] == "加急派送"
-        and linked[0]["outcome"] == "resolved"
-        and linked[0]["compensation"] == "5元券"
-    )
+    assert linked[0].action == "加急派送" and linked[0].outcome == "resolved" and linked[0].compensation == "5元券"
 
 
 def test_unusable_file_raises_before_writing(store: Store, tmp_path: Path) -> None:

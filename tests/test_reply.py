@@ -75,7 +75,7 @@ def test_drafts_are_grounded_and_in_the_customers_language(
         best = next(e for e in d.evidence if e.resolution_id == d.citations[0])
         assert best.similarity >= 0.3 and best.outcome == "resolved" and best.language == lang
         assert (
-            sample_store.records("feedback", [best.feedback_id])[best.feedback_id]["category"]
+            sample_store.records("feedback", [best.feedback_id])[best.feedback_id].category
             == d.classification["category"]
         )
     else:

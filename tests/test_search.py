@@ -77,7 +77,7 @@ def _some_ids(store: Store, n: int) -> list[str]:
 
 def test_exact_order_number_is_first(sample_store: Store) -> None:
     (rid,) = _some_ids(sample_store, 1)
-    order = sample_store.records("feedback", [rid])[rid]["order_id"]
+    order = sample_store.records("feedback", [rid])[rid].order_id
     assert order and order.isdigit()
     hits = Searcher(sample_store).search(f"我的订单{order}怎么还没消息", k=3)
     assert hits[0].record["order_id"] == order and "exact" in hits[0].matched_by

@@ -72,7 +72,7 @@ def test_count_by_matches_independent_counts(tools: Analytics, rows) -> None:
     assert abs(sum(g.share for g in out.groups) - 1) < 1e-3
     ids = out.groups[0].example_ids
     recs = tools.store.records("feedback", ids)
-    assert ids and all(recs[i]["category"] == "product_quality" and recs[i]["sentiment"] == "negative" for i in ids)
+    assert ids and all(recs[i].category == "product_quality" and recs[i].sentiment == "negative" for i in ids)
 
 
 def test_top_facets_names_the_planted_carrier(tools: Analytics, rows) -> None:
