@@ -99,6 +99,10 @@ class WeeklyReport(BaseModel):
     highlights: list[dict[str, Any]]
     suggestions: list[dict[str, Any]]
     trend: dict[str, Any]
+    csat_by_channel: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Per channel with ratings: rated records and CSAT this week and the week before.",
+    )
     executive_summary: str
     summary_path: Literal["rules", "llm"] = "rules"
     fallback_reason: str | None = None
@@ -177,6 +181,14 @@ def build_report(
         headline["csat"] = Figure(
             current=round(csat_now, 4), previous=round(csat_prev, 4), change=round(csat_now - csat_prev, 4)
         )
+    by_channel = []
+    for channel in a.values("channel"):
+        this = a.ratings(RatingInput(window=wk, filters=Filters(channel=channel)))
+        before = a.ratings(RatingInput(window=Window(weeks_ago=2), filters=Filters(channel=channel)))
+        if this.rated or before.rated:
+            by_channel.append(
+                {"channel": channel, "rated": this.rated, "csat": this.csat, "previous_csat": before.csat}
+            )
     step("complaint categories and spikes")
     complaints = a.compare_periods(
         CompareInput(window=wk, field="category", filters=Filters(sentiment="negative"), order="current")
@@ -226,6 +238,7 @@ def build_report(
         previous_week=complaints.previous_period["label"],
         lang=lang,
         headline=headline,
+        csat_by_channel=by_channel if "csat" in headline else [],
         emerging=emerging,
         top_issues=top,
         details=details,
@@ -476,6 +489,13 @@ def _sections(r: WeeklyReport) -> list[tuple[str, list[str], list[list[str]] | N
         for i in r.top_issues
     ]
     out.append((t["top"], [], rows))
+    if r.csat_by_channel:
+        rows = [[t["channel"], t["rated"], t["this"], t["prev"], t["change"]]]
+        for c in r.csat_by_channel:
+            now, before = c["csat"], c["previous_csat"]
+            change = f"{(now - before) * 100:+.1f} pp" if now is not None and before is not None else "-"
+            rows.append([c["channel"], str(c["rated"]), _pct(_hundred(now)), _pct(_hundred(before)), change])
+        out.append((t["csat_by_channel"], [], rows))
     for d in r.details:
         cat = d.slice.get("category", "")
         issue = next((i for i in r.top_issues if i.category == cat), None)
@@ -486,6 +506,10 @@ def _sections(r: WeeklyReport) -> list[tuple[str, list[str], list[list[str]] | N
     out.append((t["highlights"], [f"[{q['id']}] {_clip(q['text'])}" for q in r.highlights] or [t["none"]], None))
     out.append((t["suggestions"], [f"[{q['id']}] {_clip(q['text'])}" for q in r.suggestions] or [t["none"]], None))
     return out
+
+
+def _hundred(x: float | None) -> float | None:
+    return None if x is None else x * 100
 
 
 def _clip(text: str, n: int = 140) -> str:

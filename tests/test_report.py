@@ -162,3 +162,21 @@ def test_the_headline_carries_csat_with_its_weekly_change(report) -> None:
     from agent.report import render_markdown
 
     assert f"满意度 CSAT（4-5 星占比） | {_csat(W47) * 100:.1f}%" in render_markdown(report)
+
+
+def test_csat_by_channel_matches_the_csv(report) -> None:
+    def csat(week: tuple, channel: str) -> float | None:
+        rated = [
+            float(r["rating"])
+            for r in ROWS
+            if week[0] <= r["day"] <= week[1] and r["rating"] and r["channel"] == channel
+        ]
+        return round(sum(x >= 4 for x in rated) / len(rated), 4) if rated else None
+
+    rated_channels = {r["channel"] for r in ROWS if r["rating"] and W46[0] <= r["day"] <= W47[1]}
+    assert {c["channel"] for c in report.csat_by_channel} == rated_channels and rated_channels
+    for c in report.csat_by_channel:
+        assert (c["csat"], c["previous_csat"]) == (csat(W47, c["channel"]), csat(W46, c["channel"]))
+    from agent.report import render_markdown
+
+    assert "各渠道满意度 CSAT" in render_markdown(report)
