@@ -99,6 +99,10 @@ class WeeklyReport(BaseModel):
     highlights: list[dict[str, Any]]
     suggestions: list[dict[str, Any]]
     trend: dict[str, Any]
+    csat_trend: dict[str, Any] = Field(
+        default_factory=dict,
+        description="CSAT per week over the trend's weeks (periods, csat, rated); empty without ratings.",
+    )
     csat_by_channel: list[dict[str, Any]] = Field(
         default_factory=list,
         description="Per channel with ratings: rated records and CSAT this week and the week before.",
@@ -232,6 +236,12 @@ def build_report(
             top=TREND_LINES,
         )
     )
+    weekly = [a.ratings(RatingInput(window=Window(week=p))) for p in trend.periods] if "csat" in headline else []
+    csat_trend = (
+        {"periods": trend.periods, "csat": [w.csat for w in weekly], "rated": [w.rated for w in weekly]}
+        if weekly
+        else {}
+    )
     report = WeeklyReport(
         week=week,
         period=complaints.current_period,
@@ -239,6 +249,7 @@ def build_report(
         lang=lang,
         headline=headline,
         csat_by_channel=by_channel if "csat" in headline else [],
+        csat_trend=csat_trend,
         emerging=emerging,
         top_issues=top,
         details=details,
@@ -392,7 +403,7 @@ def _png(fig: Any) -> str:
 
 
 def draw_charts(r: WeeklyReport, names: dict[str, str]) -> list[Chart]:
-    """The 8-week category trend and the week-over-week bars."""
+    """The 8-week category trend, the week-over-week bars and, with ratings, CSAT per week."""
     plt = _plt()
     charts: list[Chart] = []
     t = r.trend
@@ -439,6 +450,20 @@ def draw_charts(r: WeeklyReport, names: dict[str, str]) -> list[Chart]:
     ax.grid(axis="y", alpha=0.3)
     charts.append(Chart(name=f"report-{r.week}-wow.png", title=title, png_base64=_png(fig)))
     plt.close(fig)
+    if r.csat_trend:
+        c = r.csat_trend
+        fig, ax = plt.subplots(figsize=(8, 3.0))
+        points = [(p, v * 100) for p, v in zip(c["periods"], c["csat"], strict=True) if v is not None]
+        ax.plot([p for p, _ in points], [v for _, v in points], marker="o", color="#5cb85c")
+        for p, v in points:
+            ax.annotate(f"{v:.0f}%", (p, v), textcoords="offset points", xytext=(0, 5), ha="center", fontsize=8)
+        title = say("report.charts.csat", r.lang)
+        ax.set_title(title)
+        ax.set_ylim(0, 100)
+        ax.grid(alpha=0.3)
+        ax.tick_params(axis="x", labelrotation=30)
+        charts.append(Chart(name=f"report-{r.week}-csat.png", title=title, png_base64=_png(fig)))
+        plt.close(fig)
     return charts
 
 

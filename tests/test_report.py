@@ -59,6 +59,7 @@ def test_files_are_self_contained_and_idempotent(report, tmp_path: Path) -> None
     assert [p.name for p in a] == [
         "report-2026-W47-trend.png",
         "report-2026-W47-wow.png",
+        "report-2026-W47-csat.png",
         "report-2026-W47.md",
         "report-2026-W47.html",
     ]
@@ -67,7 +68,7 @@ def test_files_are_self_contained_and_idempotent(report, tmp_path: Path) -> None
     assert md.index("新出现的问题") < md.index("主要投诉类别") and "](report-2026-W47-trend.png)" in md
     page = (tmp_path / "a" / "report-2026-W47.html").read_text(encoding="utf-8")
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//|file:)""", page)
-    assert page.count("data:image/png;base64,") == 2 and "@font-face" in page
+    assert page.count("data:image/png;base64,") == 3 and "@font-face" in page
     # the embedded font subset covers every character on the page (no tofu)
     from fontTools.ttLib import TTFont
 
@@ -100,7 +101,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shuti
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on this machine (Debian: apt-get install chromium)")
 def test_html_renders_in_a_real_browser(report, tmp_path: Path) -> None:
-    """Headless Chromium loads the page offline: the CJK font face loads and both charts decode."""
+    """Headless Chromium loads the page offline: the CJK font face loads and the three charts decode."""
     probe = render_html(report).replace(
         "</body>",
         """<script>
@@ -116,7 +117,7 @@ document.fonts.load('16px "FA CJK"', "商品质量").then(f => {
     body = re.search(r"<body[^>]*>", dom).group(0)
     assert 'data-cjk="1:true"' in body, body
     widths = [int(w) for w in re.search(r'data-imgs="([^"]*)"', body).group(1).split(",")]
-    assert len(widths) == 2 and min(widths) > 300
+    assert len(widths) == 3 and min(widths) > 300
     shot = tmp_path / "shot.png"
     subprocess.run(
         [*args, f"--screenshot={shot}", "--window-size=1000,2400", page.as_uri()], capture_output=True, timeout=120
@@ -180,3 +181,17 @@ def test_csat_by_channel_matches_the_csv(report) -> None:
     from agent.report import render_markdown
 
     assert "各渠道满意度 CSAT" in render_markdown(report)
+
+
+def test_csat_per_week_over_the_trend_weeks_matches_the_csv(report) -> None:
+    from datetime import date
+
+    c = report.csat_trend
+    assert c["periods"] == report.trend["periods"] and len(c["periods"]) == 8
+    for label, value, rated in zip(c["periods"], c["csat"], c["rated"], strict=True):
+        year, week = int(label[:4]), int(label[-2:])
+        monday = date.fromisocalendar(year, week, 1)
+        days = (monday, date.fromisocalendar(year, week, 7))
+        stars = [float(r["rating"]) for r in ROWS if days[0] <= r["day"] <= days[1] and r["rating"]]
+        assert rated == len(stars) and value == (round(sum(x >= 4 for x in stars) / len(stars), 4) if stars else None)
+    assert any(ch.name.endswith("-csat.png") for ch in report.charts)
