@@ -42,6 +42,7 @@ from agent.llm import ChatModel, Message, complete_structured
 from agent.prompts import fence, load_prompt
 from agent.safety import strip_instructions
 from retrieval.encoder import SentenceEncoder, VectorCache
+from retrieval.pii import PERSON_NAME
 from retrieval.records import Feedback, LabelSource, LabelValue, detect_language
 from retrieval.store import Store, feedback_table
 from retrieval.taxonomy import Taxonomy
@@ -49,7 +50,7 @@ from retrieval.text import embed, normalize_text, tokenize
 from retrieval.training_data import load_seed_examples, load_sentiment_lexicon, shipped_data_version, template_examples
 
 FIELDS = ("category", "sentiment", "urgency")
-MODEL_VERSION = 7  # 7: product and SKU names masked out of the features
+MODEL_VERSION = 8  # 7: product and SKU names masked out of the features; 8: people's names too
 N_NEIGHBORS = 5
 # Up to this many training rows, neighbours are exact (dot products of the models' features); beyond it the
 # product grows dense and slow (150 texts/s at 50k), so the store's ANN index finds them.
@@ -101,15 +102,18 @@ class _Trained:
 
 
 PRODUCT_TOKEN = " 商品 "  # what a product name becomes: the same word whatever the product
+PERSON_TOKEN = " 某人 "  # what a person's name becomes
 
 
 def mask_names(text: str, names: tuple[str, ...]) -> str:
-    """``text`` with each known product / SKU name (longest first) replaced by one neutral word.
+    """``text`` with each known product / SKU name (longest first) replaced by one neutral word,
+    and people's names (王先生, 李经理, Mr Smith) by another.
 
     A learned model reads every token as evidence: in a store where one product had a quality
     spike, its name alone pulled a packaging or delivery complaint toward product_quality, and a
     name can stand for urgency the words do not say. Labels should follow what is said.
     """
+    text = PERSON_NAME.sub(PERSON_TOKEN, text)
     if not names:
         return text
     return _names_pattern(names).sub(PRODUCT_TOKEN, text)

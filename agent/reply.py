@@ -36,7 +36,7 @@ from agent.llm import ChatModel, Message
 from agent.prompts import fence, load_data, load_prompt
 from agent.safety import strip_instructions
 from agent.wording import say
-from retrieval.pii import Redactor
+from retrieval.pii import EN_NAME, ZH_NAME, Redactor
 from retrieval.search import Searcher, SearchFilters
 from retrieval.store import Store
 from retrieval.taxonomy import Taxonomy
@@ -110,16 +110,6 @@ _DONE = re.compile(
     r"\b(?:has|have) been\s+(?:refunded|sent|issued|shipped|processed|credited|replaced|approved|dispatched)\b",
     re.I,
 )
-# Names as Chinese service text writes them: a surname with a title (王先生, 李经理) or a staff
-# nickname (客服小王). The surnames are the hundred most common.
-_SURNAMES = (
-    "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢姜"
-    "崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤"
-)
-_ZH_NAME = re.compile(
-    rf"[\u4e00-\u9fff](?:先生|女士|小姐)|[{_SURNAMES}](?:经理|主管|师傅|专员)|小[{_SURNAMES.replace('于', '')}]"
-)
-_EN_NAME = re.compile(r"\b(?:Mr|Mrs|Ms|Miss|Dr)\.?\s+[A-Z][a-z]+")
 
 
 def evidence_threshold(store: Store) -> float:
@@ -207,7 +197,7 @@ def foreign_personal_data(draft: str, own: str) -> list[str]:
     for token, value in redactor.mapping.items():
         if value not in own:
             found.append(token.strip("[]").split("_")[0].lower())
-    if any(m.group(0) not in own for m in [*_ZH_NAME.finditer(draft), *_EN_NAME.finditer(draft)]):
+    if any(m.group(0) not in own for m in [*ZH_NAME.finditer(draft), *EN_NAME.finditer(draft)]):
         found.append("name")
     return sorted(set(found))
 
@@ -552,6 +542,6 @@ def _redacted(ev: Evidence) -> Evidence:
     r = Redactor()
 
     def clean(s: str) -> str:
-        return _EN_NAME.sub("[NAME]", _ZH_NAME.sub("[NAME]", r.redact(s)))
+        return EN_NAME.sub("[NAME]", ZH_NAME.sub("[NAME]", r.redact(s)))
 
     return ev.model_copy(update={f: clean(getattr(ev, f)) for f in ("reply", "action", "feedback_text")})

@@ -15,6 +15,21 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+# Names as Chinese service text writes them: a surname with a title (王先生, 李经理) or a staff
+# nickname (客服小王). The surnames are the hundred most common.
+_SURNAMES = (
+    "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢姜"
+    "崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤"
+)
+ZH_NAME = re.compile(
+    rf"[\u4e00-\u9fff](?:先生|女士|小姐)|[{_SURNAMES}](?:经理|主管|师傅|专员)|小[{_SURNAMES.replace('于', '')}]"
+)
+EN_NAME = re.compile(r"\b(?:Mr|Mrs|Ms|Miss|Dr)\.?\s+[A-Z][a-z]+")
+# People named with a surname and a title or with an English title: narrower than ZH_NAME (no
+# nicknames like 小王, no 客服小姐姐), for masking names out of the classifier's features.
+PERSON_NAME = re.compile(rf"[{_SURNAMES}](?:先生|女士|小姐(?!姐)|经理|主管|师傅|专员)|{EN_NAME.pattern}")
+
+
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK = "10X98765432"
 

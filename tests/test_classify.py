@@ -327,6 +327,27 @@ def test_product_names_do_not_decide_the_labels(sample_store: Store) -> None:
         assert len({r.urgency for r in results}) == 1, (t, [r.urgency for r in results])
 
 
+def test_peoples_names_do_not_decide_the_urgency(store: Store, tmp_path: Path) -> None:
+    """Issue 19: in a store where every complaint naming 周经理 was labelled critical and every one
+    naming 陈经理 low, a new complaint's urgency must not follow the name. Without the masking the
+    same sentence came out critical, low and medium for 周经理, 陈经理 and 王经理."""
+    bodies = ["的快递一直没到", "说好的退款还没到账", "处理的订单又出错了", "答应今天回电话没回", "给的优惠券用不了"]
+    rows = ["id,text,created_at,category,sentiment,urgency"]
+    for i in range(60):
+        name, urgency = ("周经理", "critical") if i % 2 == 0 else ("陈经理", "low")
+        rows.append(
+            f"T{i},{name}{bodies[i % 5]}{'！' * (i % 3)},2026-11-{1 + i % 20:02d} 10:00:00,logistics,negative,{urgency}"
+        )
+    path = tmp_path / "named.csv"
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    ingest_file(store, path, taxonomy=TAX, zone=ZONE, now=NOW)
+    clf = Classifier(store, TAX)
+    for sentence in ("{}说包裹下周才能发货", "{}帮我改了收货地址", "Mr {} said the parcel ships next week"):
+        names = ("周经理", "陈经理", "王经理") if "Mr" not in sentence else ("Zhou", "Chen", "Wang")
+        results = clf.classify([sentence.format(n) for n in names])
+        assert len({r.urgency for r in results}) == 1, (sentence, [r.urgency for r in results])
+
+
 @pytest.mark.parametrize(
     "text",
     [
