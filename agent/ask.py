@@ -677,6 +677,12 @@ class Asker:
         )
         return result
 
+    def _totals(self, traces: list[ToolTrace], intent: Intent, window: Window, filters: Filters) -> CompareOutput:
+        """The slice's total in the window and in the period before (one compare_periods call)."""
+        args = CompareInput(window=window, previous=intent.previous, field=None, filters=filters)
+        totals: CompareOutput = self._call(traces, "compare_periods", self.analytics.compare_periods, args)
+        return totals
+
     def _filters(self, intent: Intent, with_sentiment: bool = True, with_category: bool = True) -> Filters:
         return Filters(
             sentiment=intent.sentiment if with_sentiment else None,
@@ -738,28 +744,13 @@ class Asker:
 
     def _count(self, intent: Intent, w: Words, traces: list[ToolTrace]) -> str:
         window = self._window(intent)
-        res: CompareOutput = self._call(
-            traces,
-            "compare_periods",
-            self.analytics.compare_periods,
-            CompareInput(window=window, previous=intent.previous, field=None, filters=self._filters(intent)),
-        )
+        res = self._totals(traces, intent, window, self._filters(intent))
         win, prev = w.period(res.current_period), w.period(res.previous_period)
         scope, sent = _scope(w, intent), w.sentiment(intent.sentiment)
         a, b = res.total_current, res.total_previous
         text = w.say("ask.count.total", win=win, scope=scope, sent=sent, a=a, prev=prev, b=b, change=w.change(a, b))
         if not intent.sentiment_explicit and intent.sentiment and (intent.category or intent.values):
-            every: CompareOutput = self._call(
-                traces,
-                "compare_periods",
-                self.analytics.compare_periods,
-                CompareInput(
-                    window=window,
-                    previous=intent.previous,
-                    field=None,
-                    filters=self._filters(intent, with_sentiment=False),
-                ),
-            )
+            every = self._totals(traces, intent, window, self._filters(intent, with_sentiment=False))
             if (every.total_current, every.total_previous) != (a, b):
                 text += w.say("ask.count.every_sentiment", a=every.total_current, b=every.total_previous)
         return text + w.examples(res.example_ids)
@@ -977,18 +968,8 @@ class Asker:
     def _share(self, intent: Intent, w: Words, traces: list[ToolTrace]) -> str:
         """The slice's share of all feedback (complaints by default), against the period before."""
         window = self._window(intent)
-        part: CompareOutput = self._call(
-            traces,
-            "compare_periods",
-            self.analytics.compare_periods,
-            CompareInput(window=window, previous=intent.previous, field=None, filters=self._filters(intent)),
-        )
-        whole: CompareOutput = self._call(
-            traces,
-            "compare_periods",
-            self.analytics.compare_periods,
-            CompareInput(window=window, previous=intent.previous, field=None, filters=Filters()),
-        )
+        part = self._totals(traces, intent, window, self._filters(intent))
+        whole = self._totals(traces, intent, window, Filters())
         win, prev = w.period(part.current_period), w.period(part.previous_period)
         scope, sent = _scope(w, intent), w.sentiment(intent.sentiment)
         a, b = w.pct(part.total_current, whole.total_current), w.pct(part.total_previous, whole.total_previous)

@@ -419,8 +419,10 @@ class Replier:
         content = prompt.render(**common)
         evidence_ids = {e.resolution_id for e in result.evidence}
 
+        promised: list[Promise] = []  # the promises of the draft last checked
+
         def check(d: _LLMDraft) -> list[str]:
-            _, problems = check_draft(
+            promises, problems = check_draft(
                 d.reply,
                 result.evidence,
                 d.citations,
@@ -429,6 +431,7 @@ class Replier:
                 customer=customer,
                 order_id=order_id,
             )
+            promised[:] = promises
             return problems + ([] if any(c in evidence_ids for c in d.citations) else ["cites no past resolution"])
 
         messages = [Message(role="user", content=content)]
@@ -436,14 +439,11 @@ class Replier:
         if got.value is None:
             result.fallback_reason = got.fallback_reason
             return
-        d = got.value
-        promises, _ = check_draft(
-            d.reply, result.evidence, d.citations, result.language, message=text, customer=customer, order_id=order_id
-        )
+        d = got.value  # the last draft checked: promised holds its promises
         result.reply, result.citations, result.promises = (
             d.reply.strip(),
             [c for c in d.citations if c in evidence_ids],
-            promises,
+            list(promised),
         )
         result.reasons += [r for r in d.reasons if r and r not in result.reasons] if d.needs_review else []
         result.needs_review = bool(result.reasons) or d.needs_review

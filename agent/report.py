@@ -180,19 +180,19 @@ def build_report(
     }
     now_rated = a.ratings(RatingInput(window=wk))
     before_rated = a.ratings(RatingInput(window=Window(weeks_ago=2)))
+    by_channel: list[dict[str, Any]] = []
     if now_rated.rated or before_rated.rated:  # CSAT: the share of 4-5 stars among rated records
         csat_now, csat_prev = now_rated.csat or 0.0, before_rated.csat or 0.0
         headline["csat"] = Figure(
             current=round(csat_now, 4), previous=round(csat_prev, 4), change=round(csat_now - csat_prev, 4)
         )
-    by_channel = []
-    for channel in a.values("channel"):
-        this = a.ratings(RatingInput(window=wk, filters=Filters(channel=channel)))
-        before = a.ratings(RatingInput(window=Window(weeks_ago=2), filters=Filters(channel=channel)))
-        if this.rated or before.rated:
-            by_channel.append(
-                {"channel": channel, "rated": this.rated, "csat": this.csat, "previous_csat": before.csat}
-            )
+        for channel in a.values("channel"):
+            this = a.ratings(RatingInput(window=wk, filters=Filters(channel=channel)))
+            before = a.ratings(RatingInput(window=Window(weeks_ago=2), filters=Filters(channel=channel)))
+            if this.rated or before.rated:
+                by_channel.append(
+                    {"channel": channel, "rated": this.rated, "csat": this.csat, "previous_csat": before.csat}
+                )
     step("complaint categories and spikes")
     complaints = a.compare_periods(
         CompareInput(window=wk, field="category", filters=Filters(sentiment="negative"), order="current")
@@ -248,7 +248,7 @@ def build_report(
         previous_week=complaints.previous_period["label"],
         lang=lang,
         headline=headline,
-        csat_by_channel=by_channel if "csat" in headline else [],
+        csat_by_channel=by_channel,
         csat_trend=csat_trend,
         emerging=emerging,
         top_issues=top,
