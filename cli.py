@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -31,6 +31,9 @@ from agent.config import Settings, describe_settings, load_settings
 from agent.errors import USER_ERRORS
 from retrieval.ingest import IngestSummary
 from retrieval.search import Hit
+
+if TYPE_CHECKING:
+    from agent.at_risk import AtRisk
 
 app = typer.Typer(
     name="feedback-agent",
@@ -631,6 +634,47 @@ def queue(
         )
 
 
+@command(app)
+def at_risk(
+    settings: Settings,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000, help="How many customers to list.")] = 20,
+    days: Annotated[int, typer.Option("--days", min=1, max=365, help="Signals of the last N days count.")] = 30,
+    horizon: Annotated[
+        int, typer.Option("--horizon", min=1, max=365, help="Days ahead a bad review is predicted for.")
+    ] = 14,
+    as_of: AsOfOpt = None,
+    lang: LangOpt = LangChoice.zh,
+    json_: JsonOpt = False,
+) -> None:
+    """Customers with early signals (complaints, repeat contact, open cases, late parcels) who have
+    not reviewed yet, ranked by the risk of a bad review, with a suggested action from similar
+    resolved cases. Needs customer_id or order_id in the data."""
+    with _workspace(settings) as ws:
+        result = ws.at_risk(as_of=as_of, days=days, horizon=horizon, limit=limit, lang=lang.value)
+    if json_:
+        _emit_json(result.model_dump(mode="json"))
+        return
+    _print_at_risk(result)
+
+
+def _print_at_risk(result: AtRisk) -> None:
+    _plain(out, f"{result.candidates} customers with signals and no review yet (as of {result.as_of[:10]})")
+    _plain(out, result.method_note, style="dim")
+    for n, item in enumerate(result.items, start=1):
+        risk = f"risk {item.risk:.2f}" if result.method == "model" else f"score {item.risk:g}"
+        head = f"{n:>3}. {item.customer}  {risk}  (rules {item.rule_score:g})  {item.category or '-'}"
+        _plain(out, f"{head}  {_short(item.last_text, 60)}")
+        _plain(out, "       " + "; ".join(s.text for s in item.signals), style="dim")
+        if item.history:
+            _plain(out, f"       {item.history}", style="dim")
+        if item.suggestion:
+            _plain(out, f"       -> {item.suggestion.action}  (as in {item.suggestion.resolution_id})")
+        elif item.suggestion_note:
+            _plain(out, f"       -> {item.suggestion_note}")
+    for note in result.notes:
+        _plain(err, f"note: {note}")
+
+
 @command(app, flags=LLM)
 def report(
     settings: Settings,
@@ -693,7 +737,7 @@ def _run_eval(settings: Settings, task: str, dataset: Path, json_: bool, **kwarg
     record = run.record
     if json_:
         keys = ["run_id", "task", "n", "metrics", "invalid_labels", "paths", "fallbacks", "latency_ms_per_item"]
-        keys += ["items_per_s", "dataset", "git_commit", "train", "failures"]
+        keys += ["items_per_s", "dataset", "git_commit", "train", "failures", "as_of", "horizon_days", "k", "data"]
         _emit_json({**{k: record[k] for k in keys if k in record}, "below_thresholds": run.failures})
     else:
         table = Table(title=f"eval {task} {dataset.name}  (run {record['run_id']}, n={record['n']})")
@@ -817,6 +861,56 @@ def eval_reply_cmd(
         resolutions_from=resolutions_from,
         limit=limit,
     )
+
+
+@command(eval_app, "at-risk", flags=("home", "taxonomy", "embedding"))
+def eval_at_risk_cmd(
+    settings: Settings,
+    dataset: Annotated[
+        Path,
+        typer.Option(
+            "--dataset", help="Feedback with customer_id and/or order_id, created_at and ratings (CSV/JSONL/XLSX)."
+        ),
+    ],
+    resolutions_from: Annotated[
+        Path | None,
+        typer.Option("--resolutions-from", help="Its resolutions (default: <name>_resolutions beside it, if any)."),
+    ] = None,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="The cutoff (default: the last record minus --horizon days).")
+    ] = None,
+    days: Annotated[int, typer.Option("--days", min=1, max=365, help="Signals of the last N days count.")] = 30,
+    horizon: Annotated[int, typer.Option("--horizon", min=1, max=365, help="Days after the cutoff scored.")] = 14,
+    k: Annotated[int, typer.Option("-k", min=1, max=1000, help="List length scored (precision@k).")] = 20,
+    history: HistoryOpt = None,
+    thresholds: ThresholdsOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Score the at-risk list on time: fit on the history before the cutoff, rank the customers
+    with open signals then, and score precision@k / recall@k / average precision against the bad
+    reviews (2 stars or less) of the next --horizon days, for the learned model and the rule score."""
+    run = _run_eval(
+        settings,
+        "at-risk",
+        dataset,
+        json_,
+        history=history,
+        thresholds=thresholds,
+        resolutions_from=resolutions_from,
+        as_of=as_of,
+        days=days,
+        horizon=horizon,
+        k=k,
+    )
+    if not json_:
+        d = run.record["data"]
+        _plain(
+            out,
+            f"cutoff {run.record['as_of'][:16]}, horizon {run.record['horizon_days']} days: {d['candidates']} "
+            f"customers with open signals, {d['followed_by_bad_review']} of them left a bad review "
+            f"(base rate {d['base_rate']:.3f}); {d['missed_without_signal']} bad reviewers had no earlier signal; "
+            f"ranked by {d['method']} (trained on {d['train_examples']} past cases, {d['train_positives']} positive)",
+        )
 
 
 @command(eval_app, "compare", flags=("home",))
@@ -1060,6 +1154,9 @@ def demo(
         _plain(out, f"  draft:    {draft.reply}")
         review = f"; needs review: {'; '.join(draft.reasons)}" if draft.needs_review else ""
         _plain(out, f"            cites {', '.join(draft.citations) or 'nothing'}{review}", style="dim")
+    if result.at_risk is not None:
+        out.print("[bold]at risk: customers to contact before they review (no LLM)[/bold]")
+        _print_at_risk(result.at_risk)
     prog = sys.argv[0] if sys.argv[0].endswith("feedback-agent") else "feedback-agent"
     _plain(out, f'\nTry it yourself: {prog} similar "退款还没到账" --home {result.home} --days 14 --as-of {as_of}')
 

@@ -35,6 +35,7 @@ from retrieval.taxonomy import LABEL_SETS, Taxonomy
 
 if TYPE_CHECKING:
     from agent.ask import Answer, Asker, Conversation
+    from agent.at_risk import AtRisk
     from agent.classify import Classification, Classifier
     from agent.llm import ChatModel
     from agent.queue import Queue
@@ -558,6 +559,37 @@ class Workspace:
         now = self.span(as_of=as_of).now
         weights = parse_weights(self.settings.queue_weights)
         return priority_queue(self.store, now, weights=weights, days=days, limit=limit, lang=lang)
+
+    def at_risk(
+        self,
+        *,
+        as_of: str | datetime | None = None,
+        days: int = 30,
+        horizon: int = 14,
+        limit: int = 20,
+        lang: Lang = "zh",
+    ) -> AtRisk:
+        """Customers with early signals and no review yet, by the risk of a bad review, each with a
+        suggested action from the most similar resolved past case."""
+        from agent.at_risk import Suggestion, at_risk
+        from agent.reply import Replier
+
+        for option, value, low in (("--days", days, 1), ("--horizon", horizon, 1), ("--limit", limit, 1)):
+            if value < low:
+                raise OptionError(option, "must be at least 1")
+        replier = Replier(self.store, self.taxonomy, classifier=self.classifier())
+
+        def suggest(text: str, category: str | None) -> Suggestion | None:
+            found = replier.evidence(text, category, lang, k=1)
+            if not found:
+                return None
+            ev = found[0]
+            return Suggestion(
+                action=ev.action, resolution_id=ev.resolution_id, feedback_id=ev.feedback_id, similarity=ev.similarity
+            )
+
+        now = self.span(as_of=as_of).now
+        return at_risk(self.store, now, days=days, horizon=horizon, limit=limit, lang=lang, suggest=suggest)
 
     # ------------------------------------------------------------------ the store itself
     def status(self) -> Status:

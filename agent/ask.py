@@ -652,6 +652,10 @@ class Asker:
             if name == "rating" and intent.kind == "rating":
                 continue  # the rating answer says itself when nothing is rated
             label = limits["fields"][name][intent.lang]
+            if name == "nps":
+                if not self._holds_nps():
+                    notes.append(limits["notes"]["missing_field"][intent.lang].format(field=label))
+                continue
             if name == "rating":
                 if not self.analytics.ratings(RatingInput(window=Window(days=3660))).rated:
                     notes.append(limits["notes"]["missing_field"][intent.lang].format(field=label))
@@ -667,6 +671,10 @@ class Asker:
                     )
                 )
         return notes
+
+    def _holds_nps(self) -> bool:
+        """Whether any record of the store carries an NPS score."""
+        return self.analytics.ratings(RatingInput(window=Window(days=3660))).nps_answers > 0
 
     def _call(self, traces: list[ToolTrace], name: str, fn: Any, args: BaseModel) -> Any:
         result = fn(args)
@@ -948,22 +956,44 @@ class Asker:
             RatingInput(window=self._window(intent), filters=self._filters(intent, with_sentiment=False)),
         )
         win, scope = w.period(res.period), _scope(w, intent)
-        if not res.rated:
-            none: str = ask_limits()["notes"]["no_ratings"][w.lang]
-            return f"{win}{scope}{none}"
-        dist = ", ".join(f"{k}★ {v}" for k, v in sorted(res.distribution.items(), reverse=True))
-        csat = f"{(res.csat or 0) * 100:.1f}%"
-        text = w.say(
-            "ask.rating",
-            win=win,
-            scope=scope,
-            rated=res.rated,
-            total=res.total,
-            average=res.average,
-            csat=csat,
-            dist=dist,
-        )
-        return text + w.examples(res.example_ids)
+        notes = ask_limits()["notes"]
+        asked_nps = "nps" in intent.named_fields
+        parts: list[str] = []
+        examples: list[str] = []
+        if res.rated and not (asked_nps and res.nps_answers):
+            examples += res.example_ids[:3]
+            dist = ", ".join(f"{k}★ {v}" for k, v in sorted(res.distribution.items(), reverse=True))
+            csat = f"{(res.csat or 0) * 100:.1f}%"
+            parts.append(
+                w.say(
+                    "ask.rating",
+                    win=win,
+                    scope=scope,
+                    rated=res.rated,
+                    total=res.total,
+                    average=res.average,
+                    csat=csat,
+                    dist=dist,
+                )
+            )
+        if res.nps_answers:
+            examples += res.nps_example_ids[:3]
+            parts.append(
+                w.say(
+                    "ask.nps",
+                    win=win,
+                    scope=scope,
+                    answers=res.nps_answers,
+                    promoters=res.promoters,
+                    detractors=res.detractors,
+                    nps=f"{res.nps:+.1f}",
+                )
+            )
+        elif asked_nps and self._holds_nps():  # a store with no NPS at all is said first, as a missing field
+            parts.insert(0, notes["no_nps"][w.lang].format(win=win, scope=scope))
+        if not parts:
+            return str(notes["no_ratings"][w.lang].format(win=win, scope=scope))
+        return " ".join(parts) + w.examples(examples or res.example_ids)
 
     def _share(self, intent: Intent, w: Words, traces: list[ToolTrace]) -> str:
         """The slice's share of all feedback (complaints by default), against the period before."""

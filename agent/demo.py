@@ -23,6 +23,7 @@ from retrieval.search import Hit
 
 if TYPE_CHECKING:
     from agent.ask import Answer
+    from agent.at_risk import AtRisk
     from agent.classify import Classification
     from agent.reply import ReplyDraft
     from agent.report import WeeklyReport
@@ -53,6 +54,14 @@ REPLIES = [
     ("退款两周了还没到账，再不处理我就去12315投诉", None, "2611230002"),
 ]
 MARKER = ".feedback-agent-demo"
+# The sample (feedback with planted trends, how cases were handled) and the planted customer
+# journeys (contacts, later reviews and NPS answers linked by customer and order) behind `at-risk`.
+SAMPLE_FILES = (
+    ("feedback.csv", "feedback"),
+    ("resolutions.csv", "resolution"),
+    ("journeys.csv", "feedback"),
+    ("journey_resolutions.csv", "resolution"),
+)
 
 
 def demo_as_of(settings: Settings) -> datetime:
@@ -85,6 +94,7 @@ class Demo:
     report: WeeklyReport | None = None
     report_files: list[Path] = field(default_factory=list)
     replies: list[tuple[str, ReplyDraft]] = field(default_factory=list)
+    at_risk: AtRisk | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The ``demo --json`` document."""
@@ -111,6 +121,7 @@ class Demo:
                 d.model_dump(mode="json", include={"reply", "citations", "needs_review", "reasons", "path"})
                 for _, d in self.replies
             ],
+            "at_risk": self.at_risk.model_dump(mode="json") if self.at_risk else None,
         }
 
 
@@ -145,7 +156,7 @@ def run_demo(
     as_of = demo_as_of(settings)
     demo = Demo(home=dsettings.home, as_of=as_of)
     with Workspace.open(dsettings, note=note) as ws:
-        for name, kind in (("feedback.csv", "feedback"), ("resolutions.csv", "resolution")):
+        for name, kind in SAMPLE_FILES:
             step = progress(name) if progress else None
             demo.ingest.append(ws.ingest_file(SAMPLE_DIR / name, kind=kind, progress=step))  # type: ignore[arg-type]
         for query, opts in QUERIES:
@@ -171,4 +182,5 @@ def run_demo(
         demo.report = ws.report(week_of(as_of), lang="zh")
         demo.report_files = write_report(demo.report, dsettings.home / "reports", ["md", "html"])
         demo.replies = [(text, ws.reply(text, customer=c, order_id=o)) for text, c, o in REPLIES]
+        demo.at_risk = ws.at_risk(as_of=as_of, limit=5)
     return demo

@@ -75,6 +75,9 @@ class Issue(BaseModel):
     change_pct: float | None
     spike: bool
     baseline_mean: float | None = None
+    model_labelled: int | None = Field(
+        None, description="Of the current count, records whose category or sentiment the classifier guessed."
+    )
 
 
 class Chart(BaseModel):
@@ -107,11 +110,32 @@ class WeeklyReport(BaseModel):
         default_factory=list,
         description="Per channel with ratings: rated records and CSAT this week and the week before.",
     )
+    csat_by_product: list[dict[str, Any]] = Field(
+        default_factory=list, description="The same per product (the most rated first, at most 10)."
+    )
+    csat_by_segment: list[dict[str, Any]] = Field(default_factory=list, description="The same per customer tier.")
     executive_summary: str
     summary_path: Literal["rules", "llm"] = "rules"
     fallback_reason: str | None = None
     citations: list[str]
     charts: list[Chart] = Field(default_factory=list)
+
+
+CSAT_FACETS = ("channel", "product", "customer_tier")
+CSAT_ROWS = 10
+
+
+def _csat_by(a: Analytics, facet: str, wk: Window) -> list[dict[str, Any]]:
+    """CSAT this week and the week before per value of ``facet`` that has ratings, most rated first."""
+    rows: list[dict[str, Any]] = []
+    for value in a.values(facet)[:50]:  # the most frequent values; the table keeps the most rated
+        filters = Filters.model_validate({facet: value})
+        this = a.ratings(RatingInput(window=wk, filters=filters))
+        before = a.ratings(RatingInput(window=Window(weeks_ago=2), filters=filters))
+        if this.rated or before.rated:
+            rows.append({facet: value, "rated": this.rated, "csat": this.csat, "previous_csat": before.csat})
+    rows.sort(key=lambda row: -int(row["rated"]))
+    return rows[:CSAT_ROWS]
 
 
 def week_of(as_of: datetime) -> str:
@@ -168,7 +192,10 @@ def build_report(
             change_pct=every.total_change_pct,
         ),
         "negative_share": Figure(
-            current=round(share_now, 4), previous=round(share_prev, 4), change=round(share_now - share_prev, 4)
+            current=round(share_now, 4),
+            previous=round(share_prev, 4),
+            change=round(share_now - share_prev, 4),
+            model_labelled=a.label_sources("sentiment", "negative", wk).get("model", 0),
         ),
         "critical": Figure(
             current=critical.total_current,
@@ -180,19 +207,16 @@ def build_report(
     }
     now_rated = a.ratings(RatingInput(window=wk))
     before_rated = a.ratings(RatingInput(window=Window(weeks_ago=2)))
-    by_channel: list[dict[str, Any]] = []
+    csat_by: dict[str, list[dict[str, Any]]] = {}
     if now_rated.rated or before_rated.rated:  # CSAT: the share of 4-5 stars among rated records
         csat_now, csat_prev = now_rated.csat or 0.0, before_rated.csat or 0.0
         headline["csat"] = Figure(
             current=round(csat_now, 4), previous=round(csat_prev, 4), change=round(csat_now - csat_prev, 4)
         )
-        for channel in a.values("channel"):
-            this = a.ratings(RatingInput(window=wk, filters=Filters(channel=channel)))
-            before = a.ratings(RatingInput(window=Window(weeks_ago=2), filters=Filters(channel=channel)))
-            if this.rated or before.rated:
-                by_channel.append(
-                    {"channel": channel, "rated": this.rated, "csat": this.csat, "previous_csat": before.csat}
-                )
+        csat_by = {facet: _csat_by(a, facet, wk) for facet in CSAT_FACETS}
+    if now_rated.nps_answers or before_rated.nps_answers:  # NPS: % promoters (9-10) - % detractors (0-6)
+        nps_now, nps_prev = now_rated.nps or 0.0, before_rated.nps or 0.0
+        headline["nps"] = Figure(current=nps_now, previous=nps_prev, change=round(nps_now - nps_prev, 1))
     step("complaint categories and spikes")
     complaints = a.compare_periods(
         CompareInput(window=wk, field="category", filters=Filters(sentiment="negative"), order="current")
@@ -208,6 +232,9 @@ def build_report(
             change_pct=r.change_pct,
             spike=r.value in spikes,
             baseline_mean=spikes[r.value].baseline_mean if r.value in spikes else None,
+            model_labelled=a.model_labelled(
+                ("category", "sentiment"), wk, Filters(sentiment="negative", category=r.value)
+            ),
         )
         for r in complaints.rows
         if r.current > 0
@@ -236,19 +263,22 @@ def build_report(
             top=TREND_LINES,
         )
     )
-    weekly = [a.ratings(RatingInput(window=Window(week=p))) for p in trend.periods] if "csat" in headline else []
-    csat_trend = (
-        {"periods": trend.periods, "csat": [w.csat for w in weekly], "rated": [w.rated for w in weekly]}
-        if weekly
-        else {}
-    )
+    scored = "csat" in headline or "nps" in headline
+    weekly = [a.ratings(RatingInput(window=Window(week=p))) for p in trend.periods] if scored else []
+    csat_trend: dict[str, Any] = {}
+    if weekly:
+        csat_trend = {"periods": trend.periods, "csat": [w.csat for w in weekly], "rated": [w.rated for w in weekly]}
+        if "nps" in headline:
+            csat_trend |= {"nps": [w.nps for w in weekly], "nps_answers": [w.nps_answers for w in weekly]}
     report = WeeklyReport(
         week=week,
         period=complaints.current_period,
         previous_week=complaints.previous_period["label"],
         lang=lang,
         headline=headline,
-        csat_by_channel=by_channel,
+        csat_by_channel=csat_by.get("channel", []),
+        csat_by_product=csat_by.get("product", []),
+        csat_by_segment=csat_by.get("customer_tier", []),
         csat_trend=csat_trend,
         emerging=emerging,
         top_issues=top,
@@ -305,6 +335,15 @@ def _summary(r: WeeklyReport, names: dict[str, str]) -> str:
             model=w.say("report.summary.model_labelled", n=c.model_labelled) if c.model_labelled else "",
         )
     ]
+    scores = []
+    if "csat" in r.headline:
+        cs = r.headline["csat"]
+        scores.append(w.say("report.summary.csat", now=f"{cs.current * 100:.1f}%", before=f"{cs.previous * 100:.1f}%"))
+    if "nps" in r.headline:
+        nps, answers = r.headline["nps"], (r.csat_trend.get("nps_answers") or [0])[-1]
+        scores.append(w.say("report.summary.nps", now=f"{nps.current:+.1f}", before=f"{nps.previous:+.1f}", n=answers))
+    if scores:
+        parts.append(w.say("report.summary.scores", items=w.join(scores)))
     for issue in r.emerging[:2]:
         detail = next((d for d in r.details if d.slice.get("category") == issue.category), None)
         conc = next((f for f in (detail.facets if detail else []) if f.concentrated), None)
@@ -464,6 +503,21 @@ def draw_charts(r: WeeklyReport, names: dict[str, str]) -> list[Chart]:
         ax.tick_params(axis="x", labelrotation=30)
         charts.append(Chart(name=f"report-{r.week}-csat.png", title=title, png_base64=_png(fig)))
         plt.close(fig)
+    if r.csat_trend.get("nps"):
+        c = r.csat_trend
+        fig, ax = plt.subplots(figsize=(8, 3.0))
+        scores = [(p, v) for p, v in zip(c["periods"], c["nps"], strict=True) if v is not None]
+        ax.plot([p for p, _ in scores], [v for _, v in scores], marker="o", color="#8e44ad")
+        for p, v in scores:
+            ax.annotate(f"{v:+.0f}", (p, v), textcoords="offset points", xytext=(0, 5), ha="center", fontsize=8)
+        title = say("report.charts.nps", r.lang)
+        ax.set_title(title)
+        ax.set_ylim(-100, 100)
+        ax.axhline(0, color="#999999", linewidth=0.8)
+        ax.grid(alpha=0.3)
+        ax.tick_params(axis="x", labelrotation=30)
+        charts.append(Chart(name=f"report-{r.week}-nps.png", title=title, png_base64=_png(fig)))
+        plt.close(fig)
     return charts
 
 
@@ -479,6 +533,8 @@ def _text(lang: Lang) -> dict[str, str]:
 def _fig(name: str, f: Figure) -> tuple[str, str, str]:
     if name in ("negative_share", "csat"):
         return f"{f.current * 100:.1f}%", f"{f.previous * 100:.1f}%", f"{f.change * 100:+.1f} pp"
+    if name == "nps":
+        return f"{f.current:+.1f}", f"{f.previous:+.1f}", f"{f.change:+.1f}"
     change = f"{f.change:+.0f}" + (f" ({_pct(f.change_pct, signed=True)})" if f.change_pct is not None else "")
     return f"{f.current:.0f}", f"{f.previous:.0f}", change
 
@@ -488,9 +544,9 @@ def _sections(r: WeeklyReport) -> list[tuple[str, list[str], list[list[str]] | N
     t = _text(r.lang)
     out: list[tuple[str, list[str], list[list[str]] | None]] = []
     out.append((t["summary"], [r.executive_summary], None))
-    rows = [[t["metric"], t["this"], t["prev"], t["change"]]]
-    rows += [[t[k], *_fig(k, f)] for k, f in r.headline.items()]
-    out.append((t["headline"], [], rows))
+    rows = [[t["metric"], t["this"], t["prev"], t["change"], t["model_labels"]]]
+    rows += [[t[k], *_fig(k, f), _guessed(f.model_labelled)] for k, f in r.headline.items()]
+    out.append((t["headline"], [t["model_labels_note"]], rows))
     if r.emerging:
         out.append(
             (
@@ -503,24 +559,31 @@ def _sections(r: WeeklyReport) -> list[tuple[str, list[str], list[list[str]] | N
                 None,
             )
         )
-    rows = [[t["category"], t["this"], t["prev"], t["change"]]]
+    rows = [[t["category"], t["this"], t["prev"], t["change"], t["model_labels"]]]
     rows += [
         [
             f"{i.name} ({i.category})" + (f" ⚠ {t['spike']}" if i.spike else ""),
             str(i.current),
             str(i.previous),
             f"{i.change:+d}" + (f" ({_pct(i.change_pct, signed=True)})" if i.change_pct is not None else ""),
+            _guessed(i.model_labelled),
         ]
         for i in r.top_issues
     ]
     out.append((t["top"], [], rows))
-    if r.csat_by_channel:
-        rows = [[t["channel"], t["rated"], t["this"], t["prev"], t["change"]]]
-        for c in r.csat_by_channel:
+    for facet, heading, table in (
+        ("channel", "csat_by_channel", r.csat_by_channel),
+        ("product", "csat_by_product", r.csat_by_product),
+        ("customer_tier", "csat_by_segment", r.csat_by_segment),
+    ):
+        if not table:
+            continue
+        rows = [[t[facet], t["rated"], t["this"], t["prev"], t["change"]]]
+        for c in table:
             now, before = c["csat"], c["previous_csat"]
             change = f"{(now - before) * 100:+.1f} pp" if now is not None and before is not None else "-"
-            rows.append([c["channel"], str(c["rated"]), _pct(_hundred(now)), _pct(_hundred(before)), change])
-        out.append((t["csat_by_channel"], [], rows))
+            rows.append([c[facet], str(c["rated"]), _pct(_hundred(now)), _pct(_hundred(before)), change])
+        out.append((t[heading], [], rows))
     for d in r.details:
         cat = d.slice.get("category", "")
         issue = next((i for i in r.top_issues if i.category == cat), None)
@@ -531,6 +594,11 @@ def _sections(r: WeeklyReport) -> list[tuple[str, list[str], list[list[str]] | N
     out.append((t["highlights"], [f"[{q['id']}] {_clip(q['text'])}" for q in r.highlights] or [t["none"]], None))
     out.append((t["suggestions"], [f"[{q['id']}] {_clip(q['text'])}" for q in r.suggestions] or [t["none"]], None))
     return out
+
+
+def _guessed(n: int | None) -> str:
+    """The model-labelled count of a figure, or a dash for a figure no label decides."""
+    return "-" if n is None else str(n)
 
 
 def _hundred(x: float | None) -> float | None:

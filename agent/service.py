@@ -43,6 +43,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agent.app import InvalidValue, OptionError, Workspace
 from agent.ask import Answer, Conversation
+from agent.at_risk import AtRisk
 from agent.classify import Classification
 from agent.config import Settings, is_loopback
 from agent.errors import USER_ERRORS
@@ -383,6 +384,19 @@ def create_app(settings: Settings) -> FastAPI:
     ) -> Any:
         """Open feedback ranked by the priority score, each case with its reasons (as `queue --json`)."""
         return await run(request, lambda: ws().queue(as_of=as_of, days=days, limit=limit, lang=lang))
+
+    @app.get("/v1/at-risk", dependencies=[Depends(auth)], tags=["agent"], response_model=AtRisk)
+    async def at_risk(
+        request: Request,
+        limit: int = Query(20, ge=1, le=1000),
+        days: int = Query(30, ge=1, le=365),
+        horizon: int = Query(14, ge=1, le=365),
+        as_of: str | None = Query(None, description="Reference time (default now)."),
+        lang: Literal["zh", "en"] = "zh",
+    ) -> Any:
+        """Customers with early signals and no review yet, by the risk of a bad review, each with
+        its signals and a suggested action (as `at-risk --json`)."""
+        return await run(request, lambda: ws().at_risk(as_of=as_of, days=days, horizon=horizon, limit=limit, lang=lang))
 
     @app.get("/v1/reports/{week}", dependencies=[Depends(auth)], tags=["reports"])
     async def weekly_report(

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, func, or_, select
 
 from agent.llm import Tool
 from agent.wording import Lang, say
@@ -342,8 +343,19 @@ class Analytics:
             ).all()
         return {str(src or "unknown"): int(n) for src, n in rows}
 
+    def model_labelled(self, fields: Sequence[str], window: Window | None, filters: Filters) -> int:
+        """Records of the window passing ``filters`` whose label in any of ``fields`` is the
+        classifier's guess (not imported or set by a person): how much of a figure is guessed."""
+        period = self.resolve(window)
+        f = feedback_table.c
+        guessed = or_(*(f[f"{name}_source"] == "model" for name in fields))
+        stmt = select(func.count()).select_from(feedback_table).where(and_(*self._where(period, filters), guessed))
+        with self.store.engine.connect() as conn:
+            return int(conn.execute(stmt).scalar() or 0)
+
     def ratings(self, args: RatingInput) -> RatingOutput:
-        """Average rating, the 1-5 distribution and CSAT (share of 4-5 among rated records)."""
+        """Average rating, the 1-5 distribution, CSAT (share of 4-5 among rated records) and, where
+        0-10 scores were ingested, NPS (% promoters 9-10 minus % detractors 0-6)."""
         period = self.resolve(args.window)
         f = feedback_table.c
         conds = [*self._where(period, args.filters), f.rating.is_not(None)]
@@ -356,7 +368,18 @@ class Analytics:
             dist[key] = dist.get(key, 0) + int(c)
         avg = round(sum(float(r) * int(c) for r, c in rows) / n, 2) if n else None
         csat = round(sum(c for k, c in dist.items() if int(k) >= 4) / n, 4) if n else None
+        scored = [*self._where(period, args.filters), f.nps.is_not(None)]
+        with self.store.engine.connect() as conn:
+            answers = conn.execute(select(f.nps, func.count()).where(and_(*scored)).group_by(f.nps)).all()
+        m = sum(int(c) for _, c in answers)
+        promoters = sum(int(c) for score, c in answers if score >= 9)
+        detractors = sum(int(c) for score, c in answers if score <= 6)
         return RatingOutput(
+            nps_answers=m,
+            promoters=promoters,
+            detractors=detractors,
+            nps=round((promoters - detractors) * 100 / m, 1) if m else None,
+            nps_example_ids=self._examples(scored) if m else [],
             period=period.describe(),
             filters=args.filters.active(),
             rated=n,
@@ -779,6 +802,11 @@ class RatingOutput(BaseModel):
     csat: float | None = Field(description="Share of ratings of 4 or 5 among rated records.")
     distribution: dict[str, int]
     example_ids: list[str]
+    nps_answers: int = Field(0, description="Records with a 0-10 likelihood-to-recommend score.")
+    promoters: int = Field(0, description="Scores of 9 or 10.")
+    detractors: int = Field(0, description="Scores of 0 to 6.")
+    nps: float | None = Field(None, description="Net Promoter Score: % promoters - % detractors (-100 to 100).")
+    nps_example_ids: list[str] = Field(default_factory=list)
 
 
 class SearchInput(BaseModel):

@@ -17,17 +17,20 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import func, select
+
+from agent.app import Workspace
 from agent.classify import FIELDS, Classifier
 from agent.llm import ChatModel
 from evals.history import EvalResult, file_sha256
 from retrieval.encoder import SentenceEncoder
 from retrieval.ingest import ingest_file
 from retrieval.readers import InputFile, text_rows
-from retrieval.store import Store
+from retrieval.store import Store, feedback_table
 from retrieval.taxonomy import LABEL_SETS, Taxonomy
 from retrieval.text import Embedder
 
@@ -610,3 +613,44 @@ def _judge(model: ChatModel, text: str, reply: str) -> float | None:
     except AgentError:
         return None
     return float(got.value.score)
+
+
+def eval_at_risk(
+    *,
+    ws: Workspace,
+    dataset: Path,
+    resolutions: Path | None,
+    as_of: str | None,
+    days: int,
+    horizon: int,
+    k: int,
+    progress: Callable[[int, int], None] | None = None,
+) -> EvalResult:
+    """Load a customer history into the workspace ``ws`` (a fresh home), then score the at-risk
+    list on time: fit before the reference time (default: the last record minus ``horizon`` days),
+    rank the customers with open signals then, and compare with the bad reviews that followed."""
+    from agent.at_risk import evaluate
+    from retrieval.records import parse_when
+
+    started = time.perf_counter()
+    loaded = ws.ingest_file(dataset, progress=progress)
+    if resolutions is not None:
+        ws.ingest_file(resolutions, kind="resolution")
+    f = feedback_table.c
+    with ws.store.engine.connect() as conn:
+        last = conn.execute(select(func.max(f.created_ts))).scalar()
+    if last is None:
+        raise ValueError("the dataset holds no usable feedback rows")
+    t = parse_when(as_of, ws.zone) if as_of else datetime.fromtimestamp(last, ws.zone) - timedelta(days=horizon)
+    scored = evaluate(ws.store, t, days=days, horizon=horizon, k=k)
+    data = scored.pop("data")
+    return EvalResult(
+        n=data["candidates"],
+        metrics=scored,
+        latency_ms_per_item=round((time.perf_counter() - started) * 1000 / max(data["candidates"], 1), 3),
+        as_of=t.isoformat(),
+        horizon_days=horizon,
+        k=k,
+        data=data,
+        ingest={"added": loaded.added, "rejected": loaded.rejected, "resolutions": str(resolutions or "")},
+    )

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from agent.app import OptionError
+from agent.app import OptionError, Workspace
 from agent.config import Settings
 from agent.errors import ConfigError
 from agent.runtime import make_chat_model, make_embedder, make_encoder, open_store, taxonomy_of, zone_of
@@ -24,7 +24,7 @@ from evals.history import EvalResult, below_thresholds, load_thresholds, record_
 from retrieval.ingest import ingest_file, ingest_rows
 from retrieval.readers import RawRow, parse_map_options
 
-Task = Literal["classify", "retrieval", "ask", "reply"]
+Task = Literal["classify", "retrieval", "ask", "reply", "at-risk"]
 Progress = Callable[[int, int], None]
 
 
@@ -50,18 +50,23 @@ def run_eval(
     maps: list[str] | None = None,
     k: int = 5,
     mode: str = "hybrid",
+    as_of: str | None = None,
+    days: int = 30,
+    horizon: int = 14,
     progress: Progress | None = None,
 ) -> Run:
     """Run ``task`` on ``dataset``, append the run to the history and check the thresholds."""
     if not dataset.exists():
         raise ConfigError(f"dataset not found: {dataset}")
-    if resolutions_from is not None and history_from is None:
+    if resolutions_from is not None and history_from is None and task != "at-risk":
         raise OptionError("--resolutions-from", "--resolutions-from needs --history-from")
     if mode not in ("hybrid", "vector", "keyword"):
         raise OptionError("--mode", f"--mode {mode!r}: use hybrid, vector or keyword")
-    model = make_chat_model(settings) if task != "retrieval" else None
+    model = make_chat_model(settings) if task not in ("retrieval", "at-risk") else None
     try:
-        if task == "classify":
+        if task == "at-risk":
+            result = _at_risk(settings, dataset, resolutions_from, as_of, days, horizon, k, progress)
+        elif task == "classify":
             result = _classify(settings, dataset, model, history_from, limit, maps, progress)
         elif task == "retrieval":
             result = _retrieval(settings, dataset, k, limit, mode)
@@ -166,3 +171,33 @@ def _on_store(
     finally:
         if store is not None:
             store.close()
+
+
+def _at_risk(
+    settings: Settings,
+    dataset: Path,
+    resolutions: Path | None,
+    as_of: str | None,
+    days: int,
+    horizon: int,
+    k: int,
+    progress: Progress | None,
+) -> EvalResult:
+    """A customer history is scored in a temporary home of its own; its resolutions come from
+    ``--resolutions-from`` or, when there is one, the file beside it named ``<name>_resolutions``."""
+    if resolutions is None:
+        beside = dataset.with_name(f"{dataset.stem}_resolutions{dataset.suffix}")
+        resolutions = beside if beside.exists() else None
+    with tempfile.TemporaryDirectory(prefix="fa-eval-") as tmp:
+        use = settings.model_copy(update={"home": Path(tmp), "chroma_url": None, "db_url": None, "llm": "none"})
+        with Workspace.open(use) as ws:
+            return harness.eval_at_risk(
+                ws=ws,
+                dataset=dataset,
+                resolutions=resolutions,
+                as_of=as_of,
+                days=days,
+                horizon=horizon,
+                k=k,
+                progress=progress,
+            )

@@ -30,12 +30,14 @@ FEEDBACK_FIELDS = (
     "created_at",
     "channel",
     "customer_tier",
+    "customer_id",
     "order_id",
     "product",
     "sku",
     "carrier",
     "region",
     "rating",
+    "nps",
     "category",
     "subcategory",
     "sentiment",
@@ -70,12 +72,26 @@ FIELD_ALIASES: dict[str, tuple[str, ...]] = {
     "created_at": ("created", "date", "time", "timestamp", "评价时间", "时间", "日期", "创建时间", "反馈时间"),
     "channel": ("source", "渠道", "来源"),
     "customer_tier": ("tier", "member_level", "会员等级", "客户等级"),
+    "customer_id": (
+        "customer",
+        "user_id",
+        "buyer_id",
+        "member_id",
+        "客户id",
+        "客户编号",
+        "用户id",
+        "用户编号",
+        "买家id",
+        "会员id",
+        "会员编号",
+    ),
     "order_id": ("order", "order_no", "订单号", "订单编号"),
     "product": ("product_name", "item", "商品", "商品名称", "产品"),
     "sku": ("sku_id", "规格编码"),
     "carrier": ("courier", "快递公司", "物流公司", "承运商"),
     "region": ("province", "city", "地区", "省份", "区域"),
     "rating": ("score", "stars", "评分", "星级"),
+    "nps": ("nps_score", "likelihood_to_recommend", "recommend_score", "推荐意愿", "推荐度", "推荐分", "nps评分"),
     "category": ("类别", "分类", "问题类型"),
     "sentiment": ("情感", "情绪"),
     "urgency": ("紧急程度", "优先级"),
@@ -127,12 +143,14 @@ class Feedback(BaseModel):
     created_at_source: Literal["given", "import_time"] = "given"
     channel: str | None = None
     customer_tier: str | None = None
+    customer_id: str | None = Field(default=None, description="Links a customer's contacts, orders and reviews.")
     order_id: str | None = None
     product: str | None = None
     sku: str | None = None
     carrier: str | None = None
     region: str | None = None
     rating: float | None = Field(default=None, ge=0, le=5)
+    nps: int | None = Field(default=None, ge=0, le=10, description="0-10 likelihood to recommend.")
     language: Language
     labels: Labels = Field(default_factory=Labels)
     extra: dict[str, str] = Field(default_factory=dict, description="Unmapped input columns.")
@@ -378,6 +396,20 @@ def _parse_rating(value: Any) -> float | None:
     return rating
 
 
+def _parse_nps(value: Any) -> int | None:
+    s = _clean(value)
+    if s is None:
+        return None
+    s = s.removesuffix("分").strip()
+    try:
+        score = float(s)
+    except ValueError:
+        raise RowError(f"nps {s!r} is not a number") from None
+    if not (0 <= score <= 10 and score.is_integer()):
+        raise RowError(f"nps {score:g} is not a whole number from 0 to 10")
+    return int(score)
+
+
 def _parse_time_field(raw: dict[str, Any], field: str, zone: tzinfo, imported_at: datetime) -> datetime | None:
     cell = raw.get(field)
     if _clean(cell) is None:
@@ -445,12 +477,14 @@ def parse_feedback(raw: dict[str, Any], *, zone: tzinfo, imported_at: datetime, 
         created_at_source="given" if created else "import_time",
         channel=channel,
         customer_tier=_clean(raw.get("customer_tier")),
+        customer_id=_clean(raw.get("customer_id")),
         order_id=_clean(raw.get("order_id")),
         product=_clean(raw.get("product")),
         sku=_clean(raw.get("sku")),
         carrier=_clean(raw.get("carrier")),
         region=_clean(raw.get("region")),
         rating=_parse_rating(raw.get("rating")),
+        nps=_parse_nps(raw.get("nps")),
         language=detect_language(text),
         labels=labels,
         extra=_extra(raw, FEEDBACK_FIELDS),
@@ -524,4 +558,7 @@ def content_hash(record: Feedback | Resolution) -> str:
         if record.created_at_source == "import_time":
             data.pop("created_at")
         data["labels"] = {k: v for k, v in data["labels"].items() if v and v["source"] == LabelSource.IMPORT}
+        for added in ("customer_id", "nps"):  # fields of schema 3: a row without them hashes as before
+            if data[added] is None:
+                del data[added]
     return hashlib.sha1(json.dumps(data, sort_keys=True, ensure_ascii=False).encode()).hexdigest()

@@ -38,7 +38,7 @@ WEEKS = 9  # W39 .. W47
 SPIKE_PRODUCT = "智能保温杯 Pro"
 BAD_CARRIER = "云达快运"
 
-FEEDBACK_COLUMNS = [f for f in FEEDBACK_FIELDS if f != "subcategory"]  # the sample labels no subcategory
+FEEDBACK_COLUMNS = [f for f in FEEDBACK_FIELDS if f not in ("subcategory", "customer_id", "nps")]  # not in this sample
 RESOLUTION_COLUMNS = ["id", "feedback_id", "action", "reply", "outcome", "compensation", "resolved_at"]
 
 

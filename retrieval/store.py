@@ -50,8 +50,10 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    inspect,
     select,
     text,
+    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
@@ -78,12 +80,14 @@ feedback_table = Table(
     Column("created_at_source", String(20), nullable=False),
     Column("channel", String(100)),
     Column("customer_tier", String(100)),
+    Column("customer_id", String(200), index=True),
     Column("order_id", String(200), index=True),
     Column("product", String(300)),
     Column("sku", String(200), index=True),
     Column("carrier", String(200)),
     Column("region", String(200)),
     Column("rating", Float),
+    Column("nps", Integer),
     Column("language", String(10)),
     Column("category", String(200)),
     Column("category_source", String(10)),
@@ -150,7 +154,9 @@ reindex_table = Table(
     Column("id", String(200), primary_key=True),
     Column("vec", LargeBinary, nullable=False),
 )
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
+# Columns each schema added to the feedback table, for opening an older store in place.
+SCHEMA_ADDED = {"3": (("customer_id", "VARCHAR(200)"), ("nps", "INTEGER"))}
 
 TABLES = {"feedback": feedback_table, "resolution": resolution_table}
 KW_TABLES = {"feedback": "kw_feedback", "resolution": "kw_resolution"}
@@ -169,12 +175,14 @@ class FeedbackRow(BaseModel):
     created_at_source: str
     channel: str | None = None
     customer_tier: str | None = None
+    customer_id: str | None = None
     order_id: str | None = None
     product: str | None = None
     sku: str | None = None
     carrier: str | None = None
     region: str | None = None
     rating: float | None = None
+    nps: int | None = None
     language: str | None = None
     category: str | None = None
     category_source: str | None = None
@@ -242,12 +250,14 @@ def _feedback_row(r: Feedback, digest: str, now: str) -> dict[str, Any]:
         "created_at_source": r.created_at_source,
         "channel": r.channel,
         "customer_tier": r.customer_tier,
+        "customer_id": r.customer_id,
         "order_id": r.order_id,
         "product": r.product,
         "sku": r.sku,
         "carrier": r.carrier,
         "region": r.region,
         "rating": r.rating,
+        "nps": r.nps,
         "language": r.language,
         "extra": json.dumps(r.extra, ensure_ascii=False) if r.extra else None,
         "content_hash": digest,
@@ -445,6 +455,9 @@ class Store:
                 self.collection_prefix = expected["collection_prefix"]
                 return
         self.collection_prefix = stored.get("collection_prefix", "")
+        if stored.get("schema") in ("2",):
+            self._upgrade(str(stored["schema"]))
+            stored["schema"] = SCHEMA_VERSION
         if stored.get("schema") != SCHEMA_VERSION:
             raise StoreError(
                 f"the store in {self.home} has schema {stored.get('schema', '1')!r}, this version needs "
@@ -456,6 +469,18 @@ class Store:
                 f"is configured; move it with `feedback-agent reindex --embedding ...`, use another --home or "
                 "set the embedding back"
             )
+
+    def _upgrade(self, schema: str) -> None:
+        """Bring an older store's mirror to this schema in place: add the columns later schemas
+        added (empty for the records already there) and record the new schema."""
+        with self.engine.begin() as conn:
+            have = {c["name"] for c in inspect(conn).get_columns("feedback")}
+            for version in sorted(v for v in SCHEMA_ADDED if v > schema):
+                for name, sql_type in SCHEMA_ADDED[version]:
+                    if name not in have:
+                        conn.execute(text(f"ALTER TABLE feedback ADD COLUMN {name} {sql_type}"))
+            conn.execute(text("CREATE INDEX IF NOT EXISTS ix_feedback_customer_id ON feedback (customer_id)"))
+            conn.execute(update(meta_table).where(meta_table.c.key == "schema").values(value=SCHEMA_VERSION))
 
     @property
     def chroma(self) -> Any:

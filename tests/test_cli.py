@@ -111,7 +111,7 @@ def test_demo_runs_offline_and_reports(tmp_path: Path) -> None:
     res = invoke("demo", "--json")
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
-    assert [i["rejected"] for i in data["ingest"]] == [0, 0]
+    assert [i["rejected"] for i in data["ingest"]] == [0, 0, 0, 0]  # sample, resolutions, journeys, theirs
     assert all(s["hits"] for s in data["searches"])
     assert "exact" in data["searches"][-1]["hits"][0]["matched_by"]  # the order-number lookup
     assert [c["category"] for c in data["classify"]] == [
@@ -125,6 +125,7 @@ def test_demo_runs_offline_and_reports(tmp_path: Path) -> None:
     assert data["root_cause"][0]["facets"][0]["value"] == "云达快运"
     assert [r["needs_review"] for r in data["reply"]] == [False, False, True]
     assert data["report"]["week"] == "2026-W47" and Path(data["report"]["files"][-1]).exists()
+    assert data["at_risk"]["method"] == "model" and len(data["at_risk"]["items"]) == 5
     assert invoke("demo").exit_code == 0  # runs again over its own fresh home
 
 

@@ -79,7 +79,7 @@ def test_the_readme_tour_runs_as_written(tmp_path: Path) -> None:
                 break
             except httpx.TransportError:
                 time.sleep(0.2)
-        assert health.json()["feedback"] == 1513 + 24
+        assert health.json()["feedback"] == 1513 + 832 + 24  # the sample, the planted journeys, the export
         assert httpx.get(f"http://127.0.0.1:{port}/docs", timeout=5).status_code == 200
     finally:
         proc.terminate()
