@@ -36,6 +36,8 @@ from agent.tools import (
     CountByInput,
     CountByOutput,
     Filters,
+    LabelMixInput,
+    LabelMixOutput,
     RatingInput,
     RatingOutput,
     SearchInput,
@@ -67,6 +69,8 @@ IntentKind = Literal[
     "unknown",
 ]
 MEASURES: tuple[IntentKind, ...] = ("why", "trend", "rating", "share", "urgent")
+# Answers whose figures count records by their category or sentiment label (urgent says its own).
+LABELLED = {"top", "count", "concentration", "rising", "falling", "spikes", "why", "trend", "share"}
 Lang = Literal["zh", "en"]
 MAX_QUESTION_CHARS = 2000
 
@@ -626,6 +630,19 @@ class Asker:
             gap = self.analytics.emptiness(self.analytics.resolve(self._window(intent)), intent.lang)
             if gap is not None:  # the window holds no feedback at all, whatever was asked about it
                 text = gap + say("separators.before_answer", intent.lang) + text
+        if intent.kind in LABELLED:  # a figure resting on the classifier's guesses says so
+            mix: LabelMixOutput = self._call(
+                traces,
+                "label_mix",
+                self.analytics.label_mix,
+                LabelMixInput(
+                    window=self._window(intent),
+                    filters=self._filters(intent),
+                    fields=["category", "sentiment"] + (["urgency"] if intent.values.get("urgency") else []),
+                ),
+            )
+            if mix.model_labelled:
+                text += say("ask.model_labelled", intent.lang, n=mix.model_labelled, total=mix.total)
         missing = self._missing_fields(intent)
         if missing and intent.kind != "unknown":  # said first: the answer covers everyone, not the slice asked
             text = " ".join(missing) + say("separators.before_answer", intent.lang) + text

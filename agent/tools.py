@@ -353,6 +353,26 @@ class Analytics:
         with self.store.engine.connect() as conn:
             return int(conn.execute(stmt).scalar() or 0)
 
+    def label_mix(self, args: LabelMixInput) -> LabelMixOutput:
+        """Who labelled the slice: per field, its records by label source (model, import, human),
+        and how many carry a model label in any of the fields."""
+        period = self.resolve(args.window)
+        f = feedback_table.c
+        conds = self._where(period, args.filters)
+        by_source: dict[str, dict[str, int]] = {}
+        with self.store.engine.connect() as conn:
+            for name in args.fields:
+                col = f[f"{name}_source"]
+                rows = conn.execute(select(col, func.count()).where(and_(*conds)).group_by(col)).all()
+                by_source[name] = {str(src or "none"): int(n) for src, n in rows}
+        return LabelMixOutput(
+            period=period.describe(),
+            filters=args.filters.active(),
+            total=self._total(period, args.filters),
+            model_labelled=self.model_labelled(args.fields, args.window, args.filters),
+            by_source=by_source,
+        )
+
     def ratings(self, args: RatingInput) -> RatingOutput:
         """Average rating, the 1-5 distribution, CSAT (share of 4-5 among rated records) and, where
         0-10 scores were ingested, NPS (% promoters 9-10 minus % detractors 0-6)."""
@@ -780,6 +800,29 @@ class SeriesOutput(BaseModel):
     totals: list[int]
     series: dict[str, list[int]]
     filters: dict[str, str]
+
+
+LabelField = Literal["category", "sentiment", "urgency"]
+
+
+class LabelMixInput(BaseModel):
+    """Arguments of label_mix."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    window: Window | None = None
+    filters: Filters = Field(default_factory=Filters)
+    fields: list[LabelField] = Field(default_factory=lambda: list[LabelField](["category", "sentiment"]))
+
+
+class LabelMixOutput(BaseModel):
+    """Label sources of a slice."""
+
+    period: dict[str, str]
+    filters: dict[str, str]
+    total: int
+    model_labelled: int = Field(description="Records whose label in any of the fields is the model's guess.")
+    by_source: dict[str, dict[str, int]]
 
 
 class RatingInput(BaseModel):

@@ -17,13 +17,16 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from agent.app import Workspace
+from agent.ask import Asker
 from agent.config import load_settings
 from agent.service import create_app
+from agent.tools import Analytics
 from cli import app
 from retrieval.journeys import EVAL_PATH, JOURNEY_COLUMNS, RESOLUTION_COLUMNS, generate_journeys, main
 from retrieval.records import RowError, parse_feedback
 from retrieval.sample_data import SAMPLE_DIR
 from retrieval.store import Store
+from retrieval.taxonomy import load_taxonomy
 from retrieval.text import HashEmbedding
 from tests.conftest import NOW, ZONE
 
@@ -211,6 +214,20 @@ def test_ask_gives_the_nps_of_a_window(journeys_home: Path) -> None:
     with Workspace.open(load_settings(home=journeys_home, embedding="hash")) as ws:
         a = ws.ask("最近30天的 NPS 是多少？", as_of="2026-11-23")
     assert a.understood is True and f"NPS {nps:+.1f}" in a.answer and f"NPS 打分 {len(scores)} 条" in a.answer
+
+
+def test_answers_resting_on_model_labels_say_how_many(journeys_home: Path, sample_store: Store) -> None:
+    """The journeys carry no labels, so every complaint counted is the model's; the sample's labels
+    are imported, so its answers carry no such note."""
+    with Workspace.open(load_settings(home=journeys_home, embedding="hash")) as ws:
+        a = ws.ask("最近用户投诉最多的是什么？", as_of="2026-11-23")
+    mix = next(t for t in a.tool_calls if t.tool == "label_mix").result
+    assert mix["model_labelled"] == mix["total"] > 0
+    assert f"这些数字依据的 {mix['total']} 条记录中，{mix['total']} 条" in a.answer
+    sample = Asker(Analytics(sample_store, datetime(2026, 11, 23, 23, 59, 59, tzinfo=ZONE), ZONE), load_taxonomy())
+    b = sample.ask("最近用户投诉最多的是什么？")
+    assert next(t for t in b.tool_calls if t.tool == "label_mix").result["model_labelled"] == 0
+    assert "模型判断" not in b.answer
 
 
 def test_ask_says_when_there_is_no_nps(tmp_path: Path) -> None:
