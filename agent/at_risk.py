@@ -37,6 +37,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 from sqlalchemy import or_, select
 
+from agent.queue import source_note
 from agent.wording import Lang, say
 from retrieval.store import Store, feedback_table, resolution_table
 
@@ -74,6 +75,7 @@ class _Rec:
     sentiment: str | None
     urgency: str | None
     urgency_source: str | None
+    label_basis: str | None
     category: str | None
     channel: str | None
     tier: str | None
@@ -126,6 +128,7 @@ def load_history(store: Store, until: float) -> _History:
         f.sentiment,
         f.urgency,
         f.urgency_source,
+        f.label_basis,
         f.category,
         f.channel,
         f.customer_tier,
@@ -152,6 +155,7 @@ def load_history(store: Store, until: float) -> _History:
                 row.sentiment,
                 row.urgency,
                 row.urgency_source,
+                row.label_basis,
                 row.category,
                 row.channel,
                 row.customer_tier,
@@ -217,7 +221,7 @@ def _case(key: str, recs: list[_Rec], hist: _History, t: float, days: int, lang:
     if unresolved:
         reasons.append(("unresolved", 1.0, say("at_risk.unresolved", lang)))
     if level >= 2:
-        guessed = say("queue.model_guess", lang) if top.urgency_source == "model" else ""
+        guessed = source_note(top.urgency_source, top.label_basis, "urgency", lang)
         reasons.append(("urgency", float(level - 1), say("at_risk.urgency", lang, level=top.urgency, guessed=guessed)))
     if delay:
         reasons.append(("delay", 1.0, say("at_risk.delay", lang)))

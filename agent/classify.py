@@ -374,7 +374,8 @@ class Classifier:
                 else:
                     out[name], conf[name], paths[name] = self._default(name), 0.0, "default"
         rule = self._urgency_rule(strip_instructions(text)[0])
-        if rule is not None and self._rank(rule) < self._rank(out["urgency"]):
+        if rule is not None and self._rank(rule) <= self._rank(out["urgency"]):
+            # an unmistakable case is the rule's, even where the model agrees: its label says why
             out["urgency"], conf["urgency"], paths["urgency"] = rule[0], 0.9, "rules"
             reasons.append(f"urgency {rule[0]}: mentions {rule[1]!r}")
         # "呵呵" is as often a friendly laugh as a sneer (20 of 24 such hotel reviews were positive):
@@ -484,20 +485,27 @@ class Classifier:
 
     # ------------------------------------------------------------------ ingest hook
     def labeler(self, records: list[Feedback]) -> list[Feedback]:
-        """Fill missing labels of records with model labels (source ``model``); keep the rest."""
+        """Fill missing labels of records with machine labels, keeping the rest: source ``rule`` with
+        the rule that fired, or ``model`` with the neighbours it leaned on, as each label's basis."""
         todo = [i for i, r in enumerate(records) if any(getattr(r.labels, f) is None for f in FIELDS)]
         if not todo:
             return records
         results = self.classify([records[i].text for i in todo])
         out = list(records)
         for i, res in zip(todo, results, strict=True):
-            update = {
-                f: LabelValue(value=getattr(res, f), source=LabelSource.MODEL)
-                for f in FIELDS
-                if getattr(records[i].labels, f) is None
-            }
+            update = {f: _machine_label(res, f) for f in FIELDS if getattr(records[i].labels, f) is None}
             out[i] = records[i].model_copy(update={"labels": records[i].labels.model_copy(update=update)})
         return out
+
+
+def _machine_label(res: Classification, name: str) -> LabelValue:
+    """A field of a classification as a stored label, with its source and what it rests on."""
+    value = getattr(res, name)
+    if res.paths.get(name) == "rules":  # the reason: "urgency critical: mentions '12315'"
+        why = next((r.split(": ", 1)[-1] for r in res.reasons if r.startswith(f"{name} ")), "rule")
+        return LabelValue(value=value, source=LabelSource.RULE, basis=why)
+    basis = f"neighbours {', '.join(res.neighbors[:3])}" if res.neighbors else res.paths.get(name)
+    return LabelValue(value=value, source=LabelSource.MODEL, basis=basis)
 
 
 def _binary(scores: np.ndarray) -> np.ndarray:

@@ -18,6 +18,7 @@ by default), so a team can say what matters to it; they are printed with the que
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -113,6 +114,7 @@ def priority_queue(
         f.category,
         f.urgency,
         f.urgency_source,
+        f.label_basis,
         f.channel,
         f.customer_tier,
         f.order_id,
@@ -147,11 +149,21 @@ def priority_queue(
     )
 
 
+def source_note(source: str | None, basis: str | None, field: str, lang: Lang) -> str:
+    """How a label was set, when a machine set it: the model's guess, or the rule that fired."""
+    if source == "model":
+        return say("queue.model_guess", lang)
+    if source == "rule":
+        why = json.loads(basis).get(field, "") if basis else ""
+        return say("queue.rule", lang, basis=why)
+    return ""
+
+
 def _item(row: Any, as_of: datetime, weights: dict[str, float], contacts: Counter[str], lang: Lang) -> QueueItem:
     open_days = max(0.0, (as_of.timestamp() - row["created_ts"]) / 86400)
     repeats = contacts.get(row["order_id"], 1) - 1 if row["order_id"] else 0
     level = row["urgency"] or ""
-    guessed = say("queue.model_guess", lang) if row["urgency_source"] == "model" else ""
+    guessed = source_note(row["urgency_source"], row["label_basis"], "urgency", lang)
     signals: list[tuple[Literal["urgency", "customer", "public", "age", "repeat"], float, str]] = [
         ("urgency", URGENCY.get(level, 0.0), say("queue.urgency", lang, level=level, guessed=guessed)),
         (

@@ -105,11 +105,16 @@ FIELD_ALIASES: dict[str, tuple[str, ...]] = {
 
 
 class LabelSource(StrEnum):
-    """Who set a label. Human labels win over imported ones, which win over model ones."""
+    """Who set a label. Human labels win over imported ones, which win over machine ones: a rule
+    of the taxonomy (an unmistakable case: injury, regulator, double charge ...) or the model."""
 
     IMPORT = "import"
+    RULE = "rule"
     MODEL = "model"
     HUMAN = "human"
+
+
+TRUSTED_SOURCES = (LabelSource.IMPORT, LabelSource.HUMAN)  # labels a person stands behind
 
 
 class LabelValue(BaseModel):
@@ -119,6 +124,9 @@ class LabelValue(BaseModel):
 
     value: str
     source: LabelSource
+    basis: str | None = Field(
+        default=None, description="What a machine label rests on: the rule that fired, or the neighbours."
+    )
 
 
 class Labels(BaseModel):
@@ -557,7 +565,11 @@ def content_hash(record: Feedback | Resolution) -> str:
     if isinstance(record, Feedback):
         if record.created_at_source == "import_time":
             data.pop("created_at")
-        data["labels"] = {k: v for k, v in data["labels"].items() if v and v["source"] == LabelSource.IMPORT}
+        data["labels"] = {
+            k: {"value": v["value"], "source": v["source"]}
+            for k, v in data["labels"].items()
+            if v and v["source"] == LabelSource.IMPORT
+        }
         for added in ("customer_id", "nps"):  # fields of schema 3: a row without them hashes as before
             if data[added] is None:
                 del data[added]

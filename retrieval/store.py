@@ -60,7 +60,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.sql import Select
 
 from retrieval.errors import StoreError
-from retrieval.records import Feedback, LabelSource, LabelValue, Resolution, content_hash
+from retrieval.records import TRUSTED_SOURCES, Feedback, LabelSource, LabelValue, Resolution, content_hash
 from retrieval.text import Embedder, HashEmbedding, embed, tokenize
 
 Kind = Literal["feedback", "resolution"]
@@ -97,6 +97,7 @@ feedback_table = Table(
     Column("sentiment_source", String(10)),
     Column("urgency", String(50)),
     Column("urgency_source", String(10)),
+    Column("label_basis", Text),  # JSON {field: what a rule or model label rests on}
     Column("extra", Text),
     Column("content_hash", String(40), nullable=False),
     Column("ingested_at", String(40), nullable=False),
@@ -156,7 +157,7 @@ reindex_table = Table(
 )
 SCHEMA_VERSION = "3"
 # Columns each schema added to the feedback table, for opening an older store in place.
-SCHEMA_ADDED = {"3": (("customer_id", "VARCHAR(200)"), ("nps", "INTEGER"))}
+SCHEMA_ADDED = {"3": (("customer_id", "VARCHAR(200)"), ("nps", "INTEGER"), ("label_basis", "TEXT"))}
 
 TABLES = {"feedback": feedback_table, "resolution": resolution_table}
 KW_TABLES = {"feedback": "kw_feedback", "resolution": "kw_resolution"}
@@ -192,6 +193,9 @@ class FeedbackRow(BaseModel):
     sentiment_source: str | None = None
     urgency: str | None = None
     urgency_source: str | None = None
+    label_basis: dict[str, str] = Field(
+        default_factory=dict, description="Per machine label (source rule or model): the rule or the neighbours."
+    )
     extra: dict[str, Any] = Field(default_factory=dict)
     ingested_at: str
 
@@ -263,10 +267,14 @@ def _feedback_row(r: Feedback, digest: str, now: str) -> dict[str, Any]:
         "content_hash": digest,
         "ingested_at": now,
     }
+    basis: dict[str, str] = {}
     for name in ("category", "subcategory", "sentiment", "urgency"):
         lv = getattr(labels, name)
         row[name] = lv.value if lv else None
         row[f"{name}_source"] = lv.source.value if lv else None
+        if lv is not None and lv.basis:
+            basis[name] = lv.basis
+    row["label_basis"] = json.dumps(basis, ensure_ascii=False) if basis else None
     return row
 
 
@@ -729,7 +737,7 @@ class Store:
         except OperationalError as exc:
             raise StoreError(f"SQL mirror write failed: {_first_line(exc)}") from None
         if kind == "feedback" and any(
-            lv is not None and lv.source != LabelSource.MODEL
+            lv is not None and lv.source in TRUSTED_SOURCES
             for r in records
             for lv in (r.labels.category, r.labels.sentiment, r.labels.urgency)  # type: ignore[union-attr]
         ):
@@ -773,7 +781,7 @@ class Store:
             values[f"{name}_source"] = source
         with self.engine.begin() as conn:
             result = conn.execute(feedback_table.update().where(feedback_table.c.id.in_(list(ids))).values(**values))
-        if any(source != LabelSource.MODEL for _, source in labels.values()):
+        if any(source in TRUSTED_SOURCES for _, source in labels.values()):
             self._bump_labels_version()
         return int(result.rowcount or 0)
 
@@ -1113,6 +1121,8 @@ def _row_dict(row: Any) -> dict[str, Any]:
     """A mirror row as a dict, its extra columns decoded."""
     d = dict(row)
     d["extra"] = json.loads(d["extra"]) if d.get("extra") else {}
+    if "label_basis" in d:
+        d["label_basis"] = json.loads(d["label_basis"]) if d["label_basis"] else {}
     return d
 
 

@@ -15,6 +15,7 @@ from cli import app
 from retrieval.ingest import ingest_file
 from retrieval.store import Store
 from retrieval.taxonomy import load_taxonomy
+from retrieval.text import HashEmbedding
 from tests.conftest import NOW, ZONE
 
 TAX = load_taxonomy()
@@ -361,3 +362,37 @@ def test_a_missing_refund_is_high_urgency(sample_store: Store, text: str) -> Non
     """The taxonomy's high urgency: money taken without goods or refund, however it is phrased."""
     r = Classifier(sample_store, TAX).classify([text])[0]
     assert r.urgency in ("high", "critical")
+
+
+def test_machine_labels_say_whether_a_rule_or_the_model_set_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 19: an unmistakable case is labelled by its rule (source `rule`, the keyword as basis)
+    even where the model would agree; the rest are the model's with the neighbours it leaned on.
+    Neither counts as a label a person stands behind, so the classifier does not retrain on them."""
+    path = tmp_path / "in.csv"
+    path.write_text(
+        "id,text,created_at\n"
+        "burn,孩子用保温杯被烫伤了，盖子自己弹开,2026-11-20 10:00\n"
+        "slow,快递有点慢，希望下次快一点,2026-11-20 11:00\n",
+        encoding="utf-8",
+    )
+    home = tmp_path / "h"
+    monkeypatch.setenv("FEEDBACK_AGENT_EMBEDDING", "hash")
+    assert CliRunner().invoke(app, ["ingest", str(path), "--home", str(home)]).exit_code == 0
+    store = Store(home, HashEmbedding())
+    try:
+        rows = store.records("feedback", ["burn", "slow"])
+        burn, slow = rows["burn"], rows["slow"]
+        assert (burn.urgency, burn.urgency_source, burn.label_basis["urgency"]) == (
+            "critical",
+            "rule",
+            "mentions '烫伤'",
+        )
+        assert slow.urgency_source == "model" and slow.label_basis["urgency"].startswith("neighbours ")
+        assert store.labels_version() == 0
+    finally:
+        store.close()
+    res = CliRunner().invoke(app, ["queue", "--as-of", "2026-11-23", "--lang", "en", "--home", str(home), "--json"])
+    reasons = {i["id"]: i["reasons"][0]["text"] for i in json.loads(res.stdout)["items"]}
+    assert reasons["burn"] == "urgency critical (rule: mentions '烫伤')"

@@ -143,9 +143,14 @@ def test_the_critical_count_says_how_much_rests_on_the_model(tmp_path: Path) -> 
     ingest_file(
         store, path, taxonomy=load_taxonomy(), zone=ZONE, now=NOW, labeler=Classifier(store, load_taxonomy()).labeler
     )
+    assert store.records("feedback", ["c1"])["c1"].urgency_source == "rule"  # smoke and fire: a rule's case
     r = build_report(store, load_taxonomy(), ZONE, "2026-W47", charts=False)
     c = r.headline["critical"]
-    assert (c.current, c.model_labelled) == (2, 1)  # c1 by the model, c2 imported
+    assert (c.current, c.model_labelled) == (2, 0) and "模型判断的" not in r.executive_summary
+    store.set_labels(["c3"], {"urgency": ("critical", "model")})  # as if the model had guessed it
+    r = build_report(store, load_taxonomy(), ZONE, "2026-W47", charts=False)
+    c = r.headline["critical"]
+    assert (c.current, c.model_labelled) == (3, 1)  # c1 by a rule, c2 imported, c3 the model's guess
     assert "其中 1 条的紧急程度是模型判断的" in r.executive_summary
     store.close()
 
