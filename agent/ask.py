@@ -18,9 +18,11 @@ previous question's slice with the window moved back one period.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from difflib import SequenceMatcher
+from functools import cache
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -29,6 +31,7 @@ from agent.grounded import grounded, number_problems, output_language
 from agent.llm import ChatModel, Message, ToolRun, ToolTrace
 from agent.loop import run_tools
 from agent.prompts import fence, load_data, load_prompt
+from agent.safety import strip_instructions
 from agent.tools import (
     Analytics,
     CompareInput,
@@ -75,6 +78,38 @@ Lang = Literal["zh", "en"]
 MAX_QUESTION_CHARS = 2000
 
 
+# The measure each router kind computes, as the plan names it.
+PLAN_MEASURES: dict[str, str] = {
+    "top": "top_n",
+    "count": "count",
+    "concentration": "top_n",
+    "rising": "risers",
+    "falling": "fallers",
+    "spikes": "spikes",
+    "examples": "list",
+    "why": "why",
+    "trend": "series",
+    "rating": "rating",
+    "share": "share",
+    "urgent": "urgent",
+}
+
+
+class QueryPlan(BaseModel):
+    """What was computed for a question: printed in ``--json`` so a user can check it."""
+
+    measure: str = Field(description="count, share, rating (average, distribution, CSAT, NPS), series, top_n, ...")
+    filters: dict[str, str] = Field(description="Equality filters applied (sentiment negative = complaints).")
+    window: dict[str, str] = Field(description="The period counted (label, from, to).")
+    previous_window: dict[str, str] | None = Field(None, description="The period compared with, when named.")
+    group_by: str | None = None
+    limit: int | None = None
+    interval: str | None = Field(None, description="day or week, for a series.")
+    keywords: str | None = Field(None, description="Free-text search words, for a list of records.")
+    not_used: list[str] = Field(default_factory=list, description="Words of the question no part of the plan read.")
+    fields_named: list[str] = Field(default_factory=list)
+
+
 class Answer(BaseModel):
     """What `ask` returns."""
 
@@ -92,6 +127,7 @@ class Answer(BaseModel):
     not_answered: list[str] = Field(default_factory=list, description="What the answer leaves out, and why.")
     fallback_reason: str | None = Field(None, description="Why an LLM answer was replaced by the router's.")
     prompt_version: str | None = None
+    plan: QueryPlan | None = Field(None, description="What the no-LLM router computed (None when not understood).")
 
 
 # --------------------------------------------------------------------------- vocabulary
@@ -138,6 +174,7 @@ class Intent:
     cued: bool = True  # False when the kind was guessed from slots alone (a likely follow-up)
     interval: Literal["day", "week"] = "week"  # for trends
     named_fields: list[str] = field(default_factory=list)  # fields the question names (tier, region, rating)
+    unused: list[str] = field(default_factory=list)  # words of the question no slot read
 
 
 def _norm(text: str) -> str:
@@ -164,9 +201,8 @@ class _Text:
             j = i + len(t)
             ok = not any(self.used[i:j])
             if ok and ascii_term and t[0].isalnum():  # whole words for Latin terms
-                ok = (i == 0 or not _latin(self.s[i - 1])) and (
-                    j == len(self.s) or not _latin(self.s[j]) or self.s[j] == "s"
-                )
+                plural = self.s[j : j + 1] == "s" and (j + 1 == len(self.s) or not _latin(self.s[j + 1]))
+                ok = (i == 0 or not _latin(self.s[i - 1])) and (j == len(self.s) or not _latin(self.s[j]) or plural)
             if ok:
                 if consume:
                     self.used[i:j] = [True] * (j - i)
@@ -492,7 +528,71 @@ def parse_question(question: str, analytics: Analytics, taxonomy: Taxonomy) -> I
     if kind == "trend" and t.has(limits["measures"]["trend"]["daily"]):
         intent.interval = "day"
     intent.named_fields = [f for f, spec in limits["fields"].items() if t.has(spec["cues"])]
+    if kind != "unknown":
+        for sentence in strip_instructions(question)[1]:  # orders to a model are not conditions: ignored
+            if (i := t.s.find(_norm(sentence))) >= 0:
+                t.used[i : i + len(_norm(sentence))] = [True] * len(_norm(sentence))
+        intent.unused = _unused(t, taxonomy, [*values.values(), intent.query or ""])
     return intent
+
+
+def _strings(node: Any) -> Iterator[str]:
+    """Every string in a nested data structure (keys of mappings too)."""
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            yield str(key)
+            yield from _strings(value)
+    elif isinstance(node, list | tuple):
+        for item in node:
+            yield from _strings(item)
+
+
+@cache
+def _vocabulary(taxonomy: Taxonomy) -> tuple[str, ...]:
+    """Every phrase the router knows (its word lists, the measure and field cues, the taxonomy's
+    ids, names and keywords), longest first."""
+    limits = ask_limits()
+    words = set(_strings(_ROUTER)) | set(_strings({k: v for k, v in limits.items() if k != "notes"}))
+    for name in ("category", "sentiment", "urgency"):
+        for lab in taxonomy.labels_of(name):
+            words |= {lab.id, lab.id.replace("_", " "), lab.name_zh or "", lab.name_en or "", *lab.keywords}
+    return tuple(sorted((w.lower() for w in words if w and not w.isdigit()), key=len, reverse=True))
+
+
+_CONTENT = re.compile(r"[a-z][a-z'\-]*[a-z]|[\u3400-\u9fff]+")
+
+
+def _unused(t: _Text, taxonomy: Taxonomy, matched: list[str]) -> list[str]:
+    """What is left of the question once every slot and every known word has been read: the
+    words that could change the answer and were not used. Filler words do not count."""
+    for term in _vocabulary(taxonomy):
+        while t.find(term) >= 0:
+            pass
+    rest = "".join("\0" if used else c for c, used in zip(t.s, t.used, strict=True))
+    filler = ask_limits()["filler"]
+    zh_filler = sorted(filler["zh"], key=len, reverse=True)
+    known = [m.lower().replace(" ", "") for m in matched if m]
+    out: list[str] = []
+    for segment in rest.split("\0"):  # a run of the question no slot read
+        pieces: list[str] = []
+        words: list[str] = []  # consecutive English content words make one phrase
+        for token in _CONTENT.findall(segment) + [""]:
+            if token and token.isascii() and token not in filler["en"] and len(token) >= 3:
+                words.append(token)
+                continue
+            if words:
+                pieces.append(" ".join(words))
+                words = []
+            if token and not token.isascii():
+                for word in zh_filler:
+                    token = token.replace(word, " ")
+                pieces += [p for p in token.split() if len(p) >= 2]
+        for piece in pieces:
+            if not any(piece.replace(" ", "") in k for k in known) and piece not in out:
+                out.append(piece)
+    return out
 
 
 def ask_limits() -> dict[str, Any]:
@@ -528,7 +628,7 @@ def follow_up(intent: Intent, previous: Intent | None, question: str, analytics:
     opener = q.startswith(FOLLOW_UP_OPENERS) or q.rstrip("?").endswith("呢")
     if not (opener or intent.shift or not intent.cued):
         return intent
-    merged = replace(previous, lang=intent.lang, query=previous.query)
+    merged = replace(previous, lang=intent.lang, query=previous.query, unused=list(intent.unused))
     if intent.category and intent.category != previous.category:
         merged.category = intent.category
     if intent.values:
@@ -644,6 +744,9 @@ class Asker:
             if mix.model_labelled:
                 text += say("ask.model_labelled", intent.lang, n=mix.model_labelled, total=mix.total)
         missing = self._missing_fields(intent)
+        if intent.unused:  # words no slot read: the answer must not pass for an answer to them
+            quoted = join([f"“{u}”" if intent.lang == "zh" else f"'{u}'" for u in intent.unused], intent.lang)
+            missing.append(ask_limits()["notes"]["unused"][intent.lang].format(words=quoted))
         if missing and intent.kind != "unknown":  # said first: the answer covers everyone, not the slice asked
             text = " ".join(missing) + say("separators.before_answer", intent.lang) + text
         cited = evidence_ids([t.result for t in traces])
@@ -659,6 +762,28 @@ class Asker:
             as_of=self.analytics.as_of.isoformat(),
             understood=understood,
             not_answered=missing,
+            plan=self._plan(intent, traces) if intent.kind != "unknown" else None,
+        )
+
+    def _plan(self, intent: Intent, traces: list[ToolTrace]) -> QueryPlan:
+        """What the router computed for the question, as data."""
+        window = self.analytics.resolve(self._window(intent)).describe()
+        previous = self.analytics.resolve(intent.previous).describe() if intent.previous else None
+        if previous is None:  # a comparison with the period before, made by the tool
+            previous = next((t.result["previous_period"] for t in traces if "previous_period" in t.result), None)
+        group_by = intent.facet or ("category" if intent.kind in ("top", "rising", "falling", "spikes") else None)
+        with_sentiment = intent.kind not in ("rating", "urgent")
+        return QueryPlan(
+            measure=PLAN_MEASURES[intent.kind],
+            filters=self._filters(intent, with_sentiment=with_sentiment).active(),
+            window=window,
+            previous_window=previous,
+            group_by=group_by,
+            limit=intent.top_n if group_by else None,
+            interval=intent.interval if intent.kind == "trend" else None,
+            keywords=intent.query if intent.kind == "examples" else None,
+            not_used=intent.unused,
+            fields_named=intent.named_fields,
         )
 
     def _missing_fields(self, intent: Intent) -> list[str]:

@@ -374,7 +374,9 @@ def eval_ask(
     A row holds ``question``, ``as_of`` (a date: its end of day, or a timestamp) and ``expected``:
     figures (numbers, label ids, facet values) that must all appear in the tool results and in
     the answer text. ``silent_wrong`` counts the wrong answers that still claimed to have
-    understood the question (``understood`` true): the failure the product must never have.
+    understood the question (``understood`` true): the failure the product must never have. A row
+    may add ``not_used``: words of the question the product cannot use yet; it then passes only
+    when the answer names them and is not marked understood.
     """
     from agent.ask import Asker
     from agent.tools import Analytics
@@ -397,6 +399,9 @@ def eval_ask(
         results = [c.result for c in answer.tool_calls if c.error is None]
         t_ok = all(figure_in_results(v, results) for v in row["expected"])
         a_ok = all(figure_in_answer(v, answer.answer, taxonomy) for v in row["expected"])
+        if row.get("not_used"):  # the part it cannot use must be said, and the answer not pass as whole
+            a_ok = a_ok and answer.understood is not True
+            a_ok = a_ok and all(str(w).lower() in answer.answer.lower() for w in row["not_used"])
         ok_tools += t_ok
         ok_answer += a_ok
         ok_both += t_ok and a_ok

@@ -333,3 +333,19 @@ def test_a_field_the_records_lack_or_a_value_they_do_not_hold_is_said(tmp_path) 
     rated = ask.ask("What is the average rating lately?")
     assert rated.answer.startswith("No record in last 7 days (2026-11-17 to 2026-11-23) has a rating")
     store.close()
+
+
+def test_the_plan_is_what_was_computed_and_names_what_was_not_used(asker: Asker) -> None:
+    """Issue 16: `plan` in the answer is the measure, filters and windows the figures come from;
+    words no slot read are listed there and said in the answer, which is then only partial."""
+    a = asker.ask("最近30天物流投诉主要集中在哪家快递？")
+    assert a.understood is True and a.plan is not None
+    assert (a.plan.measure, a.plan.group_by, a.plan.not_used) == ("top_n", "carrier", [])
+    assert a.plan.filters == {"category": "logistics", "sentiment": "negative"}
+    assert a.plan.window["from"] == "2026-10-25" and a.plan.window["to"] == "2026-11-23"
+    b = asker.ask("How many logistics complaints from left-handed customers last week?")
+    assert b.understood == "partial" and b.plan is not None and b.plan.not_used == ["left-handed"]
+    assert "'left-handed'" in b.answer and b.plan.previous_window is not None
+    c = asker.ask("上周男性用户的物流投诉有多少？")
+    assert c.understood == "partial" and "“男性”" in c.answer and c.plan is not None
+    assert asker.ask("what's the weather tomorrow?").plan is None

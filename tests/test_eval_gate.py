@@ -169,3 +169,18 @@ def test_paraphrase_retrieval_stays_above_its_thresholds(tmp_path: Path) -> None
     assert got["hit@1_zh-en"] >= 0.6 and got["hit@1_en-zh"] >= 0.4  # across languages, not only within
     hashed = CliRunner().invoke(app, [*args, "--embedding", "hash"])
     assert hashed.exit_code == 3  # below the thresholds: what the encoder is for
+
+
+def test_a_part_of_a_question_the_product_cannot_use_is_said_never_dropped(sample_store: Store) -> None:
+    """Issue 16: questions with one part no filter reads (a customer attribute the data lacks, a
+    place, a time of day). Before the router recorded what it did not use, all 10 were answered as
+    if understood, with that part dropped (silent_wrong 10)."""
+    from evals.ask_unsupported import OUT, main
+    from evals.harness import eval_ask
+
+    committed = OUT.read_text(encoding="utf-8")
+    main()
+    assert OUT.read_text(encoding="utf-8") == committed, "run `python -m evals.ask_unsupported`"
+    result = eval_ask(dataset=OUT, store=sample_store, taxonomy=load_taxonomy(), zone=ZONE)
+    assert result.metrics["ask"]["silent_wrong"] == 0 and result.metrics["ask"]["understood"] == 0
+    assert below_thresholds(result, load_thresholds(THRESHOLDS, OUT)) == [], result.failures
