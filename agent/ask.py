@@ -175,6 +175,7 @@ class Intent:
     interval: Literal["day", "week"] = "week"  # for trends
     named_fields: list[str] = field(default_factory=list)  # fields the question names (tier, region, rating)
     unused: list[str] = field(default_factory=list)  # words of the question no slot read
+    segment_words: dict[str, str] = field(default_factory=dict)  # segment -> the words that named it
 
 
 def _norm(text: str) -> str:
@@ -442,6 +443,13 @@ def parse_question(question: str, analytics: Analytics, taxonomy: Taxonomy) -> I
     """Read a question into an intent (kind ``unknown`` when it is not understood)."""
     t = _Text(question)
     values = _match_values(t, analytics)
+    segment_words: dict[str, str] = {}
+    for segment, options in ask_limits()["segments"].items():
+        found = [(hit, value) for value, words in options.items() if (hit := t.first(words, consume=False))]
+        if found:
+            (_, word), value = min(found)
+            t.find(word)
+            values[segment], segment_words[segment] = value, word
     lang = output_language("".join(" " if u else c for c, u in zip(t.s, t.used, strict=True)))
     relative = t.first(RELATIVE_PREVIOUS) is not None
     windows = _windows(t, analytics.as_of.date())
@@ -528,6 +536,7 @@ def parse_question(question: str, analytics: Analytics, taxonomy: Taxonomy) -> I
     if kind == "trend" and t.has(limits["measures"]["trend"]["daily"]):
         intent.interval = "day"
     intent.named_fields = [f for f, spec in limits["fields"].items() if t.has(spec["cues"])]
+    intent.segment_words = segment_words
     if kind != "unknown":
         for sentence in strip_instructions(question)[1]:  # orders to a model are not conditions: ignored
             if (i := t.s.find(_norm(sentence))) >= 0:
@@ -631,8 +640,9 @@ def follow_up(intent: Intent, previous: Intent | None, question: str, analytics:
     merged = replace(previous, lang=intent.lang, query=previous.query, unused=list(intent.unused))
     if intent.category and intent.category != previous.category:
         merged.category = intent.category
-    if intent.values:
-        merged.values = dict(intent.values)
+    if intent.values:  # a refinement ("只看英文评价") keeps the slice's other values
+        merged.values = {**previous.values, **intent.values}
+        merged.segment_words = {**previous.segment_words, **intent.segment_words}
         if merged.kind == "concentration" and merged.facet in intent.values:
             merged.kind = "count"  # "which carrier ...?" then "and 顺捷速递?": that carrier's count
     if intent.facet and intent.kind == "concentration":
@@ -666,9 +676,19 @@ DEFAULT_WINDOWS: dict[str, dict[str, int]] = _ROUTER["default_windows"]
 # --------------------------------------------------------------------------- wording
 
 
+def _quote(words: list[str], lang: Lang) -> str:
+    """Words of the question, quoted as the answer's language quotes."""
+    return join([f"“{u}”" if lang == "zh" else f"'{u}'" for u in words], lang)
+
+
 def _scope(w: Words, intent: Intent) -> str:
     """The slice in words: facet values, then the category ("云达快运 物流配送 (logistics) 类")."""
-    parts = list(intent.values.values())
+    parts = [
+        w.say(f"segment.{value}" if name == "customer" else f"segment.lang_{value}")
+        if name in ("customer", "language")
+        else value
+        for name, value in intent.values.items()
+    ]
     if intent.category:
         parts.append(w.say("common.category_scope", label=w.label(intent.category)))
     return " ".join(parts) + w.say("separators.before_answer") if parts else ""
@@ -724,6 +744,13 @@ class Asker:
     def _rules(self, intent: Intent) -> Answer:
         words = Words(intent.lang, self.taxonomy)
         traces: list[ToolTrace] = []
+        unheld: list[str] = []
+        if intent.values.get("customer") and not self.analytics.holds("customer_id"):
+            intent = replace(intent, values={k: v for k, v in intent.values.items() if k != "customer"})
+            said = intent.segment_words.get("customer", "")
+            unheld.append(
+                ask_limits()["notes"]["no_customer_ids"][intent.lang].format(words=_quote([said], intent.lang))
+            )
         handler = getattr(self, f"_{intent.kind}")
         text = handler(intent, words, traces)
         if intent.kind != "unknown":
@@ -743,10 +770,11 @@ class Asker:
             )
             if mix.model_labelled:
                 text += say("ask.model_labelled", intent.lang, n=mix.model_labelled, total=mix.total)
-        missing = self._missing_fields(intent)
+        missing = unheld + self._missing_fields(intent)
         if intent.unused:  # words no slot read: the answer must not pass for an answer to them
-            quoted = join([f"“{u}”" if intent.lang == "zh" else f"'{u}'" for u in intent.unused], intent.lang)
-            missing.append(ask_limits()["notes"]["unused"][intent.lang].format(words=quoted))
+            missing.append(
+                ask_limits()["notes"]["unused"][intent.lang].format(words=_quote(intent.unused, intent.lang))
+            )
         if missing and intent.kind != "unknown":  # said first: the answer covers everyone, not the slice asked
             text = " ".join(missing) + say("separators.before_answer", intent.lang) + text
         cited = evidence_ids([t.result for t in traces])

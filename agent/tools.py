@@ -20,7 +20,7 @@ from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, exists, func, or_, select
 
 from agent.llm import Tool
 from agent.wording import Lang, say
@@ -135,6 +135,11 @@ class Filters(BaseModel):
     carrier: str | None = None
     region: str | None = None
     customer_tier: str | None = None
+    language: Literal["zh", "en", "mixed"] | None = Field(None, description="The text's language.")
+    customer: Literal["new", "returning"] | None = Field(
+        None,
+        description="returning: the customer (customer_id) had feedback before this record; new: not before.",
+    )
 
     def active(self) -> dict[str, str]:
         """The filters that are set."""
@@ -200,8 +205,19 @@ class Analytics:
         if period is not None:
             conds += [f.created_ts >= period.start.timestamp(), f.created_ts < period.end.timestamp()]
         for name, value in (filters or Filters()).active().items():
-            conds.append(f[name] == value)
+            if name == "customer":  # new or returning: whether the same customer wrote before
+                earlier = feedback_table.alias("earlier")
+                before = exists().where(earlier.c.customer_id == f.customer_id, earlier.c.created_ts < f.created_ts)
+                conds += [f.customer_id.is_not(None), before if value == "returning" else ~before]
+            else:
+                conds.append(f[name] == value)
         return conds
+
+    def holds(self, field: str) -> bool:
+        """Whether any record of the store has a value in ``field``."""
+        col = feedback_table.c[field]
+        with self.store.engine.connect() as conn:
+            return conn.execute(select(col).where(col.is_not(None)).limit(1)).first() is not None
 
     def values(self, facet: str) -> list[str]:
         """Distinct values of a facet in the store, most frequent first (cached)."""

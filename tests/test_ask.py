@@ -7,6 +7,7 @@ tools under test. The phrasings here are not the ones in evals/datasets/ask_defa
 from __future__ import annotations
 
 from datetime import date, datetime
+from pathlib import Path
 
 import pytest
 
@@ -16,9 +17,12 @@ from agent.llm import ChatResult, FakeChatModel, ToolCall
 from agent.tools import Analytics, Window
 from evals.ask_questions import count, facet_count, iso_week, last_days, load_rows
 from evals.harness import figure_in_answer, figure_in_results
+from retrieval.ingest import ingest_file
 from retrieval.sample_data import SAMPLE_DIR
+from retrieval.store import Store
 from retrieval.taxonomy import load_taxonomy
-from tests.conftest import ZONE
+from retrieval.text import HashEmbedding
+from tests.conftest import NOW, ZONE
 
 AS_OF = datetime(2026, 11, 23, 23, 59, 59, 999999, tzinfo=ZONE)
 TODAY = AS_OF.date()
@@ -349,3 +353,44 @@ def test_the_plan_is_what_was_computed_and_names_what_was_not_used(asker: Asker)
     c = asker.ask("上周男性用户的物流投诉有多少？")
     assert c.understood == "partial" and "“男性”" in c.answer and c.plan is not None
     assert asker.ask("what's the weather tomorrow?").plan is None
+
+
+def test_segments_new_returning_and_language_filter_and_refine_a_follow_up(tmp_path: Path) -> None:
+    """Issue 16, segments: returning customers wrote before (customer_id), new ones had not; the
+    language is the text's. A follow-up ("只看英文评价呢？") narrows the previous slice; a store
+    without customer ids says so instead of counting nobody."""
+    path = tmp_path / "f.csv"
+    rows = [  # id, customer, day of November, text, category
+        ("a1", "A", 3, "快递太慢了", "logistics"),
+        ("a2", "A", 18, "快递又慢了，第二次了", "logistics"),
+        ("b1", "B", 17, "物流一直不更新", "logistics"),
+        ("c1", "C", 19, "The parcel is late again", "logistics"),
+        ("c0", "C", 2, "Wrong size sent", "after_sales"),
+        ("d1", "", 20, "快递丢件了", "logistics"),
+    ]
+    lines = ["id,customer_id,text,created_at,category,sentiment"]
+    lines += [f"{i},{c},{t},2026-11-{d:02d} 10:00,{cat},negative" for i, c, d, t, cat in rows]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    s = Store(tmp_path / "h", HashEmbedding())
+    ingest_file(s, path, taxonomy=TAX, zone=ZONE, now=NOW)
+    ask = Asker(Analytics(s, AS_OF, ZONE), TAX)
+    back = ask.ask("上周回头客的物流投诉有多少？")
+    assert back.understood is True and back.plan and back.plan.filters["customer"] == "returning"
+    assert "共 2 条" in back.answer  # a2 (A wrote on the 3rd) and c1 (C wrote on the 2nd); b1 is B's first
+    new = ask.ask("How many logistics complaints from new customers last week?")
+    assert "): 1;" in new.answer  # b1 only: d1 names no customer, so it is neither
+    convo = Conversation()
+    ask.ask("上周物流投诉有多少？", convo)
+    english = ask.ask("只看英文评价呢？", convo)
+    assert english.understood is True and english.plan and english.plan.filters["language"] == "en"
+    assert english.plan.filters["category"] == "logistics" and "共 1 条" in english.answer
+    s.close()
+
+    bare = tmp_path / "g.csv"
+    bare.write_text("id,text,created_at,category,sentiment\nx,快递太慢,2026-11-18 10:00,logistics,negative\n")
+    s = Store(tmp_path / "h2", HashEmbedding())
+    ingest_file(s, bare, taxonomy=TAX, zone=ZONE, now=NOW)
+    a = Asker(Analytics(s, AS_OF, ZONE), TAX).ask("上周老客户的物流投诉有多少？")
+    assert a.understood == "partial" and "“老客户”" in a.answer and "没有客户编号" in a.answer
+    assert "共 1 条" in a.answer  # the answer for all customers, said as such
+    s.close()
