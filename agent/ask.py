@@ -573,6 +573,18 @@ def _vocabulary(taxonomy: Taxonomy) -> tuple[str, ...]:
 _CONTENT = re.compile(r"[a-z][a-z'\-]*[a-z]|[\u3400-\u9fff]+")
 
 
+@cache
+def _known_words(taxonomy: Taxonomy) -> frozenset[str]:
+    return frozenset(_vocabulary(taxonomy)) | frozenset(ask_limits()["filler"]["en"])
+
+
+def _inflected(word: str, taxonomy: Taxonomy) -> bool:
+    """An English word that is a known word with an ending ("complained", "delays", "rising")."""
+    known = _known_words(taxonomy)
+    stems = {word[:-1], word[:-2], word[:-3], word[:-3] + "e", word[:-2] + "e"}
+    return word.endswith(("s", "d", "ed", "ing")) and any(len(stem) >= 3 and stem in known for stem in stems)
+
+
 def _unused(t: _Text, taxonomy: Taxonomy, matched: list[str]) -> list[str]:
     """What is left of the question once every slot and every known word has been read: the
     words that could change the answer and were not used. Filler words do not count."""
@@ -588,7 +600,13 @@ def _unused(t: _Text, taxonomy: Taxonomy, matched: list[str]) -> list[str]:
         pieces: list[str] = []
         words: list[str] = []  # consecutive English content words make one phrase
         for token in _CONTENT.findall(segment) + [""]:
-            if token and token.isascii() and token not in filler["en"] and len(token) >= 3:
+            if (
+                token
+                and token.isascii()
+                and token not in filler["en"]
+                and len(token) >= 3
+                and not _inflected(token, taxonomy)
+            ):
                 words.append(token)
                 continue
             if words:
@@ -745,6 +763,8 @@ class Asker:
         words = Words(intent.lang, self.taxonomy)
         traces: list[ToolTrace] = []
         unheld: list[str] = []
+        if intent.facet == "customer_id" and intent.kind == "concentration" and not self.analytics.holds("customer_id"):
+            unheld.append(ask_limits()["notes"]["missing_field"][intent.lang].format(field=words.facet("customer_id")))
         if intent.values.get("customer") and not self.analytics.holds("customer_id"):
             intent = replace(intent, values={k: v for k, v in intent.values.items() if k != "customer"})
             said = intent.segment_words.get("customer", "")

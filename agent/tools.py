@@ -37,6 +37,7 @@ Facet = Literal[
     "carrier",
     "region",
     "customer_tier",
+    "customer_id",
     "language",
 ]
 FACETS: tuple[str, ...] = Facet.__args__  # type: ignore[attr-defined]

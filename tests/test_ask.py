@@ -394,3 +394,19 @@ def test_segments_new_returning_and_language_filter_and_refine_a_follow_up(tmp_p
     assert a.understood == "partial" and "“老客户”" in a.answer and "没有客户编号" in a.answer
     assert "共 1 条" in a.answer  # the answer for all customers, said as such
     s.close()
+
+
+def test_which_customers_complain_most_counts_by_customer_id(tmp_path: Path, sample_store: Store) -> None:
+    """Per-customer counts need customer ids; without them the answer says so (partial)."""
+    path = tmp_path / "f.csv"
+    lines = ["id,customer_id,text,created_at,category,sentiment"]
+    lines += [f"k{i},K{1 if i < 3 else i},快递太慢,2026-11-{10 + i:02d} 10:00,logistics,negative" for i in range(6)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    s = Store(tmp_path / "h", HashEmbedding())
+    ingest_file(s, path, taxonomy=TAX, zone=ZONE, now=NOW)
+    a = Asker(Analytics(s, AS_OF, ZONE), TAX).ask("Which customers complained most in the last 30 days?")
+    assert a.understood is True and a.plan and a.plan.group_by == "customer_id"
+    assert "the top customer is K1: 3" in a.answer
+    s.close()
+    a = Asker(Analytics(sample_store, AS_OF, ZONE), TAX).ask("最近30天哪些客户投诉最多？")
+    assert a.understood == "partial" and "这些记录没有客户信息" in a.answer
