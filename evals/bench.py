@@ -138,6 +138,7 @@ def main() -> None:
             encoder.encode(english)
             results["encoder_texts_per_s"] = round(len(english) / (time.perf_counter() - t))
         results["ask"] = _bench_ask(store, as_of)
+        results["at_risk"] = _bench_at_risk(store, as_of)
         store.close()
 
         if not args.skip_langchain:
@@ -255,6 +256,16 @@ def _bench_ask(store: Store, as_of: datetime) -> dict[str, float]:
     return stats
 
 
+def _bench_at_risk(store: Store, as_of: datetime) -> dict[str, Any]:
+    """The at-risk list once (fit on the history, rank, no suggestions). The generated records
+    carry order ids but no customer ids, so every order is followed on its own: the worst case."""
+    from agent.at_risk import at_risk
+
+    t = time.perf_counter()
+    r = at_risk(store, as_of, limit=20)
+    return {"seconds": round(time.perf_counter() - t, 2), "candidates": r.candidates, **r.trained_on}
+
+
 def _print(r: dict[str, Any]) -> None:
     print(
         f"\nfeedback-agent bench: {r['records']:,} records ({r['csv_mb']} MB CSV), {r['queries']} queries, k={r['k']}"
@@ -291,6 +302,11 @@ def _print(r: dict[str, Any]) -> None:
         print(f"sentence encoder alone (uncached, distinct English texts): {r['encoder_texts_per_s']:,} texts/s")
     a = r["ask"]
     print(f"ask (no LLM), {a['questions']} questions: p50 {a['p50_ms']} ms, p95 {a['p95_ms']} ms, max {a['max_ms']} ms")
+    ar = r["at_risk"]
+    print(
+        f"at-risk list: {ar['seconds']} s ({ar['candidates']:,} candidates; fitted on {ar['examples']:,} past cases"
+        f" at {ar['cutoffs']} cutoffs)"
+    )
     print(
         f"peak RSS: {r['peak_rss_mb']} MB   (ours = hybrid vector+keyword with exact-code lookup and linked"
         " resolutions; langchain = vector only)"
