@@ -712,17 +712,37 @@ def serve(
     settings: Settings,
     host: Annotated[str, typer.Option("--host", help="Interface to bind (non-loopback needs API keys).")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8000,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers", min=1, max=64, help="Worker processes (more than 1 needs a Chroma server: --chroma-url)."
+        ),
+    ] = 1,
 ) -> None:
     """Serve the JSON API (OpenAPI docs at /docs); keys from FEEDBACK_AGENT_API_KEYS."""
+    import os
+
     import uvicorn
 
-    from agent.service import create_app
+    from agent.service import WORKER_SETTINGS, create_app
 
     with _user_errors(settings):
-        check_serve(settings, host)
+        check_serve(settings, host, workers)
         keyed = "API key required" if settings.api_key_list() else "no API key: loopback only"
-        _plain(err, f"feedback-agent API on http://{host}:{port} (docs: /docs; {keyed})")
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", access_log=False)
+        _plain(err, f"feedback-agent API on http://{host}:{port} (docs: /docs; {keyed}; {workers} worker(s))")
+        if workers == 1:
+            uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", access_log=False)
+            return
+        os.environ[WORKER_SETTINGS] = settings.model_dump_json()
+        uvicorn.run(
+            "agent.service:app_from_environment",
+            factory=True,
+            workers=workers,
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+        )
 
 
 # --------------------------------------------------------------------------- evals

@@ -629,9 +629,15 @@ class Workspace:
         return {"from": before, "to": self.store.embedder.label, "reembedded": counts}
 
 
-def check_serve(settings: Settings, host: str) -> None:
-    """Refuse to serve a non-loopback interface without API keys, and reach the store before binding
-    (an unreachable Chroma server or a bad database URL is one line, not a traceback later)."""
+def check_serve(settings: Settings, host: str, workers: int = 1) -> None:
+    """Refuse to serve a non-loopback interface without API keys, or several workers over the
+    embedded Chroma, and reach the store before binding (an unreachable Chroma server or a bad
+    database URL is one line, not a traceback later)."""
+    if workers > 1 and not settings.chroma_url:
+        raise ConfigError(
+            f"--workers {workers} needs a Chroma server: the embedded Chroma is not safe for several "
+            "processes; run `chroma run --path DIR` and set FEEDBACK_AGENT_CHROMA_URL (or serve one worker)"
+        )
     bracketed = host if ":" not in host else f"[{host}]"
     if not settings.api_key_list() and not is_loopback(f"http://{bracketed}"):
         raise ConfigError(

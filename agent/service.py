@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import os
 import sys
 import threading
 import time
@@ -289,6 +290,7 @@ def create_app(settings: Settings) -> FastAPI:
             "resolutions": store.count("resolution"),
             "llm": settings.llm_provider,
             "classifier_encoder": encoder.name if encoder else None,
+            "worker": os.getpid(),
         }
 
     @app.post(
@@ -451,6 +453,15 @@ class BodyLimit:
             return message
 
         await self.app(scope, limited, send)
+
+
+WORKER_SETTINGS = "FEEDBACK_AGENT_SERVE_SETTINGS"  # how `serve --workers N` hands its settings to each worker
+
+
+def app_from_environment() -> FastAPI:
+    """The application of one `serve --workers N` worker process, from the settings the parent
+    resolved (flags, environment, config file) and passed down as JSON."""
+    return create_app(Settings.model_validate_json(os.environ[WORKER_SETTINGS]))
 
 
 def _error(status: int, message: str) -> JSONResponse:

@@ -9,6 +9,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,7 +33,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_server() -> Iterator[str]:
     """A PostgreSQL cluster in a temp dir on a free loopback port; yields a URL without a database."""
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     if not found:
@@ -42,29 +43,28 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     except ImportError:
         pytest.fail("the PostgreSQL driver is missing: pip install -e '.[postgres]' (make test installs it)")
     bin_dir = Path(found[-1]).parent
-    root = tmp_path_factory.mktemp("pg")
-    # PostgreSQL refuses to run as root: run it as nobody, in a folder nobody owns
+    # Outside pytest's temp tree (its folders are private to the user running the tests): a folder
+    # of its own in the system temp dir, owned by nobody when run as root (PostgreSQL refuses root).
+    root = Path(tempfile.mkdtemp(prefix="fa-pg-"))
     as_user = ["runuser", "-u", "nobody", "--"] if os.geteuid() == 0 else []
     if as_user:
         shutil.chown(root, "nobody")
-        root.chmod(0o755)
-        for parent in root.parents:  # nobody must be able to reach the folder
-            if parent == Path("/"):
-                break
-            parent.chmod(parent.stat().st_mode | 0o011)
     data, port = root / "data", _free_port()
 
     def run(*cmd: str) -> None:
-        res = subprocess.run([*as_user, *cmd], capture_output=True, text=True, timeout=120, check=False)
+        res = subprocess.run([*as_user, *cmd], capture_output=True, text=True, timeout=120, check=False, cwd=root)
         assert res.returncode == 0, res.stderr[-2000:]
 
-    run(str(bin_dir / "initdb"), "-D", str(data), "-U", "fa", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8")
-    opts = f"-h 127.0.0.1 -p {port} -k {root}"
-    run(str(bin_dir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(root / "log"), "-w", "start")
     try:
-        yield f"postgresql+psycopg://fa@127.0.0.1:{port}"
+        run(str(bin_dir / "initdb"), "-D", str(data), "-U", "fa", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8")
+        opts = f"-h 127.0.0.1 -p {port} -k {root}"
+        run(str(bin_dir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(root / "log"), "-w", "start")
+        try:
+            yield f"postgresql+psycopg://fa@127.0.0.1:{port}"
+        finally:
+            run(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
     finally:
-        run(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def _database(server: str, name: str) -> str:
