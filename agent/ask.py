@@ -55,6 +55,7 @@ from agent.tools import (
 )
 from agent.wording import Words, join, say
 from retrieval.taxonomy import Taxonomy
+from retrieval.text import _jieba
 
 IntentKind = Literal[
     "top",
@@ -563,7 +564,7 @@ def _vocabulary(taxonomy: Taxonomy) -> tuple[str, ...]:
     """Every phrase the router knows (its word lists, the measure and field cues, the taxonomy's
     ids, names and keywords), longest first."""
     limits = ask_limits()
-    words = set(_strings(_ROUTER)) | set(_strings({k: v for k, v in limits.items() if k != "notes"}))
+    words = set(_strings(_ROUTER)) | set(_strings({k: v for k, v in limits.items() if k not in ("notes", "filler")}))
     for name in ("category", "sentiment", "urgency"):
         for lab in taxonomy.labels_of(name):
             words |= {lab.id, lab.id.replace("_", " "), lab.name_zh or "", lab.name_en or "", *lab.keywords}
@@ -585,6 +586,14 @@ def _inflected(word: str, taxonomy: Taxonomy) -> bool:
     return word.endswith(("s", "d", "ed", "ing")) and any(len(stem) >= 3 and stem in known for stem in stems)
 
 
+def _words(segment: str) -> list[str]:
+    """English words and Chinese words (jieba) of a run of text, in order."""
+    out: list[str] = []
+    for token in _CONTENT.findall(segment):
+        out += [token] if token.isascii() else [w for w in _jieba().lcut(token) if w.strip()]
+    return out
+
+
 def _unused(t: _Text, taxonomy: Taxonomy, matched: list[str]) -> list[str]:
     """What is left of the question once every slot and every known word has been read: the
     words that could change the answer and were not used. Filler words do not count."""
@@ -593,29 +602,24 @@ def _unused(t: _Text, taxonomy: Taxonomy, matched: list[str]) -> list[str]:
             pass
     rest = "".join("\0" if used else c for c, used in zip(t.s, t.used, strict=True))
     filler = ask_limits()["filler"]
-    zh_filler = sorted(filler["zh"], key=len, reverse=True)
+    zh_filler = set(filler["zh"])
     known = [m.lower().replace(" ", "") for m in matched if m]
     out: list[str] = []
     for segment in rest.split("\0"):  # a run of the question no slot read
         pieces: list[str] = []
-        words: list[str] = []  # consecutive English content words make one phrase
-        for token in _CONTENT.findall(segment) + [""]:
-            if (
-                token
-                and token.isascii()
-                and token not in filler["en"]
-                and len(token) >= 3
-                and not _inflected(token, taxonomy)
-            ):
+        words: list[str] = []  # consecutive content words make one phrase ("年轻妈妈", "pro smart cup")
+        for token in _words(segment) + [""]:
+            if token.isascii():
+                content = token not in filler["en"] and len(token) >= 3 and not _inflected(token, taxonomy)
+            else:
+                # a one-character word counts when it continues a phrase ("学生" + "党")
+                content = token not in zh_filler and (len(token) >= 2 or bool(words) and not words[-1].isascii())
+            if token and content:
                 words.append(token)
                 continue
             if words:
-                pieces.append(" ".join(words))
+                pieces.append((" " if words[0].isascii() else "").join(words))
                 words = []
-            if token and not token.isascii():
-                for word in zh_filler:
-                    token = token.replace(word, " ")
-                pieces += [p for p in token.split() if len(p) >= 2]
         for piece in pieces:
             if not any(piece.replace(" ", "") in k for k in known) and piece not in out:
                 out.append(piece)

@@ -410,3 +410,10 @@ def test_which_customers_complain_most_counts_by_customer_id(tmp_path: Path, sam
     s.close()
     a = Asker(Analytics(sample_store, AS_OF, ZONE), TAX).ask("最近30天哪些客户投诉最多？")
     assert a.understood == "partial" and "这些记录没有客户信息" in a.answer
+
+
+def test_a_word_holding_a_filler_character_is_still_said(asker: Asker) -> None:
+    """ "上饶" (a city the sample does not hold) begins with 上, a filler character on its own: the
+    question's words are cut with jieba, so the city is named, not cut down to nothing."""
+    a = asker.ask("上周上饶的物流投诉有多少？")
+    assert a.understood == "partial" and a.plan is not None and a.plan.not_used == ["上饶"]
