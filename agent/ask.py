@@ -395,7 +395,7 @@ def _match_values(t: _Text, analytics: Analytics) -> dict[str, str]:
     """Product / carrier / channel / region / tier values named in the question (exact, then fuzzy)."""
     found: dict[str, str] = {}
     squeezed = t.s.replace(" ", "")
-    for facet in ("product", "carrier", "channel", "region", "customer_tier"):
+    for facet in ("product", "sku", "carrier", "channel", "region", "customer_tier"):
         values = sorted(analytics.values(facet), key=len, reverse=True)
         for v in values:
             if len(v) < 2:

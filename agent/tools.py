@@ -133,6 +133,7 @@ class Filters(BaseModel):
     urgency: str | None = None
     channel: str | None = None
     product: str | None = None
+    sku: str | None = None
     carrier: str | None = None
     region: str | None = None
     customer_tier: str | None = None

@@ -417,3 +417,12 @@ def test_a_word_holding_a_filler_character_is_still_said(asker: Asker) -> None:
     question's words are cut with jieba, so the city is named, not cut down to nothing."""
     a = asker.ask("上周上饶的物流投诉有多少？")
     assert a.understood == "partial" and a.plan is not None and a.plan.not_used == ["上饶"]
+
+
+def test_a_sku_in_the_question_filters_on_it(asker: Asker) -> None:
+    rows = [r for r in load_rows(SAMPLE_DIR / "feedback.csv") if r["sku"] == "TB-PRO-500"]
+    week = iso_week(date(2026, 11, 23), 1)
+    expected = sum(week[0] <= r["day"] <= week[1] and r["sentiment"] == "negative" for r in rows)
+    a = asker.ask("How many complaints about TB-PRO-500 last week?")
+    assert a.understood is True and a.plan is not None and a.plan.filters.get("sku") == "TB-PRO-500"
+    assert f": {expected};" in a.answer
