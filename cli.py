@@ -33,7 +33,9 @@ from retrieval.ingest import IngestSummary
 from retrieval.search import Hit
 
 if TYPE_CHECKING:
+    from agent.alerts import Delivered, WatchResult
     from agent.at_risk import AtRisk
+    from agent.delivery import Message
 
 app = typer.Typer(
     name="feedback-agent",
@@ -301,11 +303,19 @@ def ingest(
             )
         finally:
             bar.stop()
+        alerted = ws.watch() if settings.alerts_on_ingest and kind.value == "feedback" else None
     if json_:
         keys = {"read", "added", "updated", "unchanged", "rejected", "rejects_path", "path", "kind", "format"}
-        _emit_json(summary.model_dump(include=keys | {"encoding", "notes", "seconds"}))
+        data = summary.model_dump(include=keys | {"encoding", "notes", "seconds"})
+        if alerted is not None:
+            data["alerts"] = alerted.model_dump(mode="json")
+        _emit_json(data)
     else:
         _print_summary(summary)
+        if alerted is not None:
+            new = len(alerted.new)
+            _plain(err, f"alerts: {alerted.found} found, {new} new" + "".join(f"; {m.title}" for m in alerted.new[:5]))
+            _print_deliveries(alerted.deliveries)
 
 
 def _print_hits(title: str, hits: list[Hit]) -> None:
@@ -686,6 +696,16 @@ def report(
     out_dir: Annotated[Path | None, typer.Option("--out", help="Output directory (default <home>/reports).")] = None,
     formats: Annotated[str, typer.Option("--format", help="Comma-separated: md, html.")] = "md,html",
     lang: LangOpt = LangChoice.zh,
+    send: Annotated[
+        bool,
+        typer.Option(
+            "--send",
+            help="Also deliver it to the destinations that take reports (once per week; a failed delivery is retried on the next run).",
+        ),
+    ] = False,
+    resend: Annotated[
+        bool, typer.Option("--resend", help="With --send: deliver it again even if it went out.")
+    ] = False,
     json_: JsonOpt = False,
 ) -> None:
     """Write the weekly insight report (Markdown + self-contained HTML with charts) for one ISO week."""
@@ -699,12 +719,131 @@ def report(
         with err.status("report", spinner="dots") as status:
             result = ws.report(target, lang=lang.value, progress=lambda s: status.update(f"report {target}: {s}"))
         paths = write_report(result, out_dir or ws.settings.home / "reports", fmts)
+        queued, sent = ws.send_report(result, resend=resend) if send else (False, [])
     if json_:
-        _emit_json({**result.model_dump(mode="json", exclude={"charts"}), "files": [str(p) for p in paths]})
+        data = {**result.model_dump(mode="json", exclude={"charts"}), "files": [str(p) for p in paths]}
+        if send:
+            data["delivery"] = {"queued": queued, "deliveries": [d.model_dump() for d in sent]}
+        _emit_json(data)
+    else:
+        _plain(out, result.executive_summary)
+        for p in paths:
+            _plain(err, f"wrote {p}")
+        if send and not queued and not sent:
+            _plain(err, f"the {result.week} report was sent before; nothing to do (--resend sends it again)")
+        _print_deliveries(sent)
+    if any(d.status == "pending" for d in sent):
+        raise typer.Exit(code=1)
+
+
+def _print_deliveries(deliveries: list[Delivered]) -> None:
+    for d in deliveries:
+        if d.status == "sent":
+            _plain(err, f"sent {d.id} to {d.destination}" + (f" (attempt {d.attempts})" if d.attempts > 1 else ""))
+        else:
+            _plain(err, f"[red]not sent[/red] {d.id} to {d.destination}: {d.error} (kept; retried on the next run)")
+
+
+def _print_message(m: Message, deliveries: list[dict[str, Any]] | None = None) -> None:
+    _plain(out, f"[{m.severity}] {m.id}  {m.title}")
+    for line in m.lines:
+        _plain(out, f"    {line}")
+    for c in m.commands:
+        _plain(out, f"    $ {c}", style="dim")
+    if m.link:
+        _plain(out, f"    {m.link}", style="dim")
+    for d in deliveries or []:
+        state = f"{d['status']} after {d['attempts']} attempt(s)" + (f": {d['last_error']}" if d["last_error"] else "")
+        _plain(out, f"    -> {d['destination']}: {state}", style="dim")
+
+
+def _watch_once(ws: Workspace, as_of: str | None, lang: str, dry_run: bool, json_: bool) -> WatchResult:
+    result = ws.watch(as_of=as_of, lang=lang, dry_run=dry_run)  # type: ignore[arg-type]
+    if json_:
+        _emit_json(result.model_dump(mode="json"))
+        return result
+    what = "would record" if dry_run else "new"
+    _plain(
+        out, f"as of {result.as_of[:16]}: {result.found} alert(s), {len(result.new)} {what}, {result.known} sent before"
+    )
+    for m in result.new:
+        _print_message(m)
+    for note in result.notes:
+        _plain(err, f"note: {note}")
+    _print_deliveries(result.deliveries)
+    return result
+
+
+@command(app)
+def watch(
+    settings: Settings,
+    as_of: AsOfOpt = None,
+    lang: LangOpt = LangChoice.zh,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be alerted; record and send nothing.")
+    ] = False,
+    every: Annotated[
+        int | None,
+        typer.Option("--every", min=10, help="Check again every N seconds until interrupted (default: once)."),
+    ] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Alert on complaint spikes (category, product, carrier, channel), critical cases and a CSAT drop:
+    each alert is sent once to the configured destinations; failed deliveries are retried next run."""
+    import time
+
+    with _workspace(settings) as ws:
+        while True:
+            result = _watch_once(ws, as_of, lang.value, dry_run, json_)
+            if every is None:
+                break
+            time.sleep(every)
+    if result.pending:
+        raise typer.Exit(code=1)
+
+
+@command(app)
+def alerts(
+    settings: Settings,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000, help="How many to list, newest first.")] = 20,
+    reports: Annotated[bool, typer.Option("--reports", help="List sent reports instead of alerts.")] = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Alerts recorded by `watch` (newest first) and where each was delivered."""
+    with _workspace(settings) as ws:
+        states = ws.alerts(limit=limit, kind="report" if reports else "alerts")
+    if json_:
+        _emit_json([s.model_dump(mode="json") for s in states])
         return
-    _plain(out, result.executive_summary)
-    for p in paths:
-        _plain(err, f"wrote {p}")
+    if not states:
+        _plain(out, "no alerts recorded yet (run `feedback-agent watch`)" if not reports else "no reports sent yet")
+    for state in states:
+        _print_message(state.message, state.deliveries)
+
+
+@command(app)
+def show(
+    settings: Settings,
+    ids: Annotated[list[str], typer.Argument(help="Feedback record ids (as alerts and answers cite them).")],
+    json_: JsonOpt = False,
+) -> None:
+    """Print feedback records by id with their labels and resolutions."""
+    with _workspace(settings) as ws:
+        found = ws.records(ids)
+    if json_:
+        _emit_json(found.model_dump(mode="json"))
+    else:
+        for r in found.records:
+            labels = " · ".join(str(r.get(k) or "-") for k in ("category", "sentiment", "urgency"))
+            facets = ", ".join(f"{k} {r[k]}" for k in ("channel", "product", "carrier", "order_id") if r.get(k))
+            _plain(out, f"{r['id']}  {r['created_at'][:16]}  {labels}  {facets}")
+            _plain(out, f"    {r['text']}")
+            for res in r.get("resolutions", []):
+                _plain(out, f"    -> {res['id']} {res['outcome']}: {res['action']}", style="dim")
+    for missing in found.missing:
+        _plain(err, f"note: no feedback record has id {missing}")
+    if found.missing and not found.records:
+        raise typer.Exit(code=1)
 
 
 @command(app, flags=LLM)
@@ -1177,6 +1316,17 @@ def demo(
     if result.at_risk is not None:
         out.print("[bold]at risk: customers to contact before they review (no LLM)[/bold]")
         _print_at_risk(result.at_risk)
+    if result.alerts is not None:
+        out.print(
+            "[bold]alerts: what `watch` would push to 企业微信 / 钉钉 / 飞书 / Slack / e-mail (nothing is sent in the demo)[/bold]"
+        )
+        for m in result.alerts.new[:8]:
+            _plain(out, f"  [{m.severity}] {m.title}")
+        if len(result.alerts.new) > 8:
+            _plain(
+                out,
+                f"  ... and {len(result.alerts.new) - 8} more (feedback-agent watch --dry-run --home {result.home})",
+            )
     prog = sys.argv[0] if sys.argv[0].endswith("feedback-agent") else "feedback-agent"
     _plain(out, f'\nTry it yourself: {prog} similar "退款还没到账" --home {result.home} --days 14 --as-of {as_of}')
 

@@ -34,6 +34,7 @@ from retrieval.store import Kind, RepairResult, Store
 from retrieval.taxonomy import LABEL_SETS, Taxonomy
 
 if TYPE_CHECKING:
+    from agent.alerts import AlertState, Delivered, WatchResult
     from agent.ask import Answer, Asker, Conversation
     from agent.at_risk import AtRisk
     from agent.classify import Classification, Classifier
@@ -590,6 +591,72 @@ class Workspace:
 
         now = self.span(as_of=as_of).now
         return at_risk(self.store, now, days=days, horizon=horizon, limit=limit, lang=lang, suggest=suggest)
+
+    # ------------------------------------------------------------------ alerts and delivery
+    def _alert_context(self, lang: Lang) -> Any:
+        from agent.alerts import Context
+
+        return Context(home=str(self.settings.home), lang=lang, public_url=self.settings.public_url)
+
+    def watch(self, *, as_of: str | datetime | None = None, lang: Lang = "zh", dry_run: bool = False) -> WatchResult:
+        """Check for spikes, critical cases and a CSAT drop; record the new alerts and send
+        everything pending to the configured destinations (each alert once)."""
+        from agent.alerts import watch
+
+        s = self.settings
+        at = self.span(as_of=as_of).now if as_of is not None else None
+        return watch(
+            self.store,
+            self.taxonomy,
+            self.zone,
+            s.destinations,
+            self._alert_context(lang),
+            as_of=at,
+            dry_run=dry_run,
+            attempts=s.delivery_attempts,
+            backoff=s.delivery_backoff,
+        )
+
+    def alerts(self, *, limit: int = 50, ident: str | None = None, kind: str | None = "alerts") -> list[AlertState]:
+        """Recorded alerts (or one by id), newest first, with where each was delivered."""
+        from agent.alerts import recorded
+
+        if limit < 1:
+            raise OptionError("--limit", "must be at least 1")
+        found = recorded(self.store, limit=limit, ident=ident, kind=kind)
+        if ident is not None and not found:
+            raise InvalidValue("id", f"no alert has id {ident!r}")
+        return found
+
+    def send_report(self, report: WeeklyReport, *, resend: bool = False) -> tuple[bool, list[Delivered]]:
+        """Deliver a weekly report to the destinations taking reports. Each week's report goes out
+        once: a second call only retries what failed, unless ``resend``. Returns whether it was
+        newly queued (or re-queued) and the deliveries made."""
+        from agent.alerts import deliver, destinations_for, record, report_message, requeue
+
+        s = self.settings
+        takers = destinations_for(s.destinations, "report")
+        if not takers:
+            raise ConfigError(
+                "no destination takes reports: add [[destinations]] with send = ['report'] (or both) to "
+                f"{s.home / 'config.toml'} or FEEDBACK_AGENT_DESTINATIONS"
+            )
+        m = report_message(report, self._alert_context(report.lang))
+        queued = bool(record(self.store, [m], takers))
+        if not queued and resend:
+            requeue(self.store, m, takers)
+            queued = True
+        return queued, deliver(
+            self.store, takers, attempts=s.delivery_attempts, backoff=s.delivery_backoff, keys=[m.key]
+        )
+
+    def records(self, ids: list[str]) -> Any:
+        """Feedback records by id with their resolutions (what an alert's records are)."""
+        from agent.tools import Analytics, GetRecordsInput
+
+        if not ids or len(ids) > 100:
+            raise OptionError("ID", "give 1 to 100 record ids")
+        return Analytics(self.store, datetime.now(UTC), self.zone).get_records(GetRecordsInput(ids=ids))
 
     # ------------------------------------------------------------------ the store itself
     def status(self) -> Status:

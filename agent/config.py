@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from agent.delivery import Destination
 from agent.errors import ConfigError
 from retrieval.records import get_zone
 
@@ -67,6 +68,16 @@ class Settings(BaseSettings):
         "urgency=4,customer=2,public=1.5,age=1.5,repeat=1.5",
         description="Weights of the priority queue's signals (urgency, customer tier, public channel, days open, repeat contacts).",
     )
+    destinations: list[Destination] = Field(
+        default_factory=list,
+        description="Where alerts and reports are delivered: [[destinations]] in config.toml (type = webhook, wecom, dingtalk, feishu, slack or email), or a JSON list in the env var.",
+    )
+    alerts_on_ingest: bool = Field(
+        False, description="Run `watch` after every ingest (CLI and HTTP) and send new alerts."
+    )
+    public_url: str | None = Field(None, description="Where `serve` is reachable (https://...), for links in alerts.")
+    delivery_attempts: int = Field(3, ge=1, le=10, description="Attempts per delivery in one run (transient failures).")
+    delivery_backoff: float = Field(2.0, ge=0, le=60, description="Seconds before the first retry; doubles each time.")
     api_keys: str | None = Field(None, description="Comma-separated API keys for `serve` (Authorization: Bearer ...).")
     max_request_bytes: int = Field(
         1_000_000, ge=1_000, le=100_000_000, description="Largest HTTP request body `serve` accepts."
@@ -156,7 +167,9 @@ def load_settings(**flags: Any) -> Settings:
     except ValidationError as exc:
         err = exc.errors()[0]
         name = ".".join(str(x) for x in err["loc"])
-        raise ConfigError(f"invalid setting {name} ({ENV_PREFIX}{name.upper()}): {err['msg']}") from None
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        env = ENV_PREFIX + str(err["loc"][0]).upper() if err["loc"] else ENV_PREFIX
+        raise ConfigError(f"invalid setting {name} ({env}): {msg}") from None
 
 
 SECRET_SETTINGS = {"api_keys"}
@@ -196,5 +209,7 @@ def describe_settings(settings: Settings, flags: dict[str, Any]) -> dict[str, di
         value = getattr(settings, name)
         if name in SECRET_SETTINGS and value:
             value = f"<{len(str(value).split(','))} key(s) set>"
+        elif name == "destinations":
+            value = [d.masked() for d in value]
         out[name] = {"value": str(value) if isinstance(value, Path) else value, "source": source}
     return out

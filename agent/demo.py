@@ -22,6 +22,7 @@ from retrieval.sample_data import SAMPLE_AS_OF, SAMPLE_DIR
 from retrieval.search import Hit
 
 if TYPE_CHECKING:
+    from agent.alerts import WatchResult
     from agent.ask import Answer
     from agent.at_risk import AtRisk
     from agent.classify import Classification
@@ -95,6 +96,7 @@ class Demo:
     report_files: list[Path] = field(default_factory=list)
     replies: list[tuple[str, ReplyDraft]] = field(default_factory=list)
     at_risk: AtRisk | None = None
+    alerts: WatchResult | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The ``demo --json`` document."""
@@ -122,6 +124,7 @@ class Demo:
                 for _, d in self.replies
             ],
             "at_risk": self.at_risk.model_dump(mode="json") if self.at_risk else None,
+            "alerts": self.alerts.model_dump(mode="json") if self.alerts else None,
         }
 
 
@@ -183,4 +186,6 @@ def run_demo(
         demo.report_files = write_report(demo.report, dsettings.home / "reports", ["md", "html"])
         demo.replies = [(text, ws.reply(text, customer=c, order_id=o)) for text, c, o in REPLIES]
         demo.at_risk = ws.at_risk(as_of=as_of, limit=5)
+        # what `watch` would push; a dry run, so a destination in the user's config gets nothing
+        demo.alerts = ws.watch(as_of=as_of, dry_run=True)
     return demo

@@ -643,8 +643,11 @@ def _md_cell(s: str) -> str:
     return _md_text(s).replace("|", "\\|")
 
 
-def render_html(r: WeeklyReport) -> str:
-    """A self-contained HTML page: charts and a CJK font subset embedded, no external assets."""
+def render_html(r: WeeklyReport, *, images: Literal["inline", "cid"] = "inline", font: bool = True) -> str:
+    """A self-contained HTML page: charts and a CJK font subset embedded, no external assets.
+    For e-mail, ``images="cid"`` points at the charts as attached parts (mail readers block
+    ``data:`` images) and ``font=False`` leaves the font to the reader."""
+
     t = _text(r.lang)
     body: list[str] = [
         f"<h1>{html.escape(t['title'])} {r.week}</h1>",
@@ -665,20 +668,20 @@ def render_html(r: WeeklyReport) -> str:
     if r.charts:
         body.append(f"<h2>{html.escape(t['charts'])}</h2>")
         body += [
-            f'<figure><img alt="{html.escape(c.title)}" src="data:image/png;base64,{c.png_base64}">'
+            f'<figure><img alt="{html.escape(c.title)}" src="{_src(c, images)}">'
             f"<figcaption>{html.escape(c.title)}</figcaption></figure>"
             for c in r.charts
         ]
     body.append(f"<p class=foot>{html.escape(t['footer'])}</p>")
     content = "\n".join(body)
-    font = _font_face(re.sub(r"<[^>]+>", "", content) + "".join(_text(r.lang).values()))
+    face = _font_face(re.sub(r"<[^>]+>", "", content) + "".join(_text(r.lang).values())) if font else ""
     lang_attr = "zh-CN" if r.lang == "zh" else "en"
     return f"""<!doctype html>
 <html lang="{lang_attr}"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{html.escape(t["title"])} {r.week}</title>
 <style>
-{font}
+{face}
 body {{ font-family: "FA CJK", "Noto Sans CJK SC", "PingFang SC", "Microsoft YaHei", sans-serif; max-width: 920px;
        margin: 2rem auto; padding: 0 1rem; color: #1f2933; line-height: 1.6; }}
 h1 {{ margin-bottom: 0; }} .sub {{ color: #61707f; margin-top: .2rem; }}
@@ -692,6 +695,12 @@ figure {{ margin: 1rem 0; }} figure img {{ max-width: 100%; }} figcaption {{ col
 {content}
 </body></html>
 """
+
+
+def _src(c: Chart, images: Literal["inline", "cid"]) -> str:
+    from agent.delivery import chart_cid
+
+    return f"cid:{chart_cid(c.name)}" if images == "cid" else f"data:image/png;base64,{c.png_base64}"
 
 
 def _inline(text: str) -> str:

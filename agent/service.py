@@ -35,13 +35,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import anyio
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import BackgroundTasks, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from agent.alerts import AlertState, Delivered, WatchResult
 from agent.app import InvalidValue, OptionError, Workspace
 from agent.ask import Answer, Conversation
 from agent.at_risk import AtRisk
@@ -123,6 +124,27 @@ class IngestResult(BaseModel):
     updated: list[str]
     unchanged: list[str]
     rejected: list[dict[str, Any]]
+    alerts: str | None = Field(
+        None, description="'checking': alerts_on_ingest is on and the alert check runs after this response."
+    )
+
+
+class WatchRequest(BaseModel):
+    """One alert check."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    as_of: str | None = Field(None, description="Reference time; default the newest record's time.")
+    lang: Literal["zh", "en"] = "zh"
+    dry_run: bool = Field(False, description="Show what would be alerted; record and send nothing.")
+
+
+class SendResult(BaseModel):
+    """What delivering a report did."""
+
+    week: str
+    queued: bool = Field(description="False: this week's report had gone out before (resend=true sends it again).")
+    deliveries: list[Delivered]
 
 
 # --------------------------------------------------------------------------- state
@@ -364,17 +386,77 @@ def create_app(settings: Settings) -> FastAPI:
         return await run(request, work)
 
     @app.post("/v1/feedback", dependencies=[Depends(auth)], tags=["ingest"], response_model=IngestResult)
-    async def feedback(body: FeedbackBatch, request: Request) -> Any:
+    async def feedback(body: FeedbackBatch, request: Request, background: BackgroundTasks) -> Any:
         """Ingest feedback records (batch); bad records come back in `rejected` with the reason, the
         rest are stored (the same row checks as the `ingest` command)."""
 
         def work() -> IngestResult:
             done = ws().ingest_records(body.records)
+            checking = settings.alerts_on_ingest and bool(done.added or done.updated)
+            if checking:
+                background.add_task(watch_after_ingest, request.state.rid)
             return IngestResult(
-                added=done.added, updated=done.updated, unchanged=done.unchanged, rejected=done.rejected
+                added=done.added,
+                updated=done.updated,
+                unchanged=done.unchanged,
+                rejected=done.rejected,
+                alerts="checking" if checking else None,
             )
 
         return await run(request, work)
+
+    def watch_after_ingest(rid: str) -> None:
+        """The alert check an ingest asked for, after its response (a slow webhook delays no client)."""
+        try:
+            result = ws().watch()
+            sent = sum(d.status == "sent" for d in result.deliveries)
+            _log(
+                {
+                    "request_id": rid,
+                    "event": "alerts",
+                    "new": len(result.new),
+                    "sent": sent,
+                    "pending": len(result.pending),
+                }
+            )
+        except Exception as exc:  # logged, never raised into the server
+            _log({"request_id": rid, "event": "alerts", "level": "error", "error": _where(exc)})
+
+    @app.post("/v1/watch", dependencies=[Depends(auth)], tags=["alerts"], response_model=WatchResult)
+    async def watch(body: WatchRequest, request: Request) -> Any:
+        """Check for spikes, critical cases and a CSAT drop now; new alerts are recorded and sent to
+        the configured destinations once, and earlier failed deliveries are retried (as `watch --json`)."""
+        return await run(request, lambda: ws().watch(as_of=body.as_of, lang=body.lang, dry_run=body.dry_run))
+
+    @app.get("/v1/alerts", dependencies=[Depends(auth)], tags=["alerts"], response_model=list[AlertState])
+    async def alerts(
+        request: Request,
+        limit: int = Query(50, ge=1, le=1000),
+        reports: bool = Query(False, description="Sent reports instead."),
+    ) -> Any:
+        """Recorded alerts, newest first, with where each was delivered."""
+        return await run(request, lambda: ws().alerts(limit=limit, kind="report" if reports else "alerts"))
+
+    @app.get("/v1/alerts/{ident}", dependencies=[Depends(auth)], tags=["alerts"], response_model=AlertState)
+    async def alert(request: Request, ident: str) -> Any:
+        """One recorded alert (the link an alert carries when public_url is set)."""
+
+        def work() -> AlertState:
+            found = ws().alerts(limit=1, ident=ident, kind=None)
+            return found[0]
+
+        try:
+            return await run(request, work)
+        except InvalidValue as exc:
+            raise HTTPException(404, str(exc)) from None
+
+    @app.get("/v1/records/{record_id}", dependencies=[Depends(auth)], tags=["search"])
+    async def record(request: Request, record_id: str) -> Any:
+        """One feedback record with its labels and resolutions."""
+        found = await run(request, lambda: ws().records([record_id]))
+        if not found.records:
+            raise HTTPException(404, f"no feedback record has id {record_id!r}")
+        return found.records[0]
 
     @app.get("/v1/queue", dependencies=[Depends(auth)], tags=["agent"], response_model=Queue)
     async def priority_queue(
@@ -415,6 +497,18 @@ def create_app(settings: Settings) -> FastAPI:
             if format == "md":
                 return PlainTextResponse(render_markdown(r), media_type="text/markdown; charset=utf-8")
             return JSONResponse(r.model_dump(mode="json", exclude={"charts"}))
+
+        return await run(request, work)
+
+    @app.post("/v1/reports/{week}/send", dependencies=[Depends(auth)], tags=["reports"], response_model=SendResult)
+    async def send_report(request: Request, week: str, lang: Literal["zh", "en"] = "zh", resend: bool = False) -> Any:
+        """Deliver a week's report to the destinations that take reports: once per week and
+        language (a failed delivery is retried by the next call; resend=true sends it again)."""
+
+        def work() -> SendResult:
+            target = ws().report_week(week)
+            queued, deliveries = ws().send_report(ws().report(target, lang=lang), resend=resend)
+            return SendResult(week=target, queued=queued, deliveries=deliveries)
 
         return await run(request, work)
 

@@ -433,12 +433,14 @@ class Analytics:
         with self.store.engine.connect() as conn:
             return int(conn.execute(stmt).scalar_one())
 
-    def spikes(self, args: SpikesInput) -> SpikesOutput:
-        """Values whose latest period is far above their own baseline (the periods before it)."""
+    def spikes(self, args: SpikesInput, latest: Period | None = None) -> SpikesOutput:
+        """Values whose latest period is far above their own baseline (the periods before it).
+        ``latest`` replaces the period checked (alerts check calendar days, today so far among them);
+        the baseline is the whole periods before it."""
         unit = 7 if args.period == "week" else 1
-        if args.period == "week":
+        if latest is None and args.period == "week":
             latest = self.resolve(Window(weeks_ago=1 if args.complete_periods_only else 0))
-        else:
+        elif latest is None:
             latest = self.resolve(Window(days=1))
         edges = [latest]
         for _ in range(args.baseline_periods):

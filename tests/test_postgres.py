@@ -109,6 +109,10 @@ def test_postgresql_mirror_gives_the_embedded_store_figures(pg_server: str, tmp_
         assert [i.id for i in qa.items] == [i.id for i in qb.items]
         xa, xb = pg.at_risk(as_of="2026-11-23", limit=10), local.at_risk(as_of="2026-11-23", limit=10)
         assert [(i.customer, i.risk) for i in xa.items] == [(i.customer, i.risk) for i in xb.items]
+        # the alert outbox lives in the mirror: the same alerts, recorded once, on PostgreSQL too
+        wa, wb = pg.watch(), local.watch()
+        assert [m.key for m in wa.new] == [m.key for m in wb.new] and wa.new
+        assert pg.watch().known == len(wa.new) and not pg.watch().new
         sa = pg.similar("快递一个星期了还没到", k=5)
         sb = local.similar("快递一个星期了还没到", k=5)
         # identical texts have identical vectors: ties may swap ids between the two, never content
