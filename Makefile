@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench loadtest install clean local-llm record
+.PHONY: demo test bench loadtest install clean local-llm record browser
 
 # setuptools announces every editable install with a warning box ("be careful with folders named
 # like your package"); it is information, not a fault, so it is filtered by its text.
@@ -23,7 +23,18 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/feedback-agent demo
 
-test: $(STAMP)
+# The workbench's browser tests drive Debian's Chromium through Playwright (nothing downloads a
+# browser). When it is missing and this user may install packages, `make test` installs it;
+# otherwise those tests fail naming the command.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then SUDO=; \
+	  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then SUDO=sudo; \
+	  else echo "note: no chromium, so the browser tests will fail: sudo apt-get install chromium"; exit 0; fi; \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  $$SUDO apt-get install -y -q chromium >/dev/null 2>&1 || { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q chromium >/dev/null; }; }
+
+test: $(STAMP) browser
 	$(BIN)/ruff check agent retrieval evals cli.py tests
 	$(BIN)/ruff format --check agent retrieval evals cli.py tests
 	$(BIN)/mypy agent retrieval evals cli.py

@@ -650,13 +650,76 @@ class Workspace:
             self.store, takers, attempts=s.delivery_attempts, backoff=s.delivery_backoff, keys=[m.key]
         )
 
+    def mark_evidence(self, text: str, resolution_id: str, verdict: Literal["right", "wrong"]) -> Any:
+        """Record that a past case is (or is not) the right evidence for a message; the reply
+        drafter uses it for messages that say the same thing."""
+        from agent.marks import mark
+
+        try:
+            return mark(self.store, text, resolution_id, verdict)
+        except LookupError as exc:
+            raise InvalidValue("resolution_id", str(exc)) from None
+        except ValueError as exc:
+            raise OptionError("text" if "empty" in str(exc) else "resolution_id", str(exc)) from None
+
+    def evidence_marks(self, limit: int = 100) -> Any:
+        """The newest evidence marks."""
+        from agent.marks import listed
+
+        return listed(self.store, limit)
+
+    def overview(self) -> dict[str, Any]:
+        """What a front end needs to offer choices: counts, the time span of the data, the
+        taxonomy's categories, the values of the common facets, and which destinations exist."""
+        from sqlalchemy import func, select
+
+        from retrieval.store import feedback_table
+
+        f = feedback_table.c
+        with self.store.engine.connect() as conn:
+            lo, hi = conn.execute(select(func.min(f.created_ts), func.max(f.created_ts))).one()
+
+        def when(ts: float | None) -> str | None:
+            return datetime.fromtimestamp(ts, UTC).astimezone(self.zone).isoformat() if ts is not None else None
+
+        s = self.settings
+        return {
+            "feedback": self.store.count("feedback"),
+            "resolutions": self.store.count("resolution"),
+            "embedding": self.store.embedder.label,
+            "llm": s.llm_provider,
+            "oldest_record": when(lo),
+            "newest_record": when(hi),
+            "timezone": s.timezone,
+            "categories": [
+                {"id": lab.id, "name_zh": lab.name_zh, "name_en": lab.name_en}
+                for lab in self.taxonomy.labels_of("category")
+            ],
+            "facets": {name: self.store.facet_values(name)[:200] for name in ("channel", "product", "carrier")},
+            "destinations": {
+                "alerts": [d.name for d in s.destinations if d.takes("alerts")],
+                "report": [d.name for d in s.destinations if d.takes("report")],
+            },
+        }
+
     def records(self, ids: list[str]) -> Any:
-        """Feedback records by id with their resolutions (what an alert's records are)."""
-        from agent.tools import Analytics, GetRecordsInput
+        """Feedback records by id, every stored field with each label's source, and their
+        resolutions (what an alert or an answer cites)."""
+        from agent.tools import RecordsOutput
 
         if not ids or len(ids) > 100:
             raise OptionError("ID", "give 1 to 100 record ids")
-        return Analytics(self.store, datetime.now(UTC), self.zone).get_records(GetRecordsInput(ids=ids))
+        found = self.store.records("feedback", ids)
+        links = self.store.resolutions_for(list(found))
+        rows = [
+            {
+                **found[i].model_dump(exclude={"created_ts", "ingested_at"}),
+                "resolutions": [r.model_dump() for r in links.get(i, [])],
+            }
+            for i in ids
+            if i in found
+        ]
+        return RecordsOutput(records=rows, missing=[i for i in ids if i not in found])
 
     # ------------------------------------------------------------------ the store itself
     def status(self) -> Status:

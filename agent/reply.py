@@ -129,6 +129,7 @@ class Evidence(BaseModel):
     compensation: str | None
     feedback_text: str
     language: str
+    marked: bool = Field(False, description="An agent marked this case the right evidence for a message like this one.")
 
 
 class Promise(BaseModel):
@@ -330,7 +331,46 @@ class Replier:
                 key = (int(ev.language != lang), int((h.record.get("urgency") == "critical") != critical), rank)
                 found.append((key, ev))
         found.sort(key=lambda p: p[0])
-        return [ev for _, ev in found[:k]]
+        return self._with_marks(text, [ev for _, ev in found], lang)[:k]
+
+    def _with_marks(self, text: str, found: list[Evidence], lang: Lang) -> list[Evidence]:
+        """Agents' marks on messages like this one: a case marked right comes first, one marked
+        wrong is left out (see agent/marks.py)."""
+        from agent.marks import near
+
+        marks = near(self.store, text)
+        if not marks:
+            return found
+        kept = [ev for ev in found if marks.get(ev.resolution_id, ("right", 0.0))[0] != "wrong"]
+        right = {rid: sim for rid, (verdict, sim) in marks.items() if verdict == "right"}
+        have = {ev.resolution_id: ev for ev in kept}
+        resolutions = self.store.records("resolution", [r for r in right if r not in have])
+        cases = self.store.records("feedback", [r.feedback_id for r in resolutions.values()])
+        first: list[Evidence] = []
+        for rid, sim in sorted(right.items(), key=lambda p: -p[1]):
+            if rid in have:
+                first.append(have[rid].model_copy(update={"marked": True}))
+                continue
+            res = resolutions.get(rid)
+            case = cases.get(res.feedback_id) if res else None
+            if res is None or case is None or res.outcome != "resolved":
+                continue
+            first.append(
+                Evidence(
+                    resolution_id=rid,
+                    feedback_id=res.feedback_id,
+                    similarity=sim,
+                    outcome=res.outcome,
+                    action=res.action,
+                    reply=res.reply,
+                    compensation=res.compensation,
+                    feedback_text=case.text,
+                    language=output_language(res.reply),
+                    marked=True,
+                )
+            )
+        chosen = {ev.resolution_id for ev in first}
+        return first + [ev for ev in kept if ev.resolution_id not in chosen]
 
     def draft(self, text: str, *, customer: str | None = None, order_id: str | None = None) -> ReplyDraft:
         """A reply draft for one customer message."""

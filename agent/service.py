@@ -49,6 +49,7 @@ from agent.at_risk import AtRisk
 from agent.classify import Classification
 from agent.config import Settings, is_loopback
 from agent.errors import USER_ERRORS
+from agent.marks import Mark
 from agent.queue import Queue
 from agent.reply import ReplyDraft
 from retrieval.errors import StoreError
@@ -137,6 +138,16 @@ class WatchRequest(BaseModel):
     as_of: str | None = Field(None, description="Reference time; default the newest record's time.")
     lang: Literal["zh", "en"] = "zh"
     dry_run: bool = Field(False, description="Show what would be alerted; record and send nothing.")
+
+
+class MarkRequest(BaseModel):
+    """An agent's verdict on a past case as evidence for a message."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, max_length=10_000, pattern=r"\S", description="The customer's message.")
+    resolution_id: str = Field(min_length=1, max_length=200)
+    verdict: Literal["right", "wrong"] = "right"
 
 
 class SendResult(BaseModel):
@@ -302,6 +313,36 @@ def create_app(settings: Settings) -> FastAPI:
         workspace: Workspace = state["ws"]
         return workspace
 
+    # ------------------------------------------------------------------ the workbench (web page)
+    @app.get("/", include_in_schema=False)
+    async def workbench() -> Response:
+        """The web workbench: one static page and its script and style, from the package."""
+        return _web_file("index.html")
+
+    @app.get("/web/cjk.otf", include_in_schema=False)
+    async def web_font() -> Response:
+        """Noto Sans CJK SC from the installed mplfonts package (OFL), for browsers on machines
+        without a Chinese font; the page lists it last, so a browser that has one never loads it."""
+        from fastapi.responses import FileResponse
+
+        from agent.report import cjk_font_path
+
+        return FileResponse(
+            cjk_font_path(), media_type="font/otf", headers={"cache-control": "public, max-age=604800, immutable"}
+        )
+
+    @app.get("/web/{name}", include_in_schema=False)
+    async def web_asset(name: str) -> Response:
+        if name not in WEB_FILES or name == "index.html":
+            raise HTTPException(404, "not found")
+        return _web_file(name)
+
+    @app.get("/v1/status", dependencies=[Depends(auth)], tags=["service"])
+    async def status(request: Request) -> Any:
+        """Counts, the data's time span, categories, common facet values and destinations (what the
+        workbench offers as choices)."""
+        return await run(request, lambda: ws().overview())
+
     @app.get("/healthz", tags=["service"])
     async def healthz() -> dict[str, Any]:
         """Liveness and record counts (no key needed)."""
@@ -312,6 +353,7 @@ def create_app(settings: Settings) -> FastAPI:
             "resolutions": store.count("resolution"),
             "llm": settings.llm_provider,
             "classifier_encoder": encoder.name if encoder else None,
+            "api_key_required": bool(keys),
             "worker": os.getpid(),
         }
 
@@ -341,6 +383,17 @@ def create_app(settings: Settings) -> FastAPI:
             return draft
 
         return await run(request, work)
+
+    @app.post("/v1/reply/marks", dependencies=[Depends(auth)], tags=["agent"], response_model=Mark)
+    async def mark_evidence(body: MarkRequest, request: Request) -> Any:
+        """Mark a past case as the right (or wrong) evidence for a message: later drafts for
+        messages that say the same thing put it first (or leave it out)."""
+        return await run(request, lambda: ws().mark_evidence(body.text, body.resolution_id, body.verdict))
+
+    @app.get("/v1/reply/marks", dependencies=[Depends(auth)], tags=["agent"], response_model=list[Mark])
+    async def evidence_marks(request: Request, limit: int = Query(100, ge=1, le=1000)) -> Any:
+        """The newest evidence marks."""
+        return await run(request, lambda: ws().evidence_marks(limit))
 
     @app.post("/v1/ask", dependencies=[Depends(auth)], tags=["agent"], response_model=AskResponse)
     async def ask(body: AskRequest, request: Request) -> Any:
@@ -556,6 +609,35 @@ def app_from_environment() -> FastAPI:
     """The application of one `serve --workers N` worker process, from the settings the parent
     resolved (flags, environment, config file) and passed down as JSON."""
     return create_app(Settings.model_validate_json(os.environ[WORKER_SETTINGS]))
+
+
+WEB_DIR = Path(__file__).parent / "web"
+WEB_FILES = {
+    "index.html": "text/html; charset=utf-8",
+    "app.js": "text/javascript; charset=utf-8",
+    "app.css": "text/css; charset=utf-8",
+}
+# The page loads nothing from elsewhere and runs only its own script. Reports are shown in a
+# sandboxed frame (no scripts) from their self-contained HTML, which carries inline styles and
+# data: images and fonts.
+WEB_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "font-src 'self' data:; connect-src 'self'; frame-src 'self'; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'none'"
+)
+
+
+def _web_file(name: str) -> Response:
+    return Response(
+        (WEB_DIR / name).read_bytes(),
+        media_type=WEB_FILES[name],
+        headers={
+            "content-security-policy": WEB_CSP,
+            "x-content-type-options": "nosniff",
+            "referrer-policy": "no-referrer",
+            "cache-control": "no-cache",
+        },
+    )
 
 
 def _error(status: int, message: str) -> JSONResponse:

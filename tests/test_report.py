@@ -6,7 +6,6 @@ import base64
 import io
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -96,12 +95,11 @@ def test_cli_report_json_week_and_errors(tmp_path: Path) -> None:
     assert runner.invoke(app, ["report", "--week", "2026-W46", "--as-of", "2026-11-23"]).exit_code == 2
 
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-
-
-@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on this machine (Debian: apt-get install chromium)")
 def test_html_renders_in_a_real_browser(report, tmp_path: Path) -> None:
     """Headless Chromium loads the page offline: the CJK font face loads and the three charts decode."""
+    from tests.browser import chromium
+
+    browser = chromium()
     probe = render_html(report).replace(
         "</body>",
         """<script>
@@ -112,7 +110,7 @@ document.fonts.load('16px "FA CJK"', "商品质量").then(f => {
     )
     page = tmp_path / "probe.html"
     page.write_text(probe, encoding="utf-8")
-    args = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000"]
+    args = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000"]
     dom = subprocess.run([*args, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120).stdout
     body = re.search(r"<body[^>]*>", dom).group(0)
     assert 'data-cjk="1:true"' in body, body
