@@ -139,6 +139,7 @@ def main() -> None:
             results["encoder_texts_per_s"] = round(len(english) / (time.perf_counter() - t))
         results["ask"] = _bench_ask(store, as_of)
         results["at_risk"] = _bench_at_risk(store, as_of)
+        results["watch"] = _bench_watch(store, as_of)
         store.close()
 
         if not args.skip_langchain:
@@ -266,6 +267,16 @@ def _bench_at_risk(store: Store, as_of: datetime) -> dict[str, Any]:
     return {"seconds": round(time.perf_counter() - t, 2), "candidates": r.candidates, **r.trained_on}
 
 
+def _bench_watch(store: Store, as_of: datetime) -> dict[str, Any]:
+    """One alert check (`watch` without recording or sending): spikes over 4 periods x 4 facets,
+    critical cases, CSAT."""
+    from agent.alerts import Context, detect
+
+    t = time.perf_counter()
+    found = detect(store, load_taxonomy(), ZONE, as_of, Context(home=str(store.home)))
+    return {"seconds": round(time.perf_counter() - t, 2), "alerts": len(found)}
+
+
 def _print(r: dict[str, Any]) -> None:
     print(
         f"\nfeedback-agent bench: {r['records']:,} records ({r['csv_mb']} MB CSV), {r['queries']} queries, k={r['k']}"
@@ -307,6 +318,8 @@ def _print(r: dict[str, Any]) -> None:
         f"at-risk list: {ar['seconds']} s ({ar['candidates']:,} candidates; fitted on {ar['examples']:,} past cases"
         f" at {ar['cutoffs']} cutoffs)"
     )
+    w = r["watch"]
+    print(f"alert check (watch, nothing sent): {w['seconds']} s ({w['alerts']} alerts found)")
     print(
         f"peak RSS: {r['peak_rss_mb']} MB   (ours = hybrid vector+keyword with exact-code lookup and linked"
         " resolutions; langchain = vector only)"
