@@ -20,7 +20,7 @@ from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import Integer, and_, case, cast, exists, func, or_, select
 
 from agent.llm import Tool
 from agent.wording import Lang, say
@@ -486,20 +486,37 @@ class Analytics:
 
     def _bucket_counts(self, field: str, periods: list[Period], filters: Filters) -> dict[str, list[int]]:
         """Counts per value for each period (periods given newest first), one query."""
+        return {k: v for k, v in self._buckets(field, periods, filters).items() if k}
+
+    def _buckets(self, field: str, periods: list[Period], filters: Filters) -> dict[str, list[int]]:
+        """Counts per value ("" for records without one) for each period: one GROUP BY over the
+        periods' span, each row's period picked in SQL, so the database returns a row per value
+        and period rather than a row per record."""
         f = feedback_table.c
         lo, hi = min(p.start for p in periods), max(p.end for p in periods)
         span = Period(start=lo, end=hi, label="")
-        stmt = select(f.created_ts, f[field]).where(and_(*self._where(span, filters)))
-        bounds = [(p.start.timestamp(), p.end.timestamp()) for p in periods]
+        seconds = {(p.end - p.start).total_seconds() for p in periods}
+        contiguous = all(a.start == b.end for a, b in zip(periods, periods[1:], strict=False))
+        if len(seconds) == 1 and contiguous:
+            # equal, back-to-back periods (days, weeks): the period is arithmetic, one step per row
+            step = (f.created_ts - lo.timestamp()) / seconds.pop()
+            oldest_first = cast(step, Integer) if self.store.engine.dialect.name == "sqlite" else func.floor(step)
+            bucket = (len(periods) - 1 - cast(oldest_first, Integer)).label("bucket")
+        else:
+            bucket = case(
+                *[
+                    (and_(f.created_ts >= p.start.timestamp(), f.created_ts < p.end.timestamp()), i)
+                    for i, p in enumerate(periods)
+                ],
+                else_=None,
+            ).label("bucket")
+        value = func.coalesce(f[field], "").label("value")
+        stmt = select(value, bucket, func.count()).where(and_(*self._where(span, filters))).group_by(value, bucket)
         out: dict[str, list[int]] = defaultdict(lambda: [0] * len(periods))
         with self.store.engine.connect() as conn:
-            for ts, value in conn.execute(stmt):
-                if not value:
-                    continue
-                for i, (a, b) in enumerate(bounds):
-                    if a <= ts < b:
-                        out[value][i] += 1
-                        break
+            for v, i, n in conn.execute(stmt):
+                if i is not None and 0 <= int(i) < len(periods):
+                    out[v][int(i)] += int(n)
         return dict(out)
 
     def series(self, args: SeriesInput) -> SeriesOutput:
@@ -520,17 +537,17 @@ class Analytics:
                 for i in range(args.periods - 1, -1, -1)
             ]
         field = args.field or "sentiment"
-        buckets = self._bucket_counts(field, list(reversed(periods)), args.filters)
+        buckets = self._buckets(field, list(reversed(periods)), args.filters)
         labels = [p.label for p in periods]
         totals = [0] * len(periods)
         by_value: dict[str, list[int]] = {}
         for value, counts in buckets.items():
             row = list(reversed(counts))
-            by_value[value] = row
-            totals = [a + b for a, b in zip(totals, row, strict=True)]
+            if value or args.field is None:  # records without a value count in the totals only
+                totals = [a + b for a, b in zip(totals, row, strict=True)]
+            if value:
+                by_value[value] = row
         if args.field is None:
-            nulls = self._null_counts(field, periods, args.filters)
-            totals = [a + b for a, b in zip(totals, nulls, strict=True)]
             by_value = {}
         ranked = sorted(by_value, key=lambda v: (-sum(by_value[v]), v))
         return SeriesOutput(
@@ -542,16 +559,16 @@ class Analytics:
             filters=args.filters.active(),
         )
 
-    def _null_counts(self, field: str, periods: list[Period], filters: Filters) -> list[int]:
+    def csat_by(self, facet: str, window: Window) -> dict[str, tuple[int, float]]:
+        """Per value of ``facet`` with ratings in ``window``: (rated, CSAT), in one GROUP BY. CSAT
+        is the share of ratings that round to 4 or 5, as :meth:`ratings` counts it."""
         f = feedback_table.c
-        out = []
+        period = self.resolve(window)
+        conds = [*self._where(period, None), f.rating.is_not(None), f[facet].is_not(None), f[facet] != ""]
+        happy = func.sum(case((f.rating >= 3.5, 1), else_=0))
+        stmt = select(f[facet], func.count(), happy).where(and_(*conds)).group_by(f[facet])
         with self.store.engine.connect() as conn:
-            for p in periods:
-                conds = self._where(p, filters) + [(f[field].is_(None)) | (f[field] == "")]
-                out.append(
-                    int(conn.execute(select(func.count()).select_from(feedback_table).where(and_(*conds))).scalar_one())
-                )
-        return out
+            return {v: (int(n), round(int(h) / int(n), 4)) for v, n, h in conn.execute(stmt) if n}
 
     def search_quotes(self, args: SearchInput) -> SearchOutput:
         """Representative records: hybrid search when a query is given, else the newest matching ones."""
