@@ -582,8 +582,16 @@ def _known_words(taxonomy: Taxonomy) -> frozenset[str]:
 def _inflected(word: str, taxonomy: Taxonomy) -> bool:
     """An English word that is a known word with an ending ("complained", "delays", "rising")."""
     known = _known_words(taxonomy)
-    stems = {word[:-1], word[:-2], word[:-3], word[:-3] + "e", word[:-2] + "e"}
-    return word.endswith(("s", "d", "ed", "ing")) and any(len(stem) >= 3 and stem in known for stem in stems)
+    stems: set[str] = set()
+    if word.endswith("ing"):  # rising -> rise, delaying -> delay
+        stems |= {word[:-3], word[:-3] + "e"}
+    if word.endswith("ed"):  # delayed -> delay, increased -> increase
+        stems |= {word[:-2], word[:-1]}
+    if word.endswith("es"):  # boxes -> box
+        stems.add(word[:-2])
+    if word.endswith("s"):  # delays -> delay (not "thermos" -> "there")
+        stems.add(word[:-1])
+    return any(len(stem) >= 3 and stem in known for stem in stems)
 
 
 def _words(segment: str) -> list[str]:

@@ -353,6 +353,11 @@ def test_the_plan_is_what_was_computed_and_names_what_was_not_used(asker: Asker)
     c = asker.ask("上周男性用户的物流投诉有多少？")
     assert c.understood == "partial" and "“男性”" in c.answer and c.plan is not None
     assert asker.ask("what's the weather tomorrow?").plan is None
+    # a word is not taken for an ending of a known one ("thermos" is not "there" + "mos")
+    d = asker.ask("How many complaints about the thermos last week?")
+    assert d.understood == "partial" and d.plan is not None and d.plan.not_used == ["thermos"]
+    e = asker.ask("Which categories are rising, and which delays increased last week?")
+    assert e.plan is not None and "rising" not in e.plan.not_used and "increased" not in e.plan.not_used
 
 
 def test_segments_new_returning_and_language_filter_and_refine_a_follow_up(tmp_path: Path) -> None:
