@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench loadtest install clean local-llm record browser
+.PHONY: demo test bench bench-scale loadtest install clean local-llm record browser
 
 # setuptools announces every editable install with a warning box ("be careful with folders named
 # like your package"); it is information, not a fault, so it is filtered by its text.
@@ -42,6 +42,11 @@ test: $(STAMP) browser
 
 bench: $(STAMP)
 	$(BIN)/python -m evals.bench
+
+# The cost curve at 10k and 100k records (add 1000000 with SIZES=10000,100000,1000000).
+SIZES ?= 10000,100000
+bench-scale: $(STAMP)
+	$(BIN)/python -m evals.bench_scale --sizes $(SIZES)
 
 # 50 concurrent clients for 60 s against serve on loopback (classify + ask), ingesting meanwhile.
 loadtest: $(STAMP)

@@ -28,17 +28,16 @@ neither the outbox nor anything sent holds it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
-import weakref
 from collections.abc import Sequence
 from datetime import UTC, datetime, time, timedelta, tzinfo
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from sqlalchemy import Column, Float, Integer, MetaData, String, Table, Text, and_, func, insert, or_, select, update
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError
 
 from agent.delivery import Destination, Message, send
 from agent.errors import ConfigError
@@ -78,22 +77,9 @@ deliveries_table = Table(
 )
 
 
-_READY: weakref.WeakSet[Engine] = weakref.WeakSet()
-
-
 def ensure_tables(store: Store) -> None:
-    """Create the outbox tables in the store's mirror (SQLite or PostgreSQL) when missing. Two
-    processes may both find them missing and race to create them: the loser tries again."""
-    if store.engine in _READY:
-        return
-    for attempt in range(3):
-        try:
-            alert_metadata.create_all(store.engine)
-            break
-        except SQLAlchemyError:
-            if attempt == 2:
-                raise
-    _READY.add(store.engine)
+    """Create the outbox tables in the store's mirror (SQLite or PostgreSQL) when missing."""
+    store.ensure_tables(alert_metadata)
 
 
 def message_id(key: str) -> str:
@@ -424,18 +410,10 @@ def deliver(
     for key, dest_name, done, body in rows:
         m = Message.model_validate_json(body)
         dest = by_name.get(dest_name)
+
+        outcome = functools.partial(Delivered, id=m.id, key=key, title=m.title, destination=dest_name)
         if dest is None:
-            out.append(
-                Delivered(
-                    id=m.id,
-                    key=key,
-                    title=m.title,
-                    destination=dest_name,
-                    status="pending",
-                    attempts=done,
-                    error="this destination is no longer configured",
-                )
-            )
+            out.append(outcome(status="pending", attempts=done, error="this destination is no longer configured"))
             continue
         this_row = and_(d_t.key == key, d_t.destination == dest_name)
         with store.engine.begin() as conn:
@@ -467,17 +445,7 @@ def deliver(
                     sent_at=datetime.now(UTC).isoformat() if status == "sent" else None,
                 )
             )
-        out.append(
-            Delivered(
-                id=m.id,
-                key=key,
-                title=m.title,
-                destination=dest_name,
-                status=status,
-                attempts=done + tries,
-                error=error,
-            )
-        )
+        out.append(outcome(status=status, attempts=done + tries, error=error))
     return out
 
 
@@ -512,7 +480,11 @@ def recorded(store: Store, *, limit: int = 50, ident: str | None = None, kind: s
                 states[d["key"]].append(
                     {k: d[k] for k in ("destination", "status", "attempts", "last_error", "sent_at")}
                 )
-    return [AlertState(message=Message.model_validate_json(body), deliveries=states[k]) for k, body in rows]
+    # a report's full content (charts included) stays in the outbox; the listing names it
+    return [
+        AlertState(message=Message.model_validate_json(body).model_copy(update={"report": None}), deliveries=states[k])
+        for k, body in rows
+    ]
 
 
 # --------------------------------------------------------------------------- one run

@@ -11,15 +11,12 @@ so it needs no re-embedding to be found.
 from __future__ import annotations
 
 import hashlib
-import weakref
 from datetime import UTC, datetime
 from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel
 from sqlalchemy import Column, Float, LargeBinary, MetaData, String, Table, Text, delete, insert, select
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
 
 from retrieval.store import Store
 from retrieval.text import embed, tokenize
@@ -39,7 +36,6 @@ marks_table = Table(
     Column("verdict", String(10), nullable=False),
     Column("created_ts", Float, nullable=False),
 )
-_READY: weakref.WeakSet[Engine] = weakref.WeakSet()
 
 
 class Mark(BaseModel):
@@ -52,16 +48,7 @@ class Mark(BaseModel):
 
 
 def _ensure(store: Store) -> None:
-    if store.engine in _READY:
-        return
-    for attempt in range(3):  # two processes may race to create it: the loser tries again
-        try:
-            marks_metadata.create_all(store.engine)
-            break
-        except SQLAlchemyError:
-            if attempt == 2:
-                raise
-    _READY.add(store.engine)
+    store.ensure_tables(marks_metadata)
 
 
 def _vector(store: Store, text: str) -> np.ndarray:

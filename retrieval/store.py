@@ -415,6 +415,7 @@ class Store:
         self._collections: dict[str, Any] = {}
         self._gate = _Gate()
         self._generation: int | None = None  # the write generation this process's Chroma has seen
+        self._ensured: set[int] = set()  # extra table sets already checked (ensure_tables)
 
     def _open_databases(self) -> None:
         try:
@@ -489,6 +490,21 @@ class Store:
                         conn.execute(text(f"ALTER TABLE feedback ADD COLUMN {name} {sql_type}"))
             conn.execute(text("CREATE INDEX IF NOT EXISTS ix_feedback_customer_id ON feedback (customer_id)"))
             conn.execute(update(meta_table).where(meta_table.c.key == "schema").values(value=SCHEMA_VERSION))
+
+    def ensure_tables(self, tables: MetaData) -> None:
+        """Create another layer's tables (the alert outbox, evidence marks) in the mirror when
+        missing. Two processes may both find them missing and race to create them: the loser
+        tries again, and each process checks once."""
+        if id(tables) in self._ensured:
+            return
+        for attempt in range(3):
+            try:
+                tables.create_all(self.engine)
+                break
+            except SQLAlchemyError:
+                if attempt == 2:
+                    raise
+        self._ensured.add(id(tables))
 
     @property
     def chroma(self) -> Any:

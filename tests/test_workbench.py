@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,11 +16,10 @@ from typing import Any
 import httpx
 import pytest
 
-from evals.loadtest import free_port
+from evals.loadtest import start_server
 from tests.browser import FLAGS, chromium
 from tests.conftest import sample_home
 
-CLI = Path(sys.executable).parent / "feedback-agent"
 KEY = "workbench-key"
 AS_OF = "2026-11-22"  # the sample's newest record is on this day: the page proposes it
 
@@ -32,25 +28,10 @@ AS_OF = "2026-11-22"  # the sample's newest record is on this day: the page prop
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     home = tmp_path_factory.mktemp("workbench-home")
     sample_home(home).close()
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FEEDBACK_AGENT_", "OPENAI_"))}
-    env |= {"FEEDBACK_AGENT_API_KEYS": KEY}
-    log_path = home / "serve.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [str(CLI), "serve", "--port", str(port), "--home", str(home)], env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-    base = f"http://127.0.0.1:{port}"
+    env = {"FEEDBACK_AGENT_HOME": str(home), "FEEDBACK_AGENT_API_KEYS": KEY, "FEEDBACK_AGENT_LLM": "none"}
+    with open(home / "serve.log", "w") as log:
+        proc, base = start_server(env, stderr=log)
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                if httpx.get(base + "/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.3)
-        else:
-            pytest.fail(f"serve did not start: {log_path.read_text()[-2000:]}")
         yield base
     finally:
         proc.terminate()
