@@ -301,7 +301,7 @@ def _check_response(dest: Destination, response: httpx.Response) -> None:
         if errcode not in (0, None):
             detail = reply.get("errmsg") or reply.get("msg") or reply.get("StatusMessage") or ""
             # The chats answer "too many messages" with a code too: retrying later helps there.
-            busy = errcode in (45009, 130101, 11232, 9499)
+            busy = errcode in (45009, 130101, 11232)  # WeCom, DingTalk, Feishu: sending too fast
             raise DeliveryError(f"{dest.name}: refused ({errcode} {detail})".strip(), transient=busy)
 
 
