@@ -741,7 +741,7 @@ def _print_deliveries(deliveries: list[Delivered]) -> None:
         if d.status == "sent":
             _plain(err, f"sent {d.id} to {d.destination}" + (f" (attempt {d.attempts})" if d.attempts > 1 else ""))
         else:
-            _plain(err, f"[red]not sent[/red] {d.id} to {d.destination}: {d.error} (kept; retried on the next run)")
+            _plain(err, f"not sent {d.id} to {d.destination}: {d.error} (kept; retried on the next run)", style="red")
 
 
 def _print_message(m: Message, deliveries: list[dict[str, Any]] | None = None) -> None:
@@ -757,8 +757,12 @@ def _print_message(m: Message, deliveries: list[dict[str, Any]] | None = None) -
         _plain(out, f"    -> {d['destination']}: {state}", style="dim")
 
 
-def _watch_once(ws: Workspace, as_of: str | None, lang: str, dry_run: bool, json_: bool) -> WatchResult:
+def _watch_once(ws: Workspace, as_of: str | None, lang: str, dry_run: bool, json_: bool, lines: bool) -> WatchResult:
     result = ws.watch(as_of=as_of, lang=lang, dry_run=dry_run)  # type: ignore[arg-type]
+    if json_ and lines:  # --every: one compact JSON document per check, a line each
+        sys.stdout.write(json.dumps(result.model_dump(mode="json"), ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+        return result
     if json_:
         _emit_json(result.model_dump(mode="json"))
         return result
@@ -784,7 +788,11 @@ def watch(
     ] = False,
     every: Annotated[
         int | None,
-        typer.Option("--every", min=10, help="Check again every N seconds until interrupted (default: once)."),
+        typer.Option(
+            "--every",
+            min=10,
+            help="Check again every N seconds until interrupted (default: once); with --json, one JSON line per check.",
+        ),
     ] = None,
     json_: JsonOpt = False,
 ) -> None:
@@ -794,7 +802,7 @@ def watch(
 
     with _workspace(settings) as ws:
         while True:
-            result = _watch_once(ws, as_of, lang.value, dry_run, json_)
+            result = _watch_once(ws, as_of, lang.value, dry_run, json_, lines=every is not None)
             if every is None:
                 break
             time.sleep(every)
