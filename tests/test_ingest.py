@@ -277,3 +277,24 @@ def test_repair_removes_orphans_and_restores_lost_vectors(tmp_path: Path) -> Non
     assert sorted(store.collection("feedback").get(include=[])["ids"]) == ["v1", "v2", "v3"]
     assert Searcher(store).search("快递丢件", k=1)[0].id == "v3"
     store.close()
+
+
+def test_facet_values_follow_every_write_and_label_fields_are_read_fresh(store: Store, tmp_path: Path) -> None:
+    """Facet values are kept per write generation: a write from another process (another Store
+    on the same home) shows at once; label fields change without a new generation, so they are
+    never kept."""
+    first = tmp_path / "a.csv"
+    first.write_text("id,text,created_at,product,category\nA1,杯子漏水,2026-11-20 10:00,保温杯,product_quality\n")
+    ingest_file(store, first, taxonomy=load_taxonomy(), zone=ZONE, now=NOW)
+    assert store.facet_values("product") == ["保温杯"]
+    other = Store(store.home)  # a second writer on the same home
+    second = tmp_path / "b.csv"
+    second.write_text(
+        "id,text,created_at,product\nB1,耳机没声音,2026-11-21 10:00,耳机\nB2,耳机断连,2026-11-21 11:00,耳机\n"
+    )
+    ingest_file(other, second, taxonomy=load_taxonomy(), zone=ZONE, now=NOW, labeler=None)
+    other.close()
+    assert store.facet_values("product") == ["耳机", "保温杯"]
+    assert store.facet_values("category") == ["product_quality"]
+    store.set_labels(["B1", "B2"], {"category": ("after_sales", "human")})
+    assert store.facet_values("category") == ["after_sales", "product_quality"]
