@@ -251,11 +251,10 @@ def _csat(a: Analytics, ctx: Context, words: Words) -> list[Message]:
     if current.csat is None or current.rated < CSAT_MIN_RATED:
         return []
     satisfied = rated = 0
-    for back in range(2, 6):
+    for back in range(2, 6):  # the ratings' own 1-5 counts, so the baseline is exact, not re-derived
         r = a.ratings(RatingInput(window=Window(weeks_ago=back)))
-        if r.csat is not None:
-            satisfied += round(r.csat * r.rated)
-            rated += r.rated
+        satisfied += sum(n for stars, n in r.distribution.items() if int(stars) >= 4)
+        rated += r.rated
     if not rated:
         return []
     base = satisfied / rated
@@ -321,20 +320,21 @@ class Delivered(BaseModel):
     error: str | None = None
 
 
-def record(store: Store, messages: Sequence[Message], destinations: Sequence[Destination]) -> list[Message]:
-    """Store the messages whose keys are new, each with a pending delivery per destination that
-    takes its content; returns the new ones (a key another process stored first is not new)."""
+def _known_keys(store: Store, keys: Sequence[str]) -> set[str]:
+    """The keys among ``keys`` already recorded (asked in chunks of 500)."""
     ensure_tables(store)
-    keys = [m.key for m in messages]
     known: set[str] = set()
     with store.engine.connect() as conn:
         for i in range(0, len(keys), 500):
-            known |= {
-                k
-                for (k,) in conn.execute(
-                    select(messages_table.c.key).where(messages_table.c.key.in_(keys[i : i + 500]))
-                )
-            }
+            chunk = list(keys[i : i + 500])
+            known |= {k for (k,) in conn.execute(select(messages_table.c.key).where(messages_table.c.key.in_(chunk)))}
+    return known
+
+
+def record(store: Store, messages: Sequence[Message], destinations: Sequence[Destination]) -> list[Message]:
+    """Store the messages whose keys are new, each with a pending delivery per destination that
+    takes its content; returns the new ones (a key another process stored first is not new)."""
+    known = _known_keys(store, [m.key for m in messages])
     new: list[Message] = []
     for m in messages:
         if m.key in known:
@@ -532,19 +532,17 @@ def watch(
     at, why = reference_time(store, as_of, datetime.now(UTC))
     notes: list[str] = []
     words = Words(ctx.lang, taxonomy)
-    if not store.count("feedback"):
+    held = store.count("feedback")
+    if not held:
         notes.append(words.say("alerts.empty", home=ctx.home))
     elif why == "newest_record":
         notes.append(words.say("alerts.at_newest", at=at.astimezone(zone).strftime("%Y-%m-%d %H:%M")))
-    found = detect(store, taxonomy, zone, at, ctx) if store.count("feedback") else []
+    found = detect(store, taxonomy, zone, at, ctx) if held else []
     takers = destinations_for(destinations, "alerts")
     if not takers:
         notes.append(words.say("alerts.no_destinations"))
     if dry_run:
-        ensure_tables(store)
-        with store.engine.connect() as conn:
-            keys = [m.key for m in found]
-            known = {k for (k,) in conn.execute(select(messages_table.c.key).where(messages_table.c.key.in_(keys)))}
+        known = _known_keys(store, [m.key for m in found])
         new = [m for m in found if m.key not in known]
         delivered: list[Delivered] = []
     else:

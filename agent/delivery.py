@@ -329,11 +329,12 @@ def email_for(dest: Destination, m: Message) -> EmailMessage:
     msg["Message-ID"] = make_msgid(domain="feedback-agent")
     msg["X-Feedback-Agent-Key"] = m.key
     if m.report is None:
-        msg.set_content(plain_text(m))
+        body = plain_text(m)
+        msg.set_content(body)
         import html
 
         items = "".join(f"<li>{html.escape(line).replace('**', '')}</li>" for line in m.lines)
-        text = html.escape(plain_text(m).split("\n", 1)[1] if "\n" in plain_text(m) else "")
+        text = html.escape(body.split("\n", 1)[1] if "\n" in body else "")
         msg.add_alternative(
             f"<html><body><h3>{html.escape(m.title)}</h3><ul>{items}</ul><pre>{text}</pre></body></html>",
             subtype="html",

@@ -22,7 +22,7 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -48,25 +48,28 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(env: dict[str, str], stderr: Any = subprocess.DEVNULL) -> tuple[subprocess.Popen[Any], str]:
-    """Start `feedback-agent serve` on a free loopback port and wait until /healthz answers."""
+def start_server(
+    env: dict[str, str], stderr: Any = subprocess.DEVNULL, args: Sequence[str] = ()
+) -> tuple[subprocess.Popen[Any], str]:
+    """Start `feedback-agent serve [args]` on a free loopback port and wait until /healthz answers."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from cli import main; main()", "serve", "--port", str(port)],
+        [sys.executable, "-c", "from cli import main; main()", "serve", "--port", str(port), *args],
         cwd=ROOT,
         env={**os.environ, **env},
         stderr=stderr,
         text=True,
     )
     url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
+    deadline = time.time() + 120
+    while time.time() < deadline:
         try:
             if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
                 return proc, url
         except httpx.TransportError:
             time.sleep(0.2)
     proc.terminate()
-    raise RuntimeError("the server did not come up within 60 s")
+    raise RuntimeError("the server did not come up within 120 s")
 
 
 def _pcts(ms: list[float]) -> dict[str, float]:

@@ -3,20 +3,14 @@ store; over the embedded Chroma, more than one worker is refused in one line."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
 from typer.testing import CliRunner
 
 from cli import app
-from evals.loadtest import free_port
+from evals.loadtest import start_server
 from tests.test_chroma_server import chroma_url  # noqa: F401  (the real `chroma run` server fixture)
-
-CLI = Path(sys.executable).parent / "feedback-agent"
 
 
 def _children(pid: int) -> set[int]:
@@ -40,21 +34,12 @@ def test_several_workers_over_the_embedded_chroma_are_refused(tmp_path: Path) ->
 
 
 def test_two_workers_share_one_store(chroma_url: str, tmp_path: Path) -> None:  # noqa: F811
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FEEDBACK_AGENT_", "OPENAI_"))}
-    env |= {"FEEDBACK_AGENT_EMBEDDING": "hash", "FEEDBACK_AGENT_API_KEYS": "k"}
-    cmd = [str(CLI), "serve", "--workers", "2", "--port", str(port), "--home", str(tmp_path / "h")]
+    env = {"FEEDBACK_AGENT_EMBEDDING": "hash", "FEEDBACK_AGENT_API_KEYS": "k"}
+    args = ["--workers", "2", "--home", str(tmp_path / "h"), "--chroma-url", chroma_url]
     log = open(tmp_path / "serve.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen([*cmd, "--chroma-url", chroma_url], env=env, stdout=log, stderr=subprocess.STDOUT)
-    base, key = f"http://127.0.0.1:{port}", {"Authorization": "Bearer k"}
+    proc, base = start_server(env, stderr=log, args=args)
+    key = {"Authorization": "Bearer k"}
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                if httpx.get(base + "/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.3)
         workers = _children(proc.pid)
         assert len(workers) == 2, f"two worker processes: {workers}\n{(tmp_path / 'serve.log').read_text()[-2000:]}"
         records = [
