@@ -1194,6 +1194,29 @@ def reindex(
 
 
 @command(app, flags=STORE[:3])
+def fill(
+    settings: Settings,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", help="No progress bar (the background fill an ingest starts).")
+    ] = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Compute the meaning vectors a large ingest left to the background (resumable; one fill at a time)."""
+    with _workspace(settings) as ws:
+        bar = _progress(not (json_ or quiet), unit_bytes=False)
+        try:
+            data = ws.fill(progress=_bar_step(bar, "fill vectors"))
+        finally:
+            bar.stop()
+    if json_:
+        _emit_json(data)
+    elif data["running"]:
+        _plain(out, f"another fill (pid {data['running']}) is computing them; {data['pending']:,} records wait")
+    else:
+        _plain(out, f"filled {data['filled']:,} records; {data['pending']:,} wait")
+
+
+@command(app, flags=STORE[:3])
 def repair(
     settings: Settings,
     json_: JsonOpt = False,

@@ -13,7 +13,10 @@ the usual :data:`agent.errors.USER_ERRORS`.
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -30,8 +33,9 @@ from retrieval.ingest import IngestSummary, home_lock, ingest_file, ingest_rows,
 from retrieval.readers import RawRow, parse_map_options
 from retrieval.records import parse_when
 from retrieval.search import Hit, Searcher, SearchFilters
-from retrieval.store import Kind, RepairResult, Store
+from retrieval.store import Kind, RepairResult, Store, lock_holder, try_file_lock
 from retrieval.taxonomy import LABEL_SETS, Taxonomy
+from retrieval.text import HashEmbedding
 
 if TYPE_CHECKING:
     from agent.alerts import AlertState, Delivered, WatchResult
@@ -48,6 +52,41 @@ if TYPE_CHECKING:
 Lang = Literal["zh", "en"]
 Progress = Callable[[int, int], None]
 CLASSIFY_BATCH = 500
+# Records per second the semantic fill embeds on this project's 2-core machine (docs/benchmarks.md),
+# for the estimate an ingest prints when it leaves vectors to a background fill.
+FILL_RATE = 1000
+_FILLERS: list[subprocess.Popen[bytes]] = []  # background fills this process started
+
+
+def fill_lock_path(home: Path) -> Path:
+    """The lock a running semantic fill holds (its pid inside)."""
+    return home / ".fill.lock"
+
+
+def start_fill(settings: Settings) -> int:
+    """Start ``feedback-agent fill`` as a detached background process on this home; its output goes
+    to ``<home>/fill.log``. Store URLs travel in its environment, not on its command line."""
+    home = settings.home.resolve()
+    env = dict(os.environ)
+    for key, value in (
+        ("FEEDBACK_AGENT_DB_URL", settings.db_url),
+        ("FEEDBACK_AGENT_CHROMA_URL", settings.chroma_url),
+        ("FEEDBACK_AGENT_EMBEDDING", None if settings.embedding == "auto" else settings.embedding),
+    ):
+        if value:
+            env[key] = value
+    with open(home / "fill.log", "ab") as log:
+        proc = subprocess.Popen(  # noqa: S603 (our own CLI, by the running interpreter)
+            [sys.executable, "-m", "cli", "fill", "--home", str(home), "--quiet"],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            env=env,
+            cwd=home,
+            start_new_session=True,
+        )
+    _FILLERS.append(proc)
+    return proc.pid
 
 
 class OptionError(AgentError):
@@ -318,7 +357,18 @@ class Workspace:
         notes = [f"no record has order number, SKU or id {c}" for c in missing]
         if not self.store.count(kind):
             notes.insert(0, f"the store at {self.settings.home} holds no {kind} records: ingest a file first")
+        elif waiting := self.store.pending(kind):
+            notes.append(self.fill_note(waiting))
         return Similar(text, kind, filters, hits, missing, notes)
+
+    def fill_note(self, waiting: int) -> str:
+        """What a search says while records wait for their semantic vectors."""
+        pid = lock_holder(fill_lock_path(self.settings.home))
+        how = "a background fill is computing them" if pid else "run `feedback-agent fill` to compute them"
+        return (
+            f"{waiting:,} records still wait for their meaning vectors ({how}; `feedback-agent status` shows "
+            "progress): until then they are found by their words, not by meaning"
+        )
 
     # ------------------------------------------------------------------ ingest
     def ingest_file(
@@ -336,19 +386,51 @@ class Workspace:
         labels (no LLM on ingest: bulk loads must not pay per row; ``classify`` uses it on demand)."""
         mapping = parse_map_options(maps or [], kind)
         labeler = self.classifier().labeler if classify and kind == "feedback" else None
-        return ingest_file(
-            self.store,
-            path,
-            kind=kind,
-            mapping=mapping,
-            taxonomy=self.taxonomy,
-            zone=self.zone,
-            now=datetime.now(UTC),
-            batch_size=batch_size,
-            progress=progress,
-            labeler=labeler,
-            redact_pii=self.settings.redact_on_ingest if redact_pii is None else redact_pii,
-        )
+        # Semantic vectors cost more than the rest of an ingest: they are computed after the rows
+        # commit (the word hash is cheap and stays inline).
+        self.store.defer_vectors = not isinstance(self.store.embedder, HashEmbedding)
+        try:
+            summary = ingest_file(
+                self.store,
+                path,
+                kind=kind,
+                mapping=mapping,
+                taxonomy=self.taxonomy,
+                zone=self.zone,
+                now=datetime.now(UTC),
+                batch_size=batch_size,
+                progress=progress,
+                labeler=labeler,
+                redact_pii=self.settings.redact_on_ingest if redact_pii is None else redact_pii,
+            )
+        finally:
+            self.store.defer_vectors = False
+        if waiting := self.store.pending():
+            if waiting <= self.settings.fill_inline_max:
+                self.fill()
+            else:
+                pid = start_fill(self.settings)
+                minutes = max(1, round(waiting / FILL_RATE / 60))
+                summary.notes.append(
+                    f"{waiting:,} records wait for their meaning vectors: a background process (pid {pid}, log "
+                    f"{self.settings.home / 'fill.log'}) computes them in about {minutes} min; until then "
+                    "`similar` and replies find them by their words only; `feedback-agent status` shows progress"
+                )
+        return summary
+
+    def fill(self, progress: Progress | None = None) -> dict[str, Any]:
+        """Compute the semantic vectors an ingest left pending (resumable). Returns what was
+        filled, what still waits, and the pid of another fill already running (then this one
+        does nothing)."""
+        with try_file_lock(fill_lock_path(self.settings.home)) as mine:
+            if not mine:
+                return {
+                    "filled": 0,
+                    "pending": self.store.pending(),
+                    "running": lock_holder(fill_lock_path(self.settings.home)),
+                }
+            filled = self.store.fill(lock=lambda: home_lock(self.store.home), progress=progress)
+        return {"filled": filled, "pending": self.store.pending(), "running": None}
 
     def ingest_records(self, records: Iterable[dict[str, Any]], *, kind: Kind = "feedback") -> Ingested:
         """Store records given as field dicts (the API's batch), with the file ingest's row checks."""
@@ -740,6 +822,10 @@ class Workspace:
             "chroma_feedback": self.store.chroma_count("feedback"),
             "chroma_resolutions": self.store.chroma_count("resolution"),
         }
+        if waiting := self.store.pending():
+            pid = lock_holder(fill_lock_path(s.home))
+            facts["vectors_pending"] = waiting
+            facts["fill"] = f"running (pid {pid})" if pid else "not running: `feedback-agent fill` computes them"
         return Status(facts, self.store.mismatches())
 
     def repair(self) -> tuple[RepairResult, bool]:

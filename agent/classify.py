@@ -490,9 +490,12 @@ class Classifier:
         todo = [i for i, r in enumerate(records) if any(getattr(r.labels, f) is None for f in FIELDS)]
         if not todo:
             return records
-        results = self.classify([records[i].text for i in todo])
+        # a batch repeats texts ("好评", the same complaint posted twice): each is classified once
+        distinct = list(dict.fromkeys(records[i].text for i in todo))
+        by_text = dict(zip(distinct, self.classify(distinct), strict=True))
         out = list(records)
-        for i, res in zip(todo, results, strict=True):
+        for i in todo:
+            res = by_text[records[i].text]
             update = {f: _machine_label(res, f) for f in FIELDS if getattr(records[i].labels, f) is None}
             out[i] = records[i].model_copy(update={"labels": records[i].labels.model_copy(update=update)})
         return out

@@ -75,6 +75,12 @@ class Settings(BaseSettings):
     alerts_on_ingest: bool = Field(
         False, description="Run `watch` after every ingest (CLI and HTTP) and send new alerts."
     )
+    fill_inline_max: int = Field(
+        5000,
+        ge=0,
+        description="An ingest that leaves more records than this without semantic vectors returns first and "
+        "fills them in a background process (`status` shows progress); fewer are filled before it returns.",
+    )
     public_url: str | None = Field(None, description="Where `serve` is reachable (https://...), for links in alerts.")
     delivery_attempts: int = Field(3, ge=1, le=10, description="Attempts per delivery in one run (transient failures).")
     delivery_backoff: float = Field(2.0, ge=0, le=60, description="Seconds before the first retry; doubles each time.")

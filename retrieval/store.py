@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,6 +46,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -154,6 +156,15 @@ reindex_table = Table(
     Column("kind", String(20), primary_key=True),
     Column("id", String(200), primary_key=True),
     Column("vec", LargeBinary, nullable=False),
+)
+# Records written without a vector yet (a large ingest returns before its semantic vectors are
+# computed; Store.fill adds them): they are in the mirror and the keyword index, not in Chroma, and
+# their index row holds an empty vector until filled.
+pending_table = Table(
+    "pending_vectors",
+    index_metadata,
+    Column("kind", String(20), primary_key=True),
+    Column("id", String(200), primary_key=True),
 )
 LABEL_FIELDS = frozenset({"category", "subcategory", "sentiment", "urgency"})
 SCHEMA_VERSION = "3"
@@ -322,6 +333,41 @@ def file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+@contextmanager
+def try_file_lock(path: Path) -> Iterator[bool]:
+    """Take an exclusive lock on ``path`` without waiting: yields False when another process holds
+    it. The holder writes its pid into the file (see :func:`lock_holder`)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            fh.truncate(0)
+            fh.write(str(os.getpid()))
+            fh.flush()
+            yield True
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def lock_holder(path: Path) -> int | None:
+    """The pid of the process holding :func:`try_file_lock` on ``path`` (-1 when unknown), or None."""
+    if not path.exists():
+        return None
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            pid = fh.read().strip()
+            return int(pid) if pid.isdigit() else -1
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    return None
+
+
 def recorded_embedding(home: str | Path, db_url: str | None = None) -> str | None:
     """The embedding label a store was built with, read without opening it (None: no store yet)."""
     url = db_url or f"sqlite:///{Path(home) / 'mirror.sqlite3'}"
@@ -418,6 +464,8 @@ class Store:
         self._generation: int | None = None  # the write generation this process's Chroma has seen
         self._ensured: set[int] = set()  # extra table sets already checked (ensure_tables)
         self._facet_cache: dict[str, tuple[int, list[str]]] = {}  # facet -> (write generation, values)
+        # True while an ingest leaves vectors to the semantic fill (Workspace.ingest_file decides).
+        self.defer_vectors = False
 
     def _open_databases(self) -> None:
         try:
@@ -671,7 +719,7 @@ class Store:
         if changed and kind == "feedback":
             changed = self._keep_human_labels(changed, existing, label)
         if changed:
-            self._write(kind, changed, now)
+            self._write(kind, changed, now, updated)
         return UpsertResult(added, updated, unchanged)
 
     @staticmethod
@@ -715,11 +763,14 @@ class Store:
             out.append((record, digest))
         return out
 
-    def _write(self, kind: Kind, changed: list[tuple[Feedback | Resolution, str]], now: datetime) -> None:
+    def _write(
+        self, kind: Kind, changed: list[tuple[Feedback | Resolution, str]], now: datetime, updated: Sequence[str] = ()
+    ) -> None:
         records = [r for r, _ in changed]
         texts = [r.text for r in records]
         token_lists = [tokenize(t) for t in texts]
-        vecs = embed(self.embedder, texts, token_lists)
+        deferred = self.defer_vectors
+        vecs = None if deferred else embed(self.embedder, texts, token_lists)
         stamp = now.astimezone(UTC).isoformat()
         if kind == "feedback":
             rows = [_feedback_row(r, d, stamp) for r, d in changed]  # type: ignore[arg-type]
@@ -731,24 +782,25 @@ class Store:
         self._fresh()  # never write through an index another process has moved past
         try:
             with self._gate.use():
-                self.collection(kind).upsert(ids=ids, embeddings=vecs, metadatas=metas)
+                if vecs is not None:
+                    self.collection(kind).upsert(ids=ids, embeddings=vecs, metadatas=metas)
+                elif updated:  # a changed text's old vector must not answer for it until filled
+                    self.collection(kind).delete(ids=list(updated))
         except StoreError:
             raise
         except Exception as exc:
             raise StoreError(f"Chroma write failed: {_first_line(exc)}") from None
-        kw_rows = [
-            {"id": i, "tokens": " ".join(t), "vec": v.astype(np.float32).tobytes()}
-            for i, t, v in zip(ids, token_lists, vecs, strict=True)
-        ]
+        blobs = [b""] * len(ids) if vecs is None else [v.astype(np.float32).tobytes() for v in vecs]
+        kw_rows = [{"id": i, "tokens": " ".join(t), "vec": b} for i, t, b in zip(ids, token_lists, blobs, strict=True)]
         try:
             if self.kw_engine is self.engine:
                 with self.engine.begin() as conn:
-                    self._write_keywords(conn, kind, ids, kw_rows)
+                    self._write_keywords(conn, kind, ids, kw_rows, pending=deferred)
                     self._upsert_rows(conn, kind, rows)
                     self._bump_generation(conn)
             else:
                 with self.kw_engine.begin() as kconn:
-                    self._write_keywords(kconn, kind, ids, kw_rows)
+                    self._write_keywords(kconn, kind, ids, kw_rows, pending=deferred)
                 with self.engine.begin() as conn:
                     self._upsert_rows(conn, kind, rows)
                     self._bump_generation(conn)
@@ -769,13 +821,19 @@ class Store:
         """A counter bumped whenever imported or human labels change (learned models key on it)."""
         return self._counter("labels_version", conn)
 
-    def _write_keywords(self, conn: Any, kind: Kind, ids: list[str], kw_rows: list[dict[str, Any]]) -> None:
+    def _write_keywords(
+        self, conn: Any, kind: Kind, ids: list[str], kw_rows: list[dict[str, Any]], *, pending: bool = False
+    ) -> None:
         table = KW_TABLES[kind]
         conn.execute(
             text(f"DELETE FROM {table} WHERE id IN (SELECT value FROM json_each(:ids))"), {"ids": json.dumps(ids)}
         )
         conn.execute(text(f"INSERT INTO {table}(tokens, id) VALUES (:tokens, :id)"), kw_rows)
         self._upsert(conn, INDEX_TABLES[kind], kw_rows, "sqlite")
+        if pending:
+            conn.execute(sqlite.insert(pending_table).on_conflict_do_nothing(), [{"kind": kind, "id": i} for i in ids])
+        else:  # written with its vector: no longer waiting for the fill (a no-op when nothing waits)
+            conn.execute(delete(pending_table).where(pending_table.c.kind == kind, pending_table.c.id.in_(ids)))
 
     def _upsert_rows(self, conn: Any, kind: Kind, rows: list[dict[str, Any]]) -> None:
         self._upsert(conn, TABLES[kind], rows, self.engine.dialect.name)
@@ -811,17 +869,98 @@ class Store:
             return int(conn.execute(stmt).scalar_one())
 
     def index_rows(self, kind: Kind, ids: Sequence[str]) -> tuple[list[str], list[str], np.ndarray]:
-        """Ids, token strings and vectors of the given records (unknown ids are skipped)."""
+        """Ids, token strings and vectors of the given records (unknown ids are skipped).
+
+        A record still waiting for the semantic fill is embedded here, from its text in the
+        mirror, so exact scoring and clusters never leave it out."""
         table = INDEX_TABLES[kind]
         stmt = select(table.c.id, table.c.tokens, table.c.vec).where(
             table.c.id.in_(select(text("value")).select_from(text("json_each(:ids)")))
         )
         with self.kw_engine.connect() as conn:
             rows = conn.execute(stmt, {"ids": json.dumps(list(ids), ensure_ascii=False)}).all()
+        waiting = [r[0] for r in rows if not r[2]]
+        fresh = {i: v for i, (v, _meta) in self._embedded(kind, waiting).items()} if waiting else {}
+        rows = [r for r in rows if r[2] or r[0] in fresh]
         if not rows:
             return [], [], np.zeros((0, 1), dtype=np.float32)
-        mat = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(len(rows), -1)
-        return [r[0] for r in rows], [r[1] for r in rows], mat
+        mat = np.vstack([np.frombuffer(r[2], dtype=np.float32) if r[2] else fresh[r[0]] for r in rows])
+        return [r[0] for r in rows], [r[1] for r in rows], mat.astype(np.float32, copy=False)
+
+    def _embedded(self, kind: Kind, ids: Sequence[str]) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
+        """Vectors (and Chroma metadata) of records computed now from their mirror text; ids the
+        mirror does not hold are left out."""
+        table = TABLES[kind]
+        meta_col = table.c.created_ts if kind == "feedback" else table.c.feedback_id
+        text_cols = [table.c.text] if kind == "feedback" else [table.c.action, table.c.reply]
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(table.c.id, meta_col, *text_cols).where(table.c.id.in_(list(ids)))).all()
+        if not rows:
+            return {}
+        texts = [r[2] if kind == "feedback" else f"{r[2]}\n{r[3]}".strip() for r in rows]
+        vecs = embed(self.embedder, texts, [tokenize(t) for t in texts]).astype(np.float32)
+        return {r[0]: (v, _chroma_metadata(kind, r[1])) for r, v in zip(rows, vecs, strict=True)}
+
+    def pending(self, kind: Kind | None = None) -> int:
+        """Records written without their vector yet (see :meth:`fill`)."""
+        stmt = select(func.count()).select_from(pending_table)
+        if kind is not None:
+            stmt = stmt.where(pending_table.c.kind == kind)
+        with self.kw_engine.connect() as conn:
+            return int(conn.execute(stmt).scalar_one())
+
+    def fill(
+        self,
+        *,
+        batch_size: int = 512,
+        lock: Callable[[], AbstractContextManager[Any]] | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> int:
+        """Compute the vectors of records an ingest left pending and add them to Chroma; resumable
+        (each batch commits on its own) and safe beside other writers when ``lock`` is the home's
+        writer lock, taken per batch so an ingest waits at most one batch.
+
+        Returns:
+            Records filled in this run.
+        """
+        filled = 0
+        for kind in KINDS:
+            while True:
+                with lock() if lock is not None else nullcontext():
+                    with self.kw_engine.connect() as conn:
+                        ids = [
+                            r[0]
+                            for r in conn.execute(
+                                select(pending_table.c.id).where(pending_table.c.kind == kind).limit(batch_size)
+                            )
+                        ]
+                    if not ids:
+                        break
+                    got = self._embedded(kind, ids)
+                    if got:
+                        self._fresh()
+                        with self._gate.use():
+                            self.collection(kind).upsert(
+                                ids=list(got),
+                                embeddings=[v for v, _ in got.values()],
+                                metadatas=[m for _, m in got.values()],
+                            )
+                    index = INDEX_TABLES[kind]
+                    with self.kw_engine.begin() as kconn:
+                        if got:
+                            kconn.execute(
+                                update(index).where(index.c.id == bindparam("rid")).values(vec=bindparam("v")),
+                                [{"rid": i, "v": v.tobytes()} for i, (v, _) in got.items()],
+                            )
+                        kconn.execute(
+                            delete(pending_table).where(pending_table.c.kind == kind, pending_table.c.id.in_(ids))
+                        )
+                    with self.engine.begin() as conn:
+                        self._bump_generation(conn)
+                filled += len(got)
+                if progress is not None:
+                    progress(filled, filled + self.pending())
+        return filled
 
     def ids(self, where: Select[Any]) -> list[str]:
         """Ids selected by a filtered id select."""
@@ -1051,6 +1190,7 @@ class Store:
                     {"k": kind},
                 )
             kconn.execute(delete(reindex_table))
+            kconn.execute(delete(pending_table))  # the reindex embedded every record
 
         def switch_meta(conn: Any) -> None:
             conn.execute(
@@ -1084,7 +1224,7 @@ class Store:
 
     def mismatches(self) -> dict[Kind, tuple[int, int]]:
         """Kinds whose mirror and Chroma counts differ: {kind: (mirror, chroma)}."""
-        counts = {kind: (self.count(kind), self.chroma_count(kind)) for kind in KINDS}
+        counts = {kind: (self.count(kind) - self.pending(kind), self.chroma_count(kind)) for kind in KINDS}
         return {kind: c for kind, c in counts.items() if c[0] != c[1]}
 
     def repair(self, *, full: bool = False, page: int = 5000) -> RepairResult:
@@ -1125,7 +1265,16 @@ class Store:
                     )
                     conn.execute(delete(INDEX_TABLES[kind]).where(INDEX_TABLES[kind].c.id.in_(chunk)))
             removed[kind] = len(orphans)
-            missing = sorted(mirror - held)
+            with self.kw_engine.begin() as kconn:  # waiting for the fill, not lost; forget what the mirror lacks
+                waiting = {r[0] for r in kconn.execute(select(pending_table.c.id).where(pending_table.c.kind == kind))}
+                stale = sorted(waiting - mirror)
+                for i in range(0, len(stale), page):
+                    kconn.execute(
+                        delete(pending_table).where(
+                            pending_table.c.kind == kind, pending_table.c.id.in_(stale[i : i + page])
+                        )
+                    )
+            missing = sorted(mirror - held - waiting)
             for i in range(0, len(missing), page):
                 ids, _tokens, vecs = self.index_rows(kind, missing[i : i + page])
                 if not ids:
