@@ -461,6 +461,9 @@ class Store:
         self._owns_client = chroma_client is None
         self._collections: dict[str, Any] = {}
         self._gate = _Gate()
+        self._embedded_rlock = threading.RLock()  # see _embedded_lock
+        self._embedded_depth = 0
+        self._embedded_fh: Any = None
         self._generation: int | None = None  # the write generation this process's Chroma has seen
         self._ensured: set[int] = set()  # extra table sets already checked (ensure_tables)
         self._facet_cache: dict[str, tuple[int, list[str]]] = {}  # facet -> (write generation, values)
@@ -622,6 +625,44 @@ class Store:
         """A counter every write bumps (in the mirror transaction), whichever process writes."""
         return self._counter("write_generation", conn)
 
+    @contextmanager
+    def _embedded_lock(self) -> Iterator[None]:
+        """One process at a time inside embedded Chroma.
+
+        Its files are not safe to read in one process while another writes: with `status`
+        polling beside a background fill, both processes crashed in Chroma's native code and an
+        index file grew without bound. So every use of an embedded client (open, read, write,
+        close) holds an exclusive lock on ``<home>/.chroma.lock`` for the call; the threads of a
+        process take turns (re-entrant). A Chroma server or a client passed in needs none.
+        """
+        if self.chroma_url or not self._owns_client:
+            yield
+            return
+        with self._embedded_rlock:
+            if self._embedded_depth == 0:
+                fh = open(self.home / ".chroma.lock", "a+")  # noqa: SIM115 (closed when the last call leaves)
+                fcntl.flock(fh, fcntl.LOCK_EX)
+                self._embedded_fh = fh
+            self._embedded_depth += 1
+            try:
+                yield
+            finally:
+                self._embedded_depth -= 1
+                if self._embedded_depth == 0:
+                    fcntl.flock(self._embedded_fh, fcntl.LOCK_UN)
+                    self._embedded_fh.close()
+                    self._embedded_fh = None
+
+    @contextmanager
+    def _chroma_call(self) -> Iterator[None]:
+        """Around every Chroma call: the embedded lock, a reopen if another process wrote since,
+        and the in-process gate."""
+        with self._embedded_lock():
+            if self._embedded_depth <= 1:  # the outermost call (a nested one must not reopen under itself)
+                self._fresh()  # never read or write through an index another process has moved past
+            with self._gate.use():
+                yield
+
     def _fresh(self) -> None:
         """Reopen embedded Chroma when another process wrote since this one last looked.
 
@@ -656,7 +697,8 @@ class Store:
                 session = getattr(getattr(owner, "_server", None), "_session", None)
                 if session is not None and hasattr(session, "close"):
                     session.close()
-            self._chroma_client.close()  # ref-counted in chromadb: frees files (embedded mode)
+            with self._embedded_lock():
+                self._chroma_client.close()  # ref-counted in chromadb: frees files (embedded mode)
             self._chroma_client = None
             self._collections.clear()
         self.engine.dispose()
@@ -779,12 +821,12 @@ class Store:
             rows = [_resolution_row(r, d, stamp) for r, d in changed]  # type: ignore[arg-type]
             metas = [_chroma_metadata(kind, r["feedback_id"]) for r in rows]
         ids = [r["id"] for r in rows]
-        self._fresh()  # never write through an index another process has moved past
         try:
-            with self._gate.use():
-                if vecs is not None:
+            if vecs is not None:
+                with self._chroma_call():
                     self.collection(kind).upsert(ids=ids, embeddings=vecs, metadatas=metas)
-                elif updated:  # a changed text's old vector must not answer for it until filled
+            elif updated:  # a changed text's old vector must not answer for it until filled
+                with self._chroma_call():
                     self.collection(kind).delete(ids=list(updated))
         except StoreError:
             raise
@@ -937,26 +979,26 @@ class Store:
                     if not ids:
                         break
                     got = self._embedded(kind, ids)
-                    if got:
-                        self._fresh()
-                        with self._gate.use():
+                    index = INDEX_TABLES[kind]
+                    # the vectors and the pending rows change together for any reader of this home
+                    with self._chroma_call():
+                        if got:
                             self.collection(kind).upsert(
                                 ids=list(got),
                                 embeddings=[v for v, _ in got.values()],
                                 metadatas=[m for _, m in got.values()],
                             )
-                    index = INDEX_TABLES[kind]
-                    with self.kw_engine.begin() as kconn:
-                        if got:
+                        with self.kw_engine.begin() as kconn:
+                            if got:
+                                kconn.execute(
+                                    update(index).where(index.c.id == bindparam("rid")).values(vec=bindparam("v")),
+                                    [{"rid": i, "v": v.tobytes()} for i, (v, _) in got.items()],
+                                )
                             kconn.execute(
-                                update(index).where(index.c.id == bindparam("rid")).values(vec=bindparam("v")),
-                                [{"rid": i, "v": v.tobytes()} for i, (v, _) in got.items()],
+                                delete(pending_table).where(pending_table.c.kind == kind, pending_table.c.id.in_(ids))
                             )
-                        kconn.execute(
-                            delete(pending_table).where(pending_table.c.kind == kind, pending_table.c.id.in_(ids))
-                        )
-                    with self.engine.begin() as conn:
-                        self._bump_generation(conn)
+                        with self.engine.begin() as conn:
+                            self._bump_generation(conn)
                 filled += len(got)
                 if progress is not None:
                     progress(filled, filled + self.pending())
@@ -975,9 +1017,8 @@ class Store:
 
     def ann(self, kind: Kind, vector: np.ndarray, n: int) -> list[tuple[str, float]]:
         """Approximate nearest neighbours from Chroma: [(id, cosine similarity)]."""
-        self._fresh()
         try:
-            with self._gate.use():
+            with self._chroma_call():
                 res = self.collection(kind).query(query_embeddings=[vector], n_results=n, include=["distances"])
         except StoreError:
             raise
@@ -989,9 +1030,8 @@ class Store:
         """Nearest neighbours of many vectors in one Chroma call: per vector [(id, similarity)]."""
         if len(vectors) == 0:
             return []
-        self._fresh()
         try:
-            with self._gate.use():
+            with self._chroma_call():
                 res = self.collection(kind).query(query_embeddings=list(vectors), n_results=n, include=["distances"])
         except StoreError:
             raise
@@ -1100,8 +1140,7 @@ class Store:
 
     def chroma_count(self, kind: Kind) -> int:
         """Vectors held by Chroma for ``kind`` (for consistency checks)."""
-        self._fresh()
-        with self._gate.use():
+        with self._chroma_call():
             return int(self.collection(kind).count())
 
     def reindex(
@@ -1135,9 +1174,10 @@ class Store:
         done: dict[str, int] = {}
         for kind in KINDS:
             table = TABLES[kind]
-            new_col = self.chroma.get_or_create_collection(
-                prefix + COLLECTIONS[kind], embedding_function=target, configuration={"hnsw": {"space": "cosine"}}
-            )
+            with self._embedded_lock():
+                new_col = self.chroma.get_or_create_collection(
+                    prefix + COLLECTIONS[kind], embedding_function=target, configuration={"hnsw": {"space": "cosine"}}
+                )
             with self.kw_engine.connect() as kconn:
                 have = {r[0] for r in kconn.execute(select(reindex_table.c.id).where(reindex_table.c.kind == kind))}
             total = self.count(kind)
@@ -1161,7 +1201,8 @@ class Store:
                     texts = [r[3] if kind == "feedback" else f"{r[3]}\n{r[4]}".strip() for r in todo]
                     vecs = embed(target, texts, [tokenize(t) for t in texts])
                     metas = [_chroma_metadata(kind, r[2]) for r in todo]
-                    new_col.upsert(ids=[r[1] for r in todo], embeddings=list(vecs), metadatas=metas)
+                    with self._embedded_lock():
+                        new_col.upsert(ids=[r[1] for r in todo], embeddings=list(vecs), metadatas=metas)
                     with self.kw_engine.begin() as kconn:
                         kconn.execute(
                             insert(reindex_table),
@@ -1213,18 +1254,20 @@ class Store:
                 switch_vectors(kconn)
             with self.engine.begin() as conn:
                 switch_meta(conn)
-        for name in old_names:
-            try:
-                self.chroma.delete_collection(name)
-            except Exception:  # already gone: nothing to drop  # noqa: S110
-                pass
+        with self._embedded_lock():
+            for name in old_names:
+                try:
+                    self.chroma.delete_collection(name)
+                except Exception:  # already gone: nothing to drop  # noqa: S110
+                    pass
         self.embedder, self.collection_prefix = target, prefix
         self._collections.clear()
         self._generation = None
 
     def mismatches(self) -> dict[Kind, tuple[int, int]]:
         """Kinds whose mirror and Chroma counts differ: {kind: (mirror, chroma)}."""
-        counts = {kind: (self.count(kind) - self.pending(kind), self.chroma_count(kind)) for kind in KINDS}
+        with self._chroma_call():  # a fill moves records from pending to Chroma under this lock
+            counts = {kind: (self.count(kind) - self.pending(kind), self.chroma_count(kind)) for kind in KINDS}
         return {kind: c for kind, c in counts.items() if c[0] != c[1]}
 
     def repair(self, *, full: bool = False, page: int = 5000) -> RepairResult:
@@ -1239,7 +1282,15 @@ class Store:
         """
         removed = dict.fromkeys(KINDS, 0)
         restored = dict.fromkeys(KINDS, 0)
-        self._fresh()
+        with self._chroma_call():
+            self._repair(full, page, removed, restored)
+        result = RepairResult(removed, restored)
+        if result.changed:
+            with self.engine.begin() as conn:
+                self._bump_generation(conn)
+        return result
+
+    def _repair(self, full: bool, page: int, removed: dict[Kind, int], restored: dict[Kind, int]) -> None:
         kinds: list[Kind] = list(KINDS) if full else list(self.mismatches())
         for kind in kinds:
             table = TABLES[kind]
@@ -1285,11 +1336,6 @@ class Store:
                 metas = [_chroma_metadata(kind, meta[i_]) for i_ in ids]
                 col.upsert(ids=ids, embeddings=list(vecs), metadatas=metas)
                 restored[kind] += len(ids)
-        result = RepairResult(removed, restored)
-        if result.changed:
-            with self.engine.begin() as conn:
-                self._bump_generation(conn)
-        return result
 
 
 def _chroma_metadata(kind: Kind, value: Any) -> dict[str, Any]:
