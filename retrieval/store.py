@@ -21,8 +21,11 @@ through a stale index.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
+import math
 import os
+import re
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -166,6 +169,46 @@ pending_table = Table(
     Column("kind", String(20), primary_key=True),
     Column("id", String(200), primary_key=True),
 )
+# On PostgreSQL the keyword index lives in the database itself (FTS5 is SQLite's): each index row
+# gets a generated tsvector of its tokens (GIN-indexed, for matching) and a token count, and
+# kw_vocab keeps each term's document frequency, so bm25 ranks exactly as FTS5 ranks on SQLite.
+pg_keyword_metadata = MetaData()
+vocab_table = Table(
+    "kw_vocab",
+    pg_keyword_metadata,
+    Column("kind", String(20), primary_key=True),
+    Column("term", Text, primary_key=True),
+    Column("doc", Integer, nullable=False),
+)
+PG_INDEX_DDL = (
+    "ALTER TABLE {t} ADD COLUMN IF NOT EXISTS tsv tsvector GENERATED ALWAYS AS "
+    "(array_to_tsvector(array_remove(string_to_array(tokens, ' '), ''))) STORED",
+    "ALTER TABLE {t} ADD COLUMN IF NOT EXISTS ntok integer",
+    "CREATE INDEX IF NOT EXISTS ix_{t}_tsv ON {t} USING gin (tsv)",
+)
+# The index rows as PostgreSQL writes them: with the token count FTS5 would see (see _fts5_length).
+_pg_index_metadata = MetaData()
+PG_INDEX_TABLES = {
+    kind: Table(
+        f"{kind}_index",
+        _pg_index_metadata,
+        Column("id", String(200), primary_key=True),
+        Column("tokens", Text, nullable=False),
+        Column("vec", LargeBinary, nullable=False),
+        Column("ntok", Integer),
+    )
+    for kind in ("feedback", "resolution")
+}
+BM25_K1, BM25_B = 1.2, 0.75  # FTS5's
+_FTS5_PIECE = re.compile(r"[\w\-/#]+")
+
+
+def _fts5_length(tokens: str) -> int:
+    """How many tokens FTS5's unicode61 tokenizer (token characters ``-_/#``) finds in a token
+    string: it splits "can't" in two, so bm25's average length on PostgreSQL matches SQLite's."""
+    return sum(len(_FTS5_PIECE.findall(t)) for t in tokens.split())
+
+
 LABEL_FIELDS = frozenset({"category", "subcategory", "sentiment", "urgency"})
 SCHEMA_VERSION = "3"
 # Columns each schema added to the feedback table, for opening an older store in place.
@@ -368,6 +411,12 @@ def lock_holder(path: Path) -> int | None:
     return None
 
 
+def _lock_key(name: str, scope: str = "") -> int:
+    """A PostgreSQL advisory lock key (signed 64-bit) for a lock name within a store."""
+    digest = hashlib.blake2b(f"feedback-agent:{scope}:{name}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
 def recorded_embedding(home: str | Path, db_url: str | None = None) -> str | None:
     """The embedding label a store was built with, read without opening it (None: no store yet)."""
     url = db_url or f"sqlite:///{Path(home) / 'mirror.sqlite3'}"
@@ -453,10 +502,12 @@ class Store:
         self.chroma_url = chroma_url
         self.db_url = db_url or f"sqlite:///{self.home / 'mirror.sqlite3'}"
         # Two processes opening a new home at once would both create the schema ("table already
-        # exists"): creation is serialised by a lock in the home.
+        # exists"): creation is serialised by a lock in the home (and in PostgreSQL, for two machines).
         with file_lock(self.home / ".init.lock"):
             self._open_databases()
             self._check_embedding()
+            if self.kw_dialect == "postgresql":
+                self._move_local_keywords()
         self._chroma_client = chroma_client
         self._owns_client = chroma_client is None
         self._collections: dict[str, Any] = {}
@@ -467,33 +518,89 @@ class Store:
         self._generation: int | None = None  # the write generation this process's Chroma has seen
         self._ensured: set[int] = set()  # extra table sets already checked (ensure_tables)
         self._facet_cache: dict[str, tuple[int, list[str]]] = {}  # facet -> (write generation, values)
+        self._stats_cache: dict[str, tuple[int, int, float]] = {}  # kind -> (generation, records, avg tokens)
         # True while an ingest leaves vectors to the semantic fill (Workspace.ingest_file decides).
         self.defer_vectors = False
 
     def _open_databases(self) -> None:
         try:
             self.engine = _make_engine(self.db_url)
-            # FTS5 is SQLite's; with another mirror database the keyword index stays local.
+            dialect = self.engine.dialect.name
+            # FTS5 is SQLite's and PostgreSQL has its own full-text search; with another
+            # database the keyword index stays in a local SQLite file.
             self.kw_engine = (
                 self.engine
-                if self.engine.dialect.name == "sqlite"
+                if dialect in ("sqlite", "postgresql")
                 else _make_engine(f"sqlite:///{self.home / 'keywords.sqlite3'}")
             )
-            metadata.create_all(self.engine)
-            index_metadata.create_all(self.kw_engine)
-            with self.kw_engine.begin() as conn:
-                for table in KW_TABLES.values():
-                    conn.execute(
-                        text(
-                            f"CREATE VIRTUAL TABLE IF NOT EXISTS {table} USING fts5("
-                            "tokens, id UNINDEXED, tokenize=\"unicode61 tokenchars '-_/#'\")"
+            self.kw_dialect = self.kw_engine.dialect.name
+            with self.engine.begin() as conn:
+                if dialect == "postgresql":  # other machines may be creating the schema right now
+                    conn.execute(select(func.pg_advisory_xact_lock(_lock_key("init"))))
+                metadata.create_all(conn)
+                if self.kw_engine is self.engine:
+                    index_metadata.create_all(conn)
+                if dialect == "postgresql":
+                    pg_keyword_metadata.create_all(conn)
+                    for index in INDEX_TABLES.values():
+                        for ddl in PG_INDEX_DDL:
+                            conn.execute(text(ddl.format(t=index.name)))
+            if self.kw_engine is not self.engine:
+                index_metadata.create_all(self.kw_engine)
+            if self.kw_dialect == "sqlite":
+                with self.kw_engine.begin() as conn:
+                    for table in KW_TABLES.values():
+                        conn.execute(
+                            text(
+                                f"CREATE VIRTUAL TABLE IF NOT EXISTS {table} USING fts5("
+                                "tokens, id UNINDEXED, tokenize=\"unicode61 tokenchars '-_/#'\")"
+                            )
                         )
-                    )
-                    conn.execute(
-                        text(f"CREATE VIRTUAL TABLE IF NOT EXISTS {table}_vocab USING fts5vocab({table}, 'row')")
-                    )
+                        conn.execute(
+                            text(f"CREATE VIRTUAL TABLE IF NOT EXISTS {table}_vocab USING fts5vocab({table}, 'row')")
+                        )
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot open the SQL mirror {self._safe_db_url()}: {_first_line(exc)}") from None
+
+    def _move_local_keywords(self, page: int = 2000) -> None:
+        """A store whose PostgreSQL mirror kept its keyword index in ``<home>/keywords.sqlite3``
+        (before PostgreSQL held it) has it copied into PostgreSQL once; the file is then renamed."""
+        old = self.home / "keywords.sqlite3"
+        if not old.exists():
+            return
+        local = _make_engine(f"sqlite:///{old}")
+        try:
+            with local.connect() as src:
+                have = set(inspect(src).get_table_names())
+                for kind in KINDS:
+                    table = INDEX_TABLES[kind]
+                    if table.name not in have:
+                        continue
+                    last = ""
+                    while True:
+                        rows = [
+                            dict(r._mapping)
+                            for r in src.execute(
+                                select(table.c.id, table.c.tokens, table.c.vec)
+                                .where(table.c.id > last)
+                                .order_by(table.c.id)
+                                .limit(page)
+                            )
+                        ]
+                        if not rows:
+                            break
+                        last = rows[-1]["id"]
+                        with self.engine.begin() as conn:
+                            self._write_keywords(conn, kind, [r["id"] for r in rows], rows, pending=None)
+                for side in (pending_table, reindex_table):
+                    if side.name in have:
+                        rows = [dict(r._mapping) for r in src.execute(select(side))]
+                        for i in range(0, len(rows), page):
+                            with self.engine.begin() as conn:
+                                conn.execute(postgresql.insert(side).on_conflict_do_nothing(), rows[i : i + page])
+        finally:
+            local.dispose()
+        old.rename(old.with_name("keywords.sqlite3.moved-to-postgresql"))
 
     # ------------------------------------------------------------------ setup
     def _safe_db_url(self) -> str:
@@ -558,6 +665,66 @@ class Store:
                 if attempt == 2:
                     raise
         self._ensured.add(id(tables))
+
+    # ------------------------------------------------------------------ locks
+    @contextmanager
+    def writer_lock(self) -> Iterator[None]:
+        """Hold the store's writer lock (blocks while another writer holds it): one ingest, fill,
+        repair or reindex at a time. On PostgreSQL it is an advisory lock in the database, so
+        writers on other machines queue too; otherwise a file lock in the home."""
+        if self.engine.dialect.name != "postgresql":
+            with file_lock(self.home / ".ingest.lock"):
+                yield
+            return
+        with self._advisory("writer", wait=True) as held:
+            assert held
+            yield
+
+    @contextmanager
+    def try_lock(self, name: str) -> Iterator[bool]:
+        """Take the named lock without waiting: yields False when another process holds it."""
+        if self.engine.dialect.name != "postgresql":
+            with try_file_lock(self.home / f".{name}.lock") as held:
+                yield held
+            return
+        with self._advisory(name, wait=False) as held:
+            yield held
+
+    def lock_holder(self, name: str) -> int | None:
+        """Who holds the named lock: a process id (on PostgreSQL the holder's database session),
+        -1 when unknown, None when free."""
+        if self.engine.dialect.name != "postgresql":
+            return lock_holder(self.home / f".{name}.lock")
+        key = _lock_key(name, self.collection_prefix) & 0xFFFFFFFFFFFFFFFF
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                text(
+                    "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1 "
+                    "AND classid = CAST(:hi AS oid) AND objid = CAST(:lo AS oid)"
+                ),
+                {"hi": key >> 32, "lo": key & 0xFFFFFFFF},
+            ).first()
+        return int(row[0]) if row else None
+
+    @contextmanager
+    def _advisory(self, name: str, *, wait: bool) -> Iterator[bool]:
+        """A session-level advisory lock on a connection of its own, released (and the connection
+        returned) on leaving; a process that dies loses its session and with it the lock."""
+        key = _lock_key(name, self.collection_prefix)
+        conn = self.engine.connect()
+        try:
+            fn = func.pg_advisory_lock if wait else func.pg_try_advisory_lock
+            got = conn.execute(select(fn(key))).scalar()
+            conn.commit()
+            held = wait or bool(got)
+            try:
+                yield held
+            finally:
+                if held:
+                    conn.execute(select(func.pg_advisory_unlock(key)))
+                    conn.commit()
+        finally:
+            conn.close()
 
     @property
     def chroma(self) -> Any:
@@ -864,18 +1031,65 @@ class Store:
         return self._counter("labels_version", conn)
 
     def _write_keywords(
-        self, conn: Any, kind: Kind, ids: list[str], kw_rows: list[dict[str, Any]], *, pending: bool = False
+        self, conn: Any, kind: Kind, ids: list[str], kw_rows: list[dict[str, Any]], *, pending: bool | None = False
     ) -> None:
-        table = KW_TABLES[kind]
-        conn.execute(
-            text(f"DELETE FROM {table} WHERE id IN (SELECT value FROM json_each(:ids))"), {"ids": json.dumps(ids)}
-        )
-        conn.execute(text(f"INSERT INTO {table}(tokens, id) VALUES (:tokens, :id)"), kw_rows)
-        self._upsert(conn, INDEX_TABLES[kind], kw_rows, "sqlite")
+        """Index rows (tokens, vector) and keyword entries of ``ids``; ``pending``: whether their
+        vectors wait for the fill (None: leave that as it is)."""
+        if self.kw_dialect == "postgresql":
+            self._delete_keywords(conn, kind, ids, keep_rows=True)
+            rows = [{**r, "ntok": _fts5_length(r["tokens"])} for r in kw_rows]
+            self._upsert(conn, PG_INDEX_TABLES[kind], rows, "postgresql")
+            self._count_terms(conn, kind, [r["tokens"] for r in kw_rows], +1)
+        else:
+            table = KW_TABLES[kind]
+            conn.execute(
+                text(f"DELETE FROM {table} WHERE id IN (SELECT value FROM json_each(:ids))"), {"ids": json.dumps(ids)}
+            )
+            conn.execute(text(f"INSERT INTO {table}(tokens, id) VALUES (:tokens, :id)"), kw_rows)
+            self._upsert(conn, INDEX_TABLES[kind], kw_rows, "sqlite")
         if pending:
-            conn.execute(sqlite.insert(pending_table).on_conflict_do_nothing(), [{"kind": kind, "id": i} for i in ids])
-        else:  # written with its vector: no longer waiting for the fill (a no-op when nothing waits)
+            insert_ = postgresql.insert if self.kw_dialect == "postgresql" else sqlite.insert
+            conn.execute(insert_(pending_table).on_conflict_do_nothing(), [{"kind": kind, "id": i} for i in ids])
+        elif pending is not None:  # written with its vector: no longer waiting (a no-op when nothing waits)
             conn.execute(delete(pending_table).where(pending_table.c.kind == kind, pending_table.c.id.in_(ids)))
+
+    def _delete_keywords(self, conn: Any, kind: Kind, ids: Sequence[str], *, keep_rows: bool = False) -> None:
+        """Take ``ids`` out of the keyword index (their index rows too, unless ``keep_rows``)."""
+        if self.kw_dialect == "postgresql":
+            index = INDEX_TABLES[kind]
+            old = [r[0] for r in conn.execute(select(index.c.tokens).where(index.c.id.in_(list(ids))))]
+            self._count_terms(conn, kind, old, -1)
+        else:
+            conn.execute(
+                text(f"DELETE FROM {KW_TABLES[kind]} WHERE id IN (SELECT value FROM json_each(:ids))"),
+                {"ids": json.dumps(list(ids), ensure_ascii=False)},
+            )
+        if not keep_rows:
+            conn.execute(delete(INDEX_TABLES[kind]).where(INDEX_TABLES[kind].c.id.in_(list(ids))))
+
+    @staticmethod
+    def _count_terms(conn: Any, kind: Kind, token_strings: Iterable[str], sign: int) -> None:
+        """Add (or take away) documents to the terms' document frequencies (PostgreSQL)."""
+        counts: dict[str, int] = {}
+        for tokens in token_strings:
+            for term in set(tokens.split()):
+                counts[term] = counts.get(term, 0) + sign
+        if not counts:
+            return
+        rows = [{"kind": kind, "term": t, "doc": n} for t, n in sorted(counts.items())]
+        stmt = postgresql.insert(vocab_table)
+        conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["kind", "term"], set_={"doc": vocab_table.c.doc + stmt.excluded.doc}
+            ),
+            rows,
+        )
+        if sign < 0:
+            conn.execute(
+                delete(vocab_table).where(
+                    vocab_table.c.kind == kind, vocab_table.c.term.in_(list(counts)), vocab_table.c.doc <= 0
+                )
+            )
 
     def _upsert_rows(self, conn: Any, kind: Kind, rows: list[dict[str, Any]]) -> None:
         self._upsert(conn, TABLES[kind], rows, self.engine.dialect.name)
@@ -916,11 +1130,16 @@ class Store:
         A record still waiting for the semantic fill is embedded here, from its text in the
         mirror, so exact scoring and clusters never leave it out."""
         table = INDEX_TABLES[kind]
-        stmt = select(table.c.id, table.c.tokens, table.c.vec).where(
-            table.c.id.in_(select(text("value")).select_from(text("json_each(:ids)")))
-        )
         with self.kw_engine.connect() as conn:
-            rows = conn.execute(stmt, {"ids": json.dumps(list(ids), ensure_ascii=False)}).all()
+            if self.kw_dialect == "postgresql":
+                rows = conn.execute(
+                    select(table.c.id, table.c.tokens, table.c.vec).where(table.c.id.in_(list(ids)))
+                ).all()
+            else:
+                stmt = select(table.c.id, table.c.tokens, table.c.vec).where(
+                    table.c.id.in_(select(text("value")).select_from(text("json_each(:ids)")))
+                )
+                rows = conn.execute(stmt, {"ids": json.dumps(list(ids), ensure_ascii=False)}).all()
         waiting = [r[0] for r in rows if not r[2]]
         fresh = {i: v for i, (v, _meta) in self._embedded(kind, waiting).items()} if waiting else {}
         rows = [r for r in rows if r[2] or r[0] in fresh]
@@ -1060,12 +1279,18 @@ class Store:
             return []
         table = KW_TABLES[kind]
         with self.kw_engine.connect() as conn:
-            df: dict[str, int] = dict(
-                conn.execute(
-                    text(f"SELECT term, doc FROM {table}_vocab WHERE term IN (SELECT value FROM json_each(:t))"),
-                    {"t": json.dumps(distinct, ensure_ascii=False)},
-                ).all()
-            )
+            if self.kw_dialect == "postgresql":
+                v = vocab_table.c
+                df: dict[str, int] = dict(
+                    conn.execute(select(v.term, v.doc).where(v.kind == kind, v.term.in_(distinct))).all()
+                )
+            else:
+                df = dict(
+                    conn.execute(
+                        text(f"SELECT term, doc FROM {table}_vocab WHERE term IN (SELECT value FROM json_each(:t))"),
+                        {"t": json.dumps(distinct, ensure_ascii=False)},
+                    ).all()
+                )
         present = sorted((t for t in distinct if df.get(t)), key=lambda t: (df[t], t))
         limit = max(200, int(0.05 * self.count(kind)))
         kept = [t for t in present if df[t] <= limit]
@@ -1075,6 +1300,8 @@ class Store:
 
     def keyword(self, kind: Kind, tokens: Sequence[str], n: int) -> list[tuple[str, float]]:
         """bm25 keyword matches: [(id, score)], best first (higher is better)."""
+        if self.kw_dialect == "postgresql":
+            return self._pg_keyword(kind, self.keyword_terms(kind, tokens), n)
         query = fts_query(t for t, _ in self.keyword_terms(kind, tokens))
         if query is None:
             return []
@@ -1083,6 +1310,42 @@ class Store:
         sql += " ORDER BY s LIMIT :n"
         with self.kw_engine.connect() as conn:
             return [(r[0], -float(r[1])) for r in conn.execute(text(sql), {"q": query, "n": n})]
+
+    def _pg_keyword(self, kind: Kind, terms: list[tuple[str, int]], n: int) -> list[tuple[str, float]]:
+        """bm25 in PostgreSQL, as FTS5 computes it: the GIN index finds the records holding any
+        term, and each is scored with the terms' document frequencies and the average length."""
+        if not terms:
+            return []
+        n_docs, avgdl = self._keyword_stats(kind)
+        params: dict[str, Any] = {"n": n, "avgdl": avgdl or 1.0}
+        parts = []
+        for j, (term, df) in enumerate(terms[:64]):
+            params[f"t{j}"], params[f"w{j}"] = term, max(math.log((n_docs - df + 0.5) / (df + 0.5)), 1e-6)
+            tf = f"cardinality(array_positions(a, CAST(:t{j} AS text)))"
+            parts.append(
+                f"CAST(:w{j} AS float8) * {tf} * {BM25_K1 + 1} / ({tf} + {BM25_K1} * (1 - {BM25_B} + {BM25_B} * ntok / CAST(:avgdl AS float8)))"
+            )
+        params["q"] = " | ".join("'" + t.replace("\\", "\\\\").replace("'", "''") + "'" for t, _ in terms[:64])
+        index = INDEX_TABLES[kind].name
+        sql = (
+            f"SELECT id, {' + '.join(parts)} AS s FROM (SELECT id, ntok, string_to_array(tokens, ' ') AS a "
+            f"FROM {index} WHERE tsv @@ CAST(:q AS tsquery)) m ORDER BY s DESC, id LIMIT :n"
+        )
+        with self.kw_engine.connect() as conn:
+            return [(r[0], float(r[1])) for r in conn.execute(text(sql), params)]
+
+    def _keyword_stats(self, kind: Kind) -> tuple[int, float]:
+        """Records in the keyword index and their average token count (bm25's N and avgdl), kept
+        per write generation."""
+        generation = self.write_generation()
+        hit = self._stats_cache.get(kind)
+        if hit is not None and hit[0] == generation:
+            return hit[1], hit[2]
+        index = INDEX_TABLES[kind]
+        with self.kw_engine.connect() as conn:
+            count, avg = conn.execute(select(func.count(), func.avg(text("ntok"))).select_from(index)).one()
+        self._stats_cache[kind] = (generation, int(count), float(avg or 0.0))
+        return int(count), float(avg or 0.0)
 
     @overload
     def records(self, kind: Literal["feedback"], ids: Sequence[str]) -> dict[str, FeedbackRow]: ...
@@ -1310,11 +1573,7 @@ class Store:
                 chunk = orphans[i : i + page]
                 col.delete(ids=chunk)
                 with self.kw_engine.begin() as conn:
-                    conn.execute(
-                        text(f"DELETE FROM {KW_TABLES[kind]} WHERE id IN (SELECT value FROM json_each(:ids))"),
-                        {"ids": json.dumps(chunk, ensure_ascii=False)},
-                    )
-                    conn.execute(delete(INDEX_TABLES[kind]).where(INDEX_TABLES[kind].c.id.in_(chunk)))
+                    self._delete_keywords(conn, kind, chunk)
             removed[kind] = len(orphans)
             with self.kw_engine.begin() as kconn:  # waiting for the fill, not lost; forget what the mirror lacks
                 waiting = {r[0] for r in kconn.execute(select(pending_table.c.id).where(pending_table.c.kind == kind))}

@@ -20,7 +20,7 @@ from agent.app import Workspace
 from agent.config import load_settings
 from retrieval.sample_data import SAMPLE_DIR
 from retrieval.store import Store
-from retrieval.text import HashEmbedding
+from retrieval.text import HashEmbedding, tokenize
 from tests.test_chroma_server import chroma_url  # noqa: F401  (the real `chroma run` server fixture)
 
 QUESTIONS = Path(__file__).resolve().parent.parent / "evals" / "datasets" / "ask_default.jsonl"
@@ -166,3 +166,114 @@ def test_postgresql_and_a_chroma_server_together(pg_server: str, chroma_url: str
     finally:
         both.close()
         local.close()
+
+
+def test_keyword_search_lives_in_postgresql_and_ranks_as_fts5(pg_server: str, tmp_path: Path) -> None:
+    """The keyword index is PostgreSQL's own (a tsvector of the tokens, GIN-indexed, and a term
+    table): nothing is kept in the home, and bm25 gives the scores SQLite's FTS5 gives."""
+    pg = _load(tmp_path / "pg", _database(pg_server, "fa_kw"), journeys=False)
+    local = _load(tmp_path / "local", None, journeys=False)
+    try:
+        assert pg.store.kw_engine is pg.store.engine and pg.store.kw_dialect == "postgresql"
+        assert not (tmp_path / "pg" / "keywords.sqlite3").exists()
+        for query in ("杯盖漏水 保温杯", "快递 签收 没收到", "refund still not received", "SKU-TB-500 漏水"):
+            tokens = tokenize(query)
+            assert pg.store.keyword_terms("feedback", tokens) == local.store.keyword_terms("feedback", tokens)
+            a, b = pg.store.keyword("feedback", tokens, 20), local.store.keyword("feedback", tokens, 20)
+            assert a, query
+            # equal scores to 1e-6, and the same records at each score (records of equal score may
+            # come in another order; at the cut-off score, which of them made the 20 may differ)
+            assert [round(s, 6) for _, s in a] == [round(s, 6) for _, s in b], query
+            cut = round(a[-1][1], 6)
+            found_a, found_b = (
+                pg.store.records("feedback", [i for i, _ in a]),
+                local.store.records("feedback", [i for i, _ in b]),
+            )
+            above_a = sorted((round(s, 6), found_a[i].text) for i, s in a if round(s, 6) > cut)
+            above_b = sorted((round(s, 6), found_b[i].text) for i, s in b if round(s, 6) > cut)
+            assert above_a == above_b and len(above_a) >= 3, query
+        # an update moves a record's terms: the old words no longer find it, the new ones do
+        path = tmp_path / "one.csv"
+        path.write_text("id,text,created_at\nZ1,独一无二的蓝莓味道,2026-11-20 10:00\n", encoding="utf-8")
+        pg.ingest_file(path)
+        assert [i for i, _ in pg.store.keyword("feedback", tokenize("蓝莓"), 5)] == ["Z1"]
+        path.write_text("id,text,created_at\nZ1,完全不同的草莓包装,2026-11-20 10:00\n", encoding="utf-8")
+        pg.ingest_file(path)
+        assert pg.store.keyword("feedback", tokenize("蓝莓"), 5) == []
+        assert [i for i, _ in pg.store.keyword("feedback", tokenize("草莓"), 5)] == ["Z1"]
+    finally:
+        pg.close()
+        local.close()
+
+
+def test_writers_on_two_machines_queue_on_an_advisory_lock(pg_server: str, tmp_path: Path) -> None:
+    """Two homes (two machines) on one PostgreSQL store take turns: the writer lock and the fill
+    lock are advisory locks in the database, not files in a home."""
+    import threading
+    import time
+
+    url = _database(pg_server, "fa_locks")
+    a = Store(tmp_path / "machine-a", HashEmbedding(), db_url=url)
+    b = Store(tmp_path / "machine-b", HashEmbedding(), db_url=url)
+    try:
+        order: list[str] = []
+
+        def write_from_b() -> None:
+            with b.writer_lock():
+                order.append("b in")
+
+        with a.writer_lock():
+            order.append("a in")
+            waiter = threading.Thread(target=write_from_b)
+            waiter.start()
+            time.sleep(0.5)
+            assert order == ["a in"], "machine b must wait while machine a writes"
+            with b.try_lock("fill") as got_b, a.try_lock("fill") as got_a:
+                assert got_b and not got_a
+                assert a.lock_holder("fill") is not None
+            assert a.lock_holder("fill") is None
+            order.append("a out")
+        waiter.join(timeout=10)
+        assert order == ["a in", "a out", "b in"]
+        assert not list(tmp_path.glob("*/.ingest.lock")), "no lock file in either home"
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_home_keyword_file_moves_into_postgresql(pg_server: str, tmp_path: Path) -> None:
+    """A store made before PostgreSQL held the keyword index kept it in <home>/keywords.sqlite3:
+    opened now, the index is copied into PostgreSQL once and the file set aside."""
+    import sqlite3
+
+    url = _database(pg_server, "fa_move")
+    local = _load(tmp_path / "local", None, journeys=False)
+    pg = _load(tmp_path / "pg", url, journeys=False)
+    try:
+        expected = pg.store.keyword("feedback", tokenize("杯盖漏水"), 10)
+    finally:
+        pg.close()
+    # the old layout: the index rows in a SQLite file in the home, none in PostgreSQL
+    old = tmp_path / "pg" / "keywords.sqlite3"
+    src = sqlite3.connect(tmp_path / "local" / "mirror.sqlite3")
+    dst = sqlite3.connect(old)
+    for table in ("feedback_index", "resolution_index"):
+        dst.execute(f"CREATE TABLE {table} (id VARCHAR(200) PRIMARY KEY, tokens TEXT NOT NULL, vec BLOB NOT NULL)")
+        dst.executemany(f"INSERT INTO {table} VALUES (?, ?, ?)", src.execute(f"SELECT id, tokens, vec FROM {table}"))
+    dst.commit()
+    dst.close()
+    src.close()
+    local.close()
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM feedback_index"))
+        conn.execute(text("DELETE FROM resolution_index"))
+        conn.execute(text("DELETE FROM kw_vocab"))
+    engine.dispose()
+    moved = Store(tmp_path / "pg", HashEmbedding(), db_url=url)
+    try:
+        assert not old.exists() and old.with_name("keywords.sqlite3.moved-to-postgresql").exists()
+        assert moved.keyword("feedback", tokenize("杯盖漏水"), 10) == expected
+        assert moved.index_rows("feedback", [expected[0][0]])[0] == [expected[0][0]]
+    finally:
+        moved.close()
