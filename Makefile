@@ -43,10 +43,11 @@ test: $(STAMP) browser
 bench: $(STAMP)
 	$(BIN)/python -m evals.bench
 
-# The cost curve at 10k and 100k records (add 1000000 with SIZES=10000,100000,1000000).
+# The cost curve at 10k and 100k records (add 1000000 with SIZES=10000,100000,1000000); SERVERS=1
+# measures it on a throwaway PostgreSQL mirror and `chroma run` server instead of the embedded store.
 SIZES ?= 10000,100000
 bench-scale: $(STAMP)
-	$(BIN)/python -m evals.bench_scale --sizes $(SIZES)
+	$(BIN)/python -m evals.bench_scale --sizes $(SIZES) $(if $(SERVERS),--servers)
 
 # 50 concurrent clients for 60 s against serve on loopback (classify + ask), ingesting meanwhile.
 loadtest: $(STAMP)

