@@ -53,10 +53,11 @@ class MultilingualEmbedding(NormalisedVectors, EmbeddingFunction[Documents]):
 
     VERSION = 1
     DIM = 512
-    # Score fusion: cosine + KEYWORD_WEIGHT * bm25 / max bm25 of the query's candidates. Set on the
-    # bundled category-relevance set (retrieval_default.jsonl on the sample), not on the
-    # paraphrase set it is reported on (docs/evaluation.md).
-    keyword_weight: float | None = 0.3
+    # Score fusion: cosine + keyword_weight * bm25 / max bm25 of the query's candidates: meaning
+    # first, shared words a small bonus. Chosen as the best total hit@1 over three development sets
+    # (the sample's category relevance and two paraphrase sets; 0 and 0.05 tied, the larger kept),
+    # then confirmed once on an unseen third paraphrase set (docs/evaluation.md). 0.3 before.
+    keyword_weight: float | None = 0.05
     # A past case at least this similar is reply evidence (on the sample, pairs of different
     # categories: p90 0.33, p99 0.49). Root-cause clusters join complaints closer than
     # cluster_distance after each language's mean vector is removed: the encoder keeps a language
