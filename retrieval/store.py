@@ -203,6 +203,11 @@ BM25_K1, BM25_B = 1.2, 0.75  # FTS5's
 _FTS5_PIECE = re.compile(r"[\w\-/#]+")
 
 
+def _tsquery_lexeme(term: str) -> str:
+    """A token as one quoted tsquery lexeme, taken literally."""
+    return "'" + term.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
 def _fts5_length(tokens: str) -> int:
     """How many tokens FTS5's unicode61 tokenizer (token characters ``-_/#``) finds in a token
     string: it splits "can't" in two, so bm25's average length on PostgreSQL matches SQLite's."""
@@ -1318,17 +1323,24 @@ class Store:
             return []
         n_docs, avgdl = self._keyword_stats(kind)
         params: dict[str, Any] = {"n": n, "avgdl": avgdl or 1.0}
-        parts = []
+        tfs, parts = [], []
         for j, (term, df) in enumerate(terms[:64]):
             params[f"t{j}"], params[f"w{j}"] = term, max(math.log((n_docs - df + 0.5) / (df + 0.5)), 1e-6)
-            tf = f"cardinality(array_positions(a, CAST(:t{j} AS text)))"
-            parts.append(
-                f"CAST(:w{j} AS float8) * {tf} * {BM25_K1 + 1} / ({tf} + {BM25_K1} * (1 - {BM25_B} + {BM25_B} * ntok / CAST(:avgdl AS float8)))"
+            params[f"l{j}"] = _tsquery_lexeme(term)
+            # the tsvector answers "holds the term?" by binary search; only then are its
+            # occurrences counted (most records hold one or two of a query's terms)
+            tfs.append(
+                f"CASE WHEN tsv @@ CAST(:l{j} AS tsquery) THEN "
+                f"cardinality(array_positions(string_to_array(tokens, ' '), CAST(:t{j} AS text))) ELSE 0 END AS tf{j}"
             )
-        params["q"] = " | ".join("'" + t.replace("\\", "\\\\").replace("'", "''") + "'" for t, _ in terms[:64])
+            parts.append(
+                f"CAST(:w{j} AS float8) * tf{j} * {BM25_K1 + 1} / "
+                f"(tf{j} + {BM25_K1} * (1 - {BM25_B} + {BM25_B} * ntok / CAST(:avgdl AS float8)))"
+            )
+        params["q"] = " | ".join(params[f"l{j}"] for j in range(len(tfs)))
         index = INDEX_TABLES[kind].name
         sql = (
-            f"SELECT id, {' + '.join(parts)} AS s FROM (SELECT id, ntok, string_to_array(tokens, ' ') AS a "
+            f"SELECT id, {' + '.join(parts)} AS s FROM (SELECT id, ntok, {', '.join(tfs)} "
             f"FROM {index} WHERE tsv @@ CAST(:q AS tsquery)) m ORDER BY s DESC, id LIMIT :n"
         )
         with self.kw_engine.connect() as conn:
