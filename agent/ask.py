@@ -391,6 +391,59 @@ def _merge_ranges(found: list[tuple[int, Window]], s: str) -> list[tuple[int, Wi
     return [(p1, Window(since=min(a.since, b.until), until=max(a.since, b.until)))] + found[2:]
 
 
+_STAR_DIGITS = {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "零": 0}
+_STAR_N = r"([0-5]|[零一二两三四五])"
+_STAR_WORD = r"(?:(?:with |of |a |an )*(?:ratings?|rated|评分|打分|星级)(?: of| at| is| was|为|是|在)?\s*)"
+_STAR_UNIT = r"\s*(?:-?\s*stars?\b|★|星(?!期)|分(?!钟))"
+_STAR_SHAPES: list[tuple[str, str]] = [  # (the words around the numbers, how they make a range)
+    (_STAR_N + r"\s*(?:-|~|to|到|至)\s*" + _STAR_N + "{unit}", "between"),
+    (_STAR_N + "(?:{unit})?" + r"\s*(?:or|and|或|和|或者)\s*" + _STAR_N + "{unit}", "between"),
+    (_STAR_N + "{unit}" + r"\s*(?:及|或|和)?\s*(?:以下|以内)", "at_most"),
+    (_STAR_N + "{unit}" + r"\s*(?:及|或|和)?\s*以上", "at_least"),
+    (_STAR_N + "{unit}" + r"\s*(?:or|and) (?:less|lower|below|fewer|under|worse)", "at_most"),
+    (_STAR_N + "{unit}" + r"\s*(?:or|and) (?:more|higher|above|over|up|better)", "at_least"),
+    (r"(?:below|under|less than|lower than|fewer than|低于|少于|不到|小于|不足)\s*" + _STAR_N + "{unit}", "below"),
+    (r"(?:above|over|more than|higher than|高于|大于|超过|多于)\s*" + _STAR_N + "{unit}", "above"),
+    (r"(?:at most|no more than|up to|最多|不超过|不高于)\s*" + _STAR_N + "{unit}", "at_most"),
+    (r"(?:at least|no less than|至少|不低于|不少于)\s*" + _STAR_N + "{unit}", "at_least"),
+    (_STAR_N + r"\s*(?:-\s*stars?\b|stars?\b|★|星(?!期))", "exactly"),
+]
+# Each shape with its star unit ("2 stars or less"), or after a rating word with the unit
+# optional ("rating below 3", "评分低于3"); never a bare number ("fewer than 3 complaints").
+_STAR_PATTERNS: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(word + shape.format(unit=unit)), how)
+    for shape, how in _STAR_SHAPES
+    for word, unit in ((_STAR_WORD + "?", _STAR_UNIT), (_STAR_WORD, "(?:" + _STAR_UNIT + ")?"))
+]
+
+
+def _rating_range(t: _Text) -> tuple[int, int] | None:
+    """A star range the question names ("2 stars or less", "4-5星", "低于3星", "1-star"), as
+    (lowest, highest) stars; the words are consumed so no other slot reads them."""
+    for pattern, how in _STAR_PATTERNS:
+        for m in pattern.finditer(t.s):
+            i, j = m.span()
+            if any(t.used[i:j]) or (i > 0 and t.s[i - 1].isdigit()):
+                continue
+            nums = [_STAR_DIGITS.get(g, None) if not g.isdigit() else int(g) for g in m.groups() if g]
+            if any(n is None for n in nums):
+                continue
+            a = int(nums[0])  # type: ignore[arg-type]
+            low, high = {
+                "between": (min(a, int(nums[-1])), max(a, int(nums[-1]))),  # type: ignore[arg-type]
+                "at_most": (1, a),
+                "at_least": (a, 5),
+                "below": (1, a - 1),
+                "above": (a + 1, 5),
+                "exactly": (a, a),
+            }[how]
+            if not 0 <= low <= high <= 5:
+                continue
+            t.used[i:j] = [True] * (j - i)
+            return low, high
+    return None
+
+
 def _match_values(t: _Text, analytics: Analytics) -> dict[str, str]:
     """Product / carrier / channel / region / tier values named in the question (exact, then fuzzy)."""
     found: dict[str, str] = {}
@@ -451,6 +504,9 @@ def parse_question(question: str, analytics: Analytics, taxonomy: Taxonomy) -> I
             (_, word), value = min(found)
             t.find(word)
             values[segment], segment_words[segment] = value, word
+    stars = _rating_range(t)
+    if stars is not None:
+        values["rating"] = f"{stars[0]}-{stars[1]}"
     lang = output_language("".join(" " if u else c for c, u in zip(t.s, t.used, strict=True)))
     relative = t.first(RELATIVE_PREVIOUS) is not None
     windows = _windows(t, analytics.as_of.date())
@@ -468,6 +524,8 @@ def parse_question(question: str, analytics: Analytics, taxonomy: Taxonomy) -> I
         sentiment, explicit = None, True
     else:
         sentiment, explicit = "negative", cues["negative"]
+    if stars is not None and not cues["negative"]:
+        sentiment, explicit = None, True  # "1-star reviews": the stars are the slice, whatever the sentiment
 
     cued = True
     if cues["examples"]:
@@ -537,6 +595,8 @@ def parse_question(question: str, analytics: Analytics, taxonomy: Taxonomy) -> I
     if kind == "trend" and t.has(limits["measures"]["trend"]["daily"]):
         intent.interval = "day"
     intent.named_fields = [f for f, spec in limits["fields"].items() if t.has(spec["cues"])]
+    if stars is not None and "rating" not in intent.named_fields:
+        intent.named_fields.append("rating")  # a store without ratings must say so, not count zero
     intent.segment_words = segment_words
     if kind != "unknown":
         for sentence in strip_instructions(question)[1]:  # orders to a model are not conditions: ignored
@@ -711,11 +771,19 @@ def _quote(words: list[str], lang: Lang) -> str:
     return join([f"“{u}”" if lang == "zh" else f"'{u}'" for u in words], lang)
 
 
+def _stars(w: Words, value: str) -> str:
+    """A star range in words ("rated 1-2★", "1-2 星")."""
+    low, high = value.split("-")
+    return w.say("segment.stars_one", n=low) if low == high else w.say("segment.stars", low=low, high=high)
+
+
 def _scope(w: Words, intent: Intent) -> str:
     """The slice in words: facet values, then the category ("云达快运 物流配送 (logistics) 类")."""
     parts = [
         w.say(f"segment.{value}" if name == "customer" else f"segment.lang_{value}")
         if name in ("customer", "language")
+        else _stars(w, value)
+        if name == "rating"
         else value
         for name, value in intent.values.items()
     ]

@@ -142,6 +142,12 @@ class Filters(BaseModel):
         None,
         description="returning: the customer (customer_id) had feedback before this record; new: not before.",
     )
+    rating: str | None = Field(
+        None,
+        pattern=r"^[0-5]-[0-5]$",
+        description="Star range 'lo-hi' (e.g. '1-2' for 2 stars or less, '5-5' for 5 stars): records whose "
+        "rating rounds into it; records without a rating are left out.",
+    )
 
     def active(self) -> dict[str, str]:
         """The filters that are set."""
@@ -207,7 +213,10 @@ class Analytics:
         if period is not None:
             conds += [f.created_ts >= period.start.timestamp(), f.created_ts < period.end.timestamp()]
         for name, value in (filters or Filters()).active().items():
-            if name == "customer":  # new or returning: whether the same customer wrote before
+            if name == "rating":  # a star range, as ratings() rounds a rating to its star
+                low, high = (int(x) for x in value.split("-"))
+                conds += [f.rating >= low - 0.5, f.rating < high + 0.5]
+            elif name == "customer":  # new or returning: whether the same customer wrote before
                 earlier = feedback_table.alias("earlier")
                 before = exists().where(earlier.c.customer_id == f.customer_id, earlier.c.created_ts < f.created_ts)
                 conds += [f.customer_id.is_not(None), before if value == "returning" else ~before]

@@ -431,3 +431,67 @@ def test_a_sku_in_the_question_filters_on_it(asker: Asker) -> None:
     a = asker.ask("How many complaints about TB-PRO-500 last week?")
     assert a.understood is True and a.plan is not None and a.plan.filters.get("sku") == "TB-PRO-500"
     assert f": {expected};" in a.answer
+
+
+# ----------------------------------------------------------------- issue 16: a star range is a filter
+def _stars_in(rows: list[dict[str, str]], days: tuple[date, date], low: int, high: int) -> list[dict[str, str]]:
+    """Rows in the day range whose rating rounds into low..high (any sentiment), from the CSV."""
+    out = []
+    for r in rows:
+        day = date.fromisoformat(r["created_at"][:10])
+        if r["rating"] and days[0] <= day <= days[1] and low <= int(float(r["rating"]) + 0.5) <= high:
+            out.append(r)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("question", "low", "high"),
+    [
+        ("上周评分2星及以下的反馈有多少？", 1, 2),
+        ("How many reviews rated 1 or 2 stars did we get last week?", 1, 2),
+        ("How many 5-star reviews last week?", 5, 5),
+        ("上周4-5星的评价有几条", 4, 5),
+        ("last week, how many ratings below 3 stars?", 1, 2),
+    ],
+)
+def test_a_star_range_filters_the_count(asker: Asker, question: str, low: int, high: int) -> None:
+    want = len(_stars_in(_sample_rows(), W47, low, high))
+    a = asker.ask(question)
+    assert a.understood is True and a.plan is not None
+    assert a.plan.measure == "count" and a.plan.filters.get("rating") == f"{low}-{high}", a.plan
+    assert "sentiment" not in a.plan.filters, "a star range is the slice: no hidden 'complaints only'"
+    check(a, [want])
+
+
+def test_a_star_range_with_a_product_and_a_top_n(asker: Asker) -> None:
+    from collections import Counter
+
+    rows = _stars_in(_sample_rows(), W47, 1, 2)
+    product, n = Counter(r["product"] for r in rows if r["product"]).most_common(1)[0]
+    a = asker.ask("Which product got the most reviews of 2 stars or less last week?")
+    assert a.understood is True and a.plan is not None and a.plan.filters.get("rating") == "1-2"
+    check(a, [product, n])
+    one = [r for r in rows if r["product"] == product and int(float(r["rating"]) + 0.5) == 1]
+    b = asker.ask(f"上周{product}的1星评价有多少条？")
+    assert b.plan is not None and b.plan.filters.get("rating") == "1-1" and b.plan.filters.get("product") == product
+    check(b, [len(one)])
+
+
+def test_numbers_that_are_not_stars_stay_what_they_are(asker: Asker) -> None:
+    for question in ("最近一个星期物流投诉有多少？", "which carriers had more than 3 complaints last week?"):
+        plan = asker.ask(question).plan
+        assert plan is None or "rating" not in plan.filters, (question, plan)
+
+
+def test_a_star_range_on_records_without_ratings_is_said(tmp_path: Path) -> None:
+    path = tmp_path / "no-ratings.csv"
+    path.write_text(
+        "id,text,created_at,category,sentiment\n"
+        + "".join(f"N{i},快递太慢了,2026-11-1{i % 7} 10:00,logistics,negative\n" for i in range(20)),
+        encoding="utf-8",
+    )
+    store = Store(tmp_path / "h", HashEmbedding())
+    ingest_file(store, path, taxonomy=TAX, zone=ZONE, now=NOW)
+    a = Asker(Analytics(store, AS_OF, ZONE), TAX).ask("How many 1-star reviews last week?")
+    store.close()
+    assert a.understood == "partial" and "carry no rating" in a.answer
