@@ -177,6 +177,7 @@ class Intent:
     named_fields: list[str] = field(default_factory=list)  # fields the question names (tier, region, rating)
     unused: list[str] = field(default_factory=list)  # words of the question no slot read
     segment_words: dict[str, str] = field(default_factory=dict)  # segment -> the words that named it
+    compare: list[str] = field(default_factory=list)  # values of `facet` named side by side ("VIP and normal")
 
 
 def _norm(text: str) -> str:
@@ -444,18 +445,22 @@ def _rating_range(t: _Text) -> tuple[int, int] | None:
     return None
 
 
-def _match_values(t: _Text, analytics: Analytics) -> dict[str, str]:
-    """Product / carrier / channel / region / tier values named in the question (exact, then fuzzy)."""
+def _match_values(t: _Text, analytics: Analytics, several: dict[str, list[str]] | None = None) -> dict[str, str]:
+    """Product / carrier / channel / region / tier values named in the question (exact, then fuzzy).
+    A facet named with two or more values ("VIP and normal customers") goes to ``several``."""
     found: dict[str, str] = {}
     squeezed = t.s.replace(" ", "")
     for facet in ("product", "sku", "carrier", "channel", "region", "customer_tier"):
         values = sorted(analytics.values(facet), key=len, reverse=True)
-        for v in values:
-            if len(v) < 2:
-                continue
-            if t.find(v.lower()) >= 0 or (" " in v and v.lower().replace(" ", "") in squeezed):
-                found[facet] = v
-                break
+        named = [
+            v
+            for v in values
+            if len(v) >= 2 and (t.find(v.lower()) >= 0 or (" " in v and v.lower().replace(" ", "") in squeezed))
+        ]
+        if named:
+            found[facet] = named[0]
+            if len(named) > 1 and several is not None:
+                several[facet] = sorted(named, key=lambda v: t.s.find(v.lower()))
         if facet in found or facet not in ("product", "carrier"):
             continue
         best: tuple[int, str] | None = None
@@ -496,7 +501,10 @@ def _top_n(t: _Text) -> int | None:
 def parse_question(question: str, analytics: Analytics, taxonomy: Taxonomy) -> Intent:
     """Read a question into an intent (kind ``unknown`` when it is not understood)."""
     t = _Text(question)
-    values = _match_values(t, analytics)
+    several: dict[str, list[str]] = {}
+    values = _match_values(t, analytics, several)
+    for name in several:  # "VIP and normal customers": compared side by side, not one of them
+        del values[name]
     segment_words: dict[str, str] = {}
     for segment, options in ask_limits()["segments"].items():
         found = [(hit, value) for value, words in options.items() if (hit := t.first(words, consume=False))]
@@ -538,9 +546,9 @@ def parse_question(question: str, analytics: Analytics, taxonomy: Taxonomy) -> I
         kind = "rising"
     elif cues["falling"]:
         kind = "falling"
-    elif facet and (cues["concentrate"] or cues["top"] or cues["count"]):
+    elif facet and (cues["concentrate"] or cues["top"] or (cues["count"] and cues["breakdown"])):
         kind = "concentration"
-    elif facet and category:
+    elif facet and category and not cues["count"]:
         kind = "concentration"
     elif (cues["count"] or cues["compare"]) and (category or values or cues["negative"] or cues["all"] or positive):
         kind = "count"
@@ -556,6 +564,12 @@ def parse_question(question: str, analytics: Analytics, taxonomy: Taxonomy) -> I
     measure = next((m for m in MEASURES if t.has(limits["measures"][m]["cues"])), None)
     if measure is not None and kind != "examples":
         kind, cued = measure, True
+    compared: list[str] = []
+    if several:
+        facet = next(iter(several))
+        compared = several[facet]
+        if kind in ("count", "top", "unknown"):
+            kind, cued = "concentration", True
     if kind in ("rising", "falling") and facet is None:
         facet = "category" if not category else None
     intent = Intent(
@@ -566,7 +580,8 @@ def parse_question(question: str, analytics: Analytics, taxonomy: Taxonomy) -> I
         values=values,
         sentiment=sentiment,
         sentiment_explicit=explicit,
-        top_n=_top_n(t) or 3,
+        top_n=max([_top_n(t) or 3, *(len(v) for v in several.values())]),
+        compare=compared,
         shift=1 if relative and not windows else 0,
         cued=cued and kind != "unknown",
     )
@@ -595,6 +610,10 @@ def parse_question(question: str, analytics: Analytics, taxonomy: Taxonomy) -> I
     if kind == "trend" and t.has(limits["measures"]["trend"]["daily"]):
         intent.interval = "day"
     intent.named_fields = [f for f, spec in limits["fields"].items() if t.has(spec["cues"])]
+    if kind == "count" and facet is not None:  # "华东地区的投诉有多少": the field names a filter
+        if facet in limits["fields"] and facet not in intent.named_fields:
+            intent.named_fields.append(facet)
+        intent.facet = None
     if stars is not None and "rating" not in intent.named_fields:
         intent.named_fields.append("rating")  # a store without ratings must say so, not count zero
     intent.segment_words = segment_words
@@ -1040,8 +1059,15 @@ class Asker:
             traces,
             "top_facets",
             self.analytics.top,
-            TopInput(facet=facet, window=window, filters=self._filters(intent), n=max(intent.top_n, 3)),
+            TopInput(
+                facet=facet,
+                window=window,
+                filters=self._filters(intent),
+                n=50 if intent.compare else max(intent.top_n, 3),
+            ),
         )
+        if intent.compare:  # only the values the question named, each with its figure
+            res = res.model_copy(update={"groups": [g for g in res.groups if g.value in intent.compare]})
         win, scope, sent, fname = w.period(res.period), _scope(w, intent), w.sentiment(intent.sentiment), w.facet(facet)
         if not res.groups:
             return w.say("ask.concentration.none", win=win, facet=fname, scope=scope, sent=sent)
@@ -1054,7 +1080,7 @@ class Asker:
             ),
         )
         base_share = {g.value: g.share for g in base.groups}
-        first, rest = res.groups[0], res.groups[1:]
+        first, rest = res.groups[0], res.groups[1 : max(intent.top_n, 1)]  # "top 2 products": two
         known = res.with_value
         text = w.say("ask.concentration.total", win=win, scope=scope, sent=sent, total=res.total)
         text += w.say("ask.concentration.known", known=known, facet=fname) if known != res.total else ""
@@ -1188,6 +1214,7 @@ class Asker:
 
     def _trend(self, intent: Intent, w: Words, traces: list[ToolTrace]) -> str:
         """Counts per week (or day) over the window's span, oldest first."""
+        named = intent.window if intent.window and not intent.window.days else None  # last week, November
         days = intent.window.days if intent.window and intent.window.days else DEFAULT_WINDOWS["trend"]["days"]
         periods = max(2, min(52, days // 7)) if intent.interval == "week" else max(2, min(92, days))
         res: SeriesOutput = self._call(
@@ -1198,6 +1225,7 @@ class Asker:
                 interval=intent.interval,
                 periods=periods,
                 skip_current=1 if intent.interval == "week" else 0,
+                window=named,
                 filters=self._filters(intent),
             ),
         )
@@ -1205,7 +1233,8 @@ class Asker:
         pairs = ", ".join(f"{p} {c}" for p, c in zip(res.periods, res.totals, strict=True))
         first, last = res.totals[0], res.totals[-1]
         return w.say(
-            "ask.trend",
+            "ask.trend_in" if named else "ask.trend",
+            win=w.period(self.analytics.resolve(named).describe()) if named else "",
             scope=scope,
             sent=sent,
             periods=periods,
@@ -1223,7 +1252,11 @@ class Asker:
             traces,
             "ratings",
             self.analytics.ratings,
-            RatingInput(window=self._window(intent), filters=self._filters(intent, with_sentiment=False)),
+            RatingInput(
+                window=self._window(intent),
+                filters=self._filters(intent, with_sentiment=False),
+                by=intent.facet if intent.facet and intent.facet not in intent.values else None,
+            ),
         )
         win, scope = w.period(res.period), _scope(w, intent)
         notes = ask_limits()["notes"]
@@ -1246,6 +1279,13 @@ class Asker:
                     dist=dist,
                 )
             )
+        if res.groups and intent.facet:  # "average rating for each product": one line per value
+            shown = [g for g in res.groups if g.value in intent.compare] if intent.compare else res.groups
+            items = [
+                w.say("ask.rating_group", value=g.value, average=g.average, csat=f"{g.csat * 100:.1f}%", rated=g.rated)
+                for g in shown[:10]
+            ]
+            parts.append(w.say("ask.rating_by", facet=w.facet(intent.facet), items=w.join(items, "clauses")))
         if res.nps_answers:
             examples += res.nps_example_ids[:3]
             parts.append(
@@ -1269,12 +1309,22 @@ class Asker:
         """The slice's share of all feedback (complaints by default), against the period before."""
         window = self._window(intent)
         part = self._totals(traces, intent, window, self._filters(intent))
-        whole = self._totals(traces, intent, window, Filters())
+        # the whole is the slice without what the share measures: "web complaint rate" is web
+        # complaints of all web feedback; "logistics share of complaints", of all complaints
+        sent = w.sentiment(intent.sentiment)
+        around = _scope(w, replace(intent, category=None))
+        if intent.category:
+            whole = self._totals(traces, intent, window, Filters(sentiment=intent.sentiment, **intent.values))
+            whole_name = w.say("ask.share_whole.of_sentiment", scope=around, sent=sent)
+        else:
+            whole = self._totals(traces, intent, window, Filters(**intent.values))
+            whole_name = w.say("ask.share_whole.of_slice" if around else "ask.share_whole.all", scope=around)
         win, prev = w.period(part.current_period), w.period(part.previous_period)
-        scope, sent = _scope(w, intent), w.sentiment(intent.sentiment)
+        scope = _scope(w, intent)
         a, b = w.pct(part.total_current, whole.total_current), w.pct(part.total_previous, whole.total_previous)
         text = w.say(
             "ask.share",
+            whole=whole_name,
             win=win,
             prev=prev,
             scope=scope,

@@ -421,7 +421,26 @@ class Analytics:
         m = sum(int(c) for _, c in answers)
         promoters = sum(int(c) for score, c in answers if score >= 9)
         detractors = sum(int(c) for score, c in answers if score <= 6)
+        groups: list[RatingGroup] = []
+        if args.by is not None:
+            col = f[args.by]
+            happy = func.sum(case((f.rating >= 3.5, 1), else_=0))
+            stmt = (
+                select(col, func.count(), func.avg(f.rating), happy)
+                .where(and_(*conds, col.is_not(None), col != ""))
+                .group_by(col)
+            )
+            with self.store.engine.connect() as conn:
+                found = conn.execute(stmt).all()
+            groups = sorted(
+                (
+                    RatingGroup(value=str(v), rated=int(c), average=round(float(a), 2), csat=round(int(h) / int(c), 6))
+                    for v, c, a, h in found
+                ),
+                key=lambda g: (-g.rated, g.value),
+            )
         return RatingOutput(
+            groups=groups,
             nps_answers=m,
             promoters=promoters,
             detractors=detractors,
@@ -529,8 +548,11 @@ class Analytics:
         return dict(out)
 
     def series(self, args: SeriesInput) -> SeriesOutput:
-        """Counts per day or ISO week over the last N periods (optionally split by a field)."""
-        if args.interval == "week":
+        """Counts per day or ISO week over the last N periods, or inside a window (optionally split
+        by a field)."""
+        if args.window is not None:
+            periods = self._periods_in(self.resolve(args.window), args.interval)
+        elif args.interval == "week":
             periods = [
                 self.resolve(Window(weeks_ago=i))
                 for i in range(args.periods - 1 + args.skip_current, -1 + args.skip_current, -1)
@@ -567,6 +589,27 @@ class Analytics:
             series={v: by_value[v] for v in ranked[: args.top]},
             filters=args.filters.active(),
         )
+
+    def _periods_in(self, span: Period, interval: str) -> list[Period]:
+        """The days, or the ISO weeks cut to the span, that make up ``span`` (at most 366)."""
+        out: list[Period] = []
+        start = span.start
+        while start < span.end and len(out) < 366:
+            if interval == "day":
+                end = datetime.combine(start.date() + timedelta(days=1), time.min, tzinfo=self.zone)
+                label = start.date().isoformat()
+            else:
+                monday = start.date() - timedelta(days=start.date().weekday())
+                end = datetime.combine(monday + timedelta(days=7), time.min, tzinfo=self.zone)
+                year, week, _ = monday.isocalendar()
+                label = f"{year}-W{week:02d}"
+            end = min(end, span.end)
+            if interval == "week" and (end - start) < timedelta(days=7):  # a week the span cuts: say which days
+                first, last = start.date(), (end - timedelta(microseconds=1)).date()
+                label += f" ({first:%m-%d})" if first == last else f" ({first:%m-%d}..{last:%m-%d})"
+            out.append(Period(start=start, end=end, label=label))
+            start = end
+        return out
 
     def csat_by(self, facet: str, window: Window) -> dict[str, tuple[int, float]]:
         """Per value of ``facet`` with ratings in ``window``: (rated, CSAT), in one GROUP BY. CSAT
@@ -832,6 +875,11 @@ class SeriesInput(BaseModel):
     interval: Literal["day", "week"] = "week"
     periods: int = Field(8, ge=1, le=366)
     skip_current: int = Field(0, ge=0, le=1, description="1: end with the last full week instead of this one.")
+    window: Window | None = Field(
+        None,
+        description="Cover this period instead of the last N: each day (or ISO week, cut to the period) "
+        "inside it, oldest first; periods and skip_current are then ignored.",
+    )
     field: Facet | None = None
     filters: Filters = Field(default_factory=Filters)
     top: int = Field(10, ge=1, le=100)
@@ -878,6 +926,16 @@ class RatingInput(BaseModel):
 
     window: Window | None = None
     filters: Filters = Field(default_factory=Filters)
+    by: Facet | None = Field(None, description="Also per value of this field (average, CSAT, rated), most rated first.")
+
+
+class RatingGroup(BaseModel):
+    """The ratings of one value of a field."""
+
+    value: str
+    rated: int
+    average: float
+    csat: float = Field(description="Share of ratings of 4 or 5.")
 
 
 class RatingOutput(BaseModel):
@@ -896,6 +954,7 @@ class RatingOutput(BaseModel):
     detractors: int = Field(0, description="Scores of 0 to 6.")
     nps: float | None = Field(None, description="Net Promoter Score: % promoters - % detractors (-100 to 100).")
     nps_example_ids: list[str] = Field(default_factory=list)
+    groups: list[RatingGroup] = Field(default_factory=list, description="Per value of `by`, when asked.")
 
 
 class SearchInput(BaseModel):
