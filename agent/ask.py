@@ -445,6 +445,32 @@ def _rating_range(t: _Text) -> tuple[int, int] | None:
     return None
 
 
+_MENTIONS = (
+    re.compile(
+        r"(?:that |which )?(?:mention(?:s|ing|ed)?|say(?:s|ing)?|said|contain(?:s|ing)?|with the words?|"
+        r"including the words?)\s+[\"'“]?([a-z0-9][a-z0-9\- ]{1,40}?)[\"'”]?"
+        r"(?=\s+(?:in|last|this|during|over|from|since|yesterday|today|so far|per|by)\b|\s*[?,.!]|$)"
+    ),
+    re.compile(
+        r"(?:提到|提及|包含|含有|带有|说到|涉及|出现)\s*[\"“「]?([\u4e00-\u9fffa-z0-9\- ]{1,20}?)[\"”」]?\s*(?=的|这个词|字样)"
+    ),
+)
+
+
+def _mentions(t: _Text) -> str | None:
+    """Words the records must contain ("complaints that mention battery", "提到“电池”的投诉"),
+    consumed so no other slot reads them."""
+    for pattern in _MENTIONS:
+        for m in pattern.finditer(t.s):
+            i, j = m.span()
+            word = m.group(1).strip()
+            if any(t.used[i:j]) or not word:
+                continue
+            t.used[i:j] = [True] * (j - i)
+            return word
+    return None
+
+
 def _match_values(t: _Text, analytics: Analytics, several: dict[str, list[str]] | None = None) -> dict[str, str]:
     """Product / carrier / channel / region / tier values named in the question (exact, then fuzzy).
     A facet named with two or more values ("VIP and normal customers") goes to ``several``."""
@@ -515,6 +541,8 @@ def parse_question(question: str, analytics: Analytics, taxonomy: Taxonomy) -> I
     stars = _rating_range(t)
     if stars is not None:
         values["rating"] = f"{stars[0]}-{stars[1]}"
+    if (said := _mentions(t)) is not None:
+        values["mentions"] = said
     lang = output_language("".join(" " if u else c for c, u in zip(t.s, t.used, strict=True)))
     relative = t.first(RELATIVE_PREVIOUS) is not None
     windows = _windows(t, analytics.as_of.date())
@@ -534,6 +562,8 @@ def parse_question(question: str, analytics: Analytics, taxonomy: Taxonomy) -> I
         sentiment, explicit = "negative", cues["negative"]
     if stars is not None and not cues["negative"]:
         sentiment, explicit = None, True  # "1-star reviews": the stars are the slice, whatever the sentiment
+        if category == "praise":  # "5星好评" is five-star reviews, not the praise category's
+            category = None
 
     cued = True
     if cues["examples"]:
@@ -580,7 +610,7 @@ def parse_question(question: str, analytics: Analytics, taxonomy: Taxonomy) -> I
         values=values,
         sentiment=sentiment,
         sentiment_explicit=explicit,
-        top_n=max([_top_n(t) or 3, *(len(v) for v in several.values())]),
+        top_n=max([_top_n(t) or (10 if cues["breakdown"] else 3), *(len(v) for v in several.values())]),
         compare=compared,
         shift=1 if relative and not windows else 0,
         cued=cued and kind != "unknown",
@@ -803,6 +833,8 @@ def _scope(w: Words, intent: Intent) -> str:
         if name in ("customer", "language")
         else _stars(w, value)
         if name == "rating"
+        else w.say("segment.mentions", words=value)
+        if name == "mentions"
         else value
         for name, value in intent.values.items()
     ]

@@ -142,6 +142,9 @@ class Filters(BaseModel):
         None,
         description="returning: the customer (customer_id) had feedback before this record; new: not before.",
     )
+    mentions: str | None = Field(
+        None, min_length=1, max_length=60, description="Records whose text contains these words (any case)."
+    )
     rating: str | None = Field(
         None,
         pattern=r"^[0-5]-[0-5]$",
@@ -213,7 +216,9 @@ class Analytics:
         if period is not None:
             conds += [f.created_ts >= period.start.timestamp(), f.created_ts < period.end.timestamp()]
         for name, value in (filters or Filters()).active().items():
-            if name == "rating":  # a star range, as ratings() rounds a rating to its star
+            if name == "mentions":  # free text: the words as written, any case
+                conds.append(func.lower(f.text).contains(value.lower(), autoescape=True))
+            elif name == "rating":  # a star range, as ratings() rounds a rating to its star
                 low, high = (int(x) for x in value.split("-"))
                 conds += [f.rating >= low - 0.5, f.rating < high + 0.5]
             elif name == "customer":  # new or returning: whether the same customer wrote before

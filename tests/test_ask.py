@@ -591,3 +591,36 @@ def test_a_share_is_of_the_slice_it_names(asker: Asker) -> None:
     b = asker.ask("10月物流投诉占全部投诉的比例是多少？")
     assert b.understood is True and f"{logistics / len(complaints) * 100:.1f}%" in b.answer
     assert f"{logistics}/{len(complaints)}" in b.answer
+
+
+def test_a_breakdown_names_every_value(asker: Asker) -> None:
+    from collections import Counter
+
+    by_channel = Counter(
+        r["channel"]
+        for r in _sample_rows()
+        if r["sentiment"] == "negative"
+        and r["channel"]
+        and W47[0] <= date.fromisoformat(r["created_at"][:10]) <= W47[1]
+    )
+    a = asker.ask("上周各渠道的投诉分别有多少？")
+    assert a.understood is True and len(by_channel) > 3
+    for channel, n in by_channel.items():
+        assert f"{channel} {n} 条" in a.answer or f"{channel}：{n} 条" in a.answer, (channel, a.answer)
+
+
+@pytest.mark.parametrize(
+    ("question", "words"),
+    [("上周提到“退款”的投诉有多少？", "退款"), ("How many complaints mention late last week?", "late")],
+)
+def test_words_the_records_mention_are_a_filter(asker: Asker, question: str, words: str) -> None:
+    want = sum(
+        r["sentiment"] == "negative"
+        and words in r["text"].lower()
+        and W47[0] <= date.fromisoformat(r["created_at"][:10]) <= W47[1]
+        for r in _sample_rows()
+    )
+    a = asker.ask(question)
+    assert a.understood is True and a.plan is not None and a.plan.filters.get("mentions") == words
+    assert want > 0
+    check(a, [want])
