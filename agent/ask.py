@@ -178,6 +178,7 @@ class Intent:
     unused: list[str] = field(default_factory=list)  # words of the question no slot read
     segment_words: dict[str, str] = field(default_factory=dict)  # segment -> the words that named it
     compare: list[str] = field(default_factory=list)  # values of `facet` named side by side ("VIP and normal")
+    weak_all: bool = False  # "all sentiments" read from a plain noun ("reviews", "评价"), not "all feedback"
 
 
 def _norm(text: str) -> str:
@@ -447,7 +448,7 @@ def _rating_range(t: _Text) -> tuple[int, int] | None:
 
 _MENTIONS = (
     re.compile(
-        r"(?:that |which )?(?:mention(?:s|ing|ed)?|say(?:s|ing)?|said|contain(?:s|ing)?|with the words?|"
+        r"(?:that |which )?(?:mention(?:s|ing|ed)?|contain(?:s|ing)?|with the words?|"
         r"including the words?)\s+[\"'“]?([a-z0-9][a-z0-9\- ]{1,40}?)[\"'”]?"
         r"(?=\s+(?:in|last|this|during|over|from|since|yesterday|today|so far|per|by)\b|\s*[?,.!]|$)"
     ),
@@ -457,14 +458,15 @@ _MENTIONS = (
 )
 
 
-def _mentions(t: _Text) -> str | None:
+def _mentions(t: _Text, question: str) -> str | None:
     """Words the records must contain ("complaints that mention battery", "提到“电池”的投诉"),
-    consumed so no other slot reads them."""
+    consumed so no other slot reads them. Never from an order to a model inside the question."""
+    orders = [(i, i + len(_norm(x))) for x in strip_instructions(question)[1] if (i := t.s.find(_norm(x))) >= 0]
     for pattern in _MENTIONS:
         for m in pattern.finditer(t.s):
             i, j = m.span()
             word = m.group(1).strip()
-            if any(t.used[i:j]) or not word:
+            if any(t.used[i:j]) or not word or any(a < j and i < b for a, b in orders):
                 continue
             t.used[i:j] = [True] * (j - i)
             return word
@@ -541,7 +543,7 @@ def parse_question(question: str, analytics: Analytics, taxonomy: Taxonomy) -> I
     stars = _rating_range(t)
     if stars is not None:
         values["rating"] = f"{stars[0]}-{stars[1]}"
-    if (said := _mentions(t)) is not None:
+    if (said := _mentions(t, question)) is not None:
         values["mentions"] = said
     lang = output_language("".join(" " if u else c for c, u in zip(t.s, t.used, strict=True)))
     relative = t.first(RELATIVE_PREVIOUS) is not None
@@ -551,6 +553,7 @@ def parse_question(question: str, analytics: Analytics, taxonomy: Taxonomy) -> I
         category = "logistics"
 
     cues = {name: t.has(words) for name, words in CUES.items()}
+    weak_all = False
     positive = cues["positive"] or category in ("praise",)
     if category in ("praise", "suggestion", "other"):
         sentiment, explicit = None, True
@@ -558,10 +561,11 @@ def parse_question(question: str, analytics: Analytics, taxonomy: Taxonomy) -> I
         sentiment, explicit = "positive", True
     elif cues["all"] and not cues["negative"]:
         sentiment, explicit = None, True
+        weak_all = not t.has(ask_limits()["strong_all"])
     else:
         sentiment, explicit = "negative", cues["negative"]
     if stars is not None and not cues["negative"]:
-        sentiment, explicit = None, True  # "1-star reviews": the stars are the slice, whatever the sentiment
+        sentiment, explicit, weak_all = None, True, False  # "1-star reviews": the stars are the slice
         if category == "praise":  # "5星好评" is five-star reviews, not the praise category's
             category = None
 
@@ -576,7 +580,7 @@ def parse_question(question: str, analytics: Analytics, taxonomy: Taxonomy) -> I
         kind = "rising"
     elif cues["falling"]:
         kind = "falling"
-    elif facet and (cues["concentrate"] or cues["top"] or (cues["count"] and cues["breakdown"])):
+    elif facet and (cues["concentrate"] or cues["top"] or cues["breakdown"]):
         kind = "concentration"
     elif facet and category and not cues["count"]:
         kind = "concentration"
@@ -612,6 +616,7 @@ def parse_question(question: str, analytics: Analytics, taxonomy: Taxonomy) -> I
         sentiment_explicit=explicit,
         top_n=max([_top_n(t) or (10 if cues["breakdown"] else 3), *(len(v) for v in several.values())]),
         compare=compared,
+        weak_all=weak_all,
         shift=1 if relative and not windows else 0,
         cued=cued and kind != "unknown",
     )
@@ -784,9 +789,12 @@ def follow_up(intent: Intent, previous: Intent | None, question: str, analytics:
         merged.segment_words = {**previous.segment_words, **intent.segment_words}
         if merged.kind == "concentration" and merged.facet in intent.values:
             merged.kind = "count"  # "which carrier ...?" then "and 顺捷速递?": that carrier's count
-    if intent.facet and intent.kind == "concentration":
+    if intent.facet and intent.kind == "concentration":  # "按渠道呢？" / "and by channel?": that breakdown
         merged.facet = intent.facet
-    if intent.sentiment_explicit:
+        merged.values = {k: v for k, v in merged.values.items() if k != intent.facet}
+        if merged.kind in ("count", "top", "concentration"):
+            merged.kind = "concentration"
+    if intent.sentiment_explicit and not intent.weak_all:  # "in English reviews" keeps the complaints
         merged.sentiment, merged.sentiment_explicit = intent.sentiment, True
     if intent.window is not None:
         merged.window, merged.previous = intent.window, intent.previous

@@ -624,3 +624,28 @@ def test_words_the_records_mention_are_a_filter(asker: Asker, question: str, wor
     assert a.understood is True and a.plan is not None and a.plan.filters.get("mentions") == words
     assert want > 0
     check(a, [want])
+
+
+def test_follow_ups_change_the_breakdown_and_keep_the_complaints(asker: Asker) -> None:
+    from collections import Counter
+
+    rows = [
+        r
+        for r in _sample_rows()
+        if r["sentiment"] == "negative" and W46[0] <= date.fromisoformat(r["created_at"][:10]) <= W46[1]
+    ]
+    conv = Conversation()
+    asker.ask("上周物流投诉有多少？", conv)
+    asker.ask("那前一周呢？", conv)
+    by = asker.ask("按渠道呢？", conv)  # the same slice (logistics complaints, W46), now per channel
+    assert by.plan is not None and by.plan.measure == "top_n" and by.plan.group_by == "channel"
+    channel, n = Counter(r["channel"] for r in rows if r["category"] == "logistics").most_common(1)[0]
+    check(by, [channel, n])
+
+    conv = Conversation()
+    asker.ask("How many complaints about 智能保温杯 Pro last week?", conv)
+    en = asker.ask("what about in English reviews?", conv)
+    assert en.plan is not None and en.plan.filters.get("sentiment") == "negative", (
+        "a plain 'reviews' keeps the complaints"
+    )
+    assert en.plan.filters.get("language") == "en"
