@@ -417,11 +417,18 @@ class Workspace:
         """Compute the semantic vectors an ingest left pending (resumable). Returns what was
         filled, what still waits, and the pid of another fill already running (then this one
         does nothing)."""
-        with self.store.try_lock("fill") as mine:
-            if not mine:
-                return {"filled": 0, "pending": self.store.pending(), "running": self.store.lock_holder("fill")}
-            filled = self.store.fill(lock=self.store.writer_lock, progress=progress)
-        return {"filled": filled, "pending": self.store.pending(), "running": None}
+        filled = 0
+        while True:
+            with self.store.try_lock("fill") as mine:
+                if not mine:  # the running fill takes these too: it looks again after letting go
+                    return {
+                        "filled": filled,
+                        "pending": self.store.pending(),
+                        "running": self.store.lock_holder("fill"),
+                    }
+                filled += self.store.fill(lock=self.store.writer_lock, progress=progress)
+            if not self.store.pending():  # records an ingest left while this fill was finishing
+                return {"filled": filled, "pending": 0, "running": None}
 
     def ingest_records(self, records: Iterable[dict[str, Any]], *, kind: Kind = "feedback") -> Ingested:
         """Store records given as field dicts (the API's batch), with the file ingest's row checks."""

@@ -141,16 +141,21 @@ meta_table = Table(
 # small (~300 bytes), so filters and analytics read little, and narrow filtered searches fetch
 # only their candidates' vectors by primary key.
 index_metadata = MetaData()
-INDEX_TABLES = {
-    kind: Table(
+
+
+def _index_table(kind: str, tables: MetaData, *more: Column[Any]) -> Table:
+    """A kind's index rows: id, token string, vector (empty while the fill has not reached it)."""
+    return Table(
         f"{kind}_index",
-        index_metadata,
+        tables,
         Column("id", String(200), primary_key=True),
         Column("tokens", Text, nullable=False),
         Column("vec", LargeBinary, nullable=False),
+        *more,
     )
-    for kind in ("feedback", "resolution")
-}
+
+
+INDEX_TABLES = {kind: _index_table(kind, index_metadata) for kind in ("feedback", "resolution")}
 # Vectors of a reindex under way (see Store.reindex): the store keeps answering on its old
 # embedding until every record has a new vector, then switches in one transaction.
 reindex_table = Table(
@@ -189,15 +194,7 @@ PG_INDEX_DDL = (
 # The index rows as PostgreSQL writes them: with the token count FTS5 would see (see _fts5_length).
 _pg_index_metadata = MetaData()
 PG_INDEX_TABLES = {
-    kind: Table(
-        f"{kind}_index",
-        _pg_index_metadata,
-        Column("id", String(200), primary_key=True),
-        Column("tokens", Text, nullable=False),
-        Column("vec", LargeBinary, nullable=False),
-        Column("ntok", Integer),
-    )
-    for kind in ("feedback", "resolution")
+    kind: _index_table(kind, _pg_index_metadata, Column("ntok", Integer)) for kind in ("feedback", "resolution")
 }
 BM25_K1, BM25_B = 1.2, 0.75  # FTS5's
 _FTS5_PIECE = re.compile(r"[\w\-/#]+")
