@@ -379,11 +379,19 @@ class Workspace:
     ) -> IngestSummary:
         """Load a file; bad rows go to a rejects file with reasons. Unlabelled feedback gets model
         labels (no LLM on ingest: bulk loads must not pay per row; ``classify`` uses it on demand)."""
+        from agent.classify import words_only_labeler
+
         mapping = parse_map_options(maps or [], kind)
-        labeler = self.classifier().labeler if classify and kind == "feedback" else None
         # Semantic vectors cost more than the rest of an ingest: they are computed after the rows
-        # commit (the word hash is cheap and stays inline).
-        self.store.defer_vectors = not isinstance(self.store.embedder, HashEmbedding)
+        # commit (the word hash is cheap and stays inline). So is the English sentence encoder the
+        # classifier reads: the rows are labelled from their words first, and the fill, which
+        # reaches every one of them, labels the English ones again with it (_refine_labels).
+        defer = not isinstance(self.store.embedder, HashEmbedding)
+        labeler = None
+        if classify and kind == "feedback":
+            clf = self.classifier()
+            labeler = words_only_labeler(clf) if defer and clf.encoder is not None else clf.labeler
+        self.store.defer_vectors = defer
         try:
             summary = ingest_file(
                 self.store,
@@ -426,9 +434,40 @@ class Workspace:
                         "pending": self.store.pending(),
                         "running": self.store.lock_holder("fill"),
                     }
-                filled += self.store.fill(lock=self.store.writer_lock, progress=progress)
+                filled += self.store.fill(
+                    lock=self.store.writer_lock, progress=progress, each_batch=self._refine_labels
+                )
             if not self.store.pending():  # records an ingest left while this fill was finishing
                 return {"filled": filled, "pending": 0, "running": None}
+
+    def _refine_labels(self, kind: Kind, ids: list[str]) -> None:
+        """The fill's second pass on labels: English records an ingest labelled from their words
+        alone are classified again with the English sentence encoder, as they would have been
+        inline. Labels a person or an import set are kept."""
+        from agent.classify import FIELDS, machine_label
+
+        if kind != "feedback":
+            return
+        rows = [
+            r
+            for r in self.store.records("feedback", ids).values()
+            if r.language == "en" and any(getattr(r, f"{f}_source") in ("model", "rule") for f in FIELDS)
+        ]
+        clf = self.classifier()
+        if not rows or clf.encoder is None:
+            return
+        results = clf.classify([r.text for r in rows])
+        updates: dict[str, dict[str, tuple[str, str, str | None]]] = {}
+        for row, res in zip(rows, results, strict=True):
+            fields: dict[str, tuple[str, str, str | None]] = {}
+            for name in FIELDS:
+                if getattr(row, f"{name}_source") not in ("model", "rule"):
+                    continue
+                label = machine_label(res, name)
+                fields[name] = (label.value, label.source.value, label.basis)
+            if fields:
+                updates[row.id] = fields
+        self.store.set_machine_labels(updates)
 
     def ingest_records(self, records: Iterable[dict[str, Any]], *, kind: Kind = "feedback") -> Ingested:
         """Store records given as field dicts (the API's batch), with the file ingest's row checks."""

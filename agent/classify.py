@@ -29,6 +29,7 @@ import json
 import pickle
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
@@ -281,16 +282,17 @@ class Classifier:
         }
         return tuple(sorted(names, key=lambda v: (-len(v), v)))
 
-    def _with_encoder(self, matrix: Any, texts: list[str], remember: bool = False) -> Any:
+    def _with_encoder(self, matrix: Any, texts: list[str], remember: bool = False, words_only: bool = False) -> Any:
         """``matrix`` with the encoder's vectors of the English texts appended (zeros elsewhere).
 
         ``remember``: store new vectors in the cache (training texts; classified ones are only looked up).
+        ``words_only``: zeros for every text, as for Chinese ones (a first pass the fill refines).
         """
         if self.encoder is None:
             return matrix
         from scipy import sparse
 
-        english = [i for i, text in enumerate(texts) if detect_language(text) == "en"]
+        english = [] if words_only else [i for i, text in enumerate(texts) if detect_language(text) == "en"]
         block = sparse.csr_matrix((len(texts), self.encoder.dim), dtype=np.float32)
         if english:
             cache = VectorCache(self.store.home / "models" / "vectors.sqlite3")
@@ -301,8 +303,11 @@ class Classifier:
         return sparse.hstack([matrix, block], format="csr", dtype=np.float32)
 
     # ------------------------------------------------------------------ classify
-    def classify(self, texts: list[str], ids: list[str | None] | None = None) -> list[Classification]:
-        """Classify texts (batch); each result's labels are ids of the taxonomy."""
+    def classify(
+        self, texts: list[str], ids: list[str | None] | None = None, *, words_only: bool = False
+    ) -> list[Classification]:
+        """Classify texts (batch); each result's labels are ids of the taxonomy. ``words_only``
+        leaves the English sentence encoder out (the ingest's first pass; the fill refines it)."""
         ids = ids or [None] * len(texts)
         if not texts:
             return []
@@ -310,7 +315,7 @@ class Classifier:
         cleaned = [strip_instructions(text) for text in texts]
         clean_texts = [mask_names(c, t.masked) for c, _ in cleaned]
         x = t.vectorizer.transform(clean_texts)
-        full = self._with_encoder(x, clean_texts) if t.encoder else x
+        full = self._with_encoder(x, clean_texts, words_only=words_only) if t.encoder else x
         neighbours = self._neighbours(t, full, clean_texts)
         per_field: dict[str, tuple[list[str], np.ndarray]] = {}
         for name in FIELDS:
@@ -484,7 +489,7 @@ class Classifier:
         )
 
     # ------------------------------------------------------------------ ingest hook
-    def labeler(self, records: list[Feedback]) -> list[Feedback]:
+    def labeler(self, records: list[Feedback], words_only: bool = False) -> list[Feedback]:
         """Fill missing labels of records with machine labels, keeping the rest: source ``rule`` with
         the rule that fired, or ``model`` with the neighbours it leaned on, as each label's basis."""
         todo = [i for i, r in enumerate(records) if any(getattr(r.labels, f) is None for f in FIELDS)]
@@ -492,16 +497,21 @@ class Classifier:
             return records
         # a batch repeats texts ("好评", the same complaint posted twice): each is classified once
         distinct = list(dict.fromkeys(records[i].text for i in todo))
-        by_text = dict(zip(distinct, self.classify(distinct), strict=True))
+        by_text = dict(zip(distinct, self.classify(distinct, words_only=words_only), strict=True))
         out = list(records)
         for i in todo:
             res = by_text[records[i].text]
-            update = {f: _machine_label(res, f) for f in FIELDS if getattr(records[i].labels, f) is None}
+            update = {f: machine_label(res, f) for f in FIELDS if getattr(records[i].labels, f) is None}
             out[i] = records[i].model_copy(update={"labels": records[i].labels.model_copy(update=update)})
         return out
 
 
-def _machine_label(res: Classification, name: str) -> LabelValue:
+def words_only_labeler(classifier: Classifier) -> Callable[[list[Feedback]], list[Feedback]]:
+    """The ingest's first pass: labels from the words alone (the English encoder left for the fill)."""
+    return lambda records: classifier.labeler(records, words_only=True)
+
+
+def machine_label(res: Classification, name: str) -> LabelValue:
     """A field of a classification as a stored label, with its source and what it rests on."""
     value = getattr(res, name)
     if res.paths.get(name) == "rules":  # the reason: "urgency critical: mentions '12315'"

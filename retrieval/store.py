@@ -1119,6 +1119,42 @@ class Store:
             self._bump_labels_version()
         return int(result.rowcount or 0)
 
+    def set_machine_labels(self, updates: dict[str, dict[str, tuple[str, str, str | None]]]) -> int:
+        """Replace labels a machine set, per record: {id: {field: (value, source, basis)}}. A label
+        a person or an import set since is left as it is. Returns the records changed."""
+        if not updates:
+            return 0
+        f = feedback_table.c
+        changed = 0
+        with self.engine.begin() as conn:
+            stored = {
+                r["id"]: r
+                for r in conn.execute(
+                    select(f.id, f.label_basis, *(f[f"{n}_source"] for n in LABEL_FIELDS)).where(
+                        f.id.in_(list(updates))
+                    )
+                ).mappings()
+            }
+            for rid, fields in updates.items():
+                row = stored.get(rid)
+                if row is None:
+                    continue
+                keep = {n: v for n, v in fields.items() if row[f"{n}_source"] in (None, "model", "rule")}
+                if not keep:
+                    continue
+                basis = json.loads(row["label_basis"]) if row["label_basis"] else {}
+                values: dict[str, Any] = {}
+                for name, (value, source, why) in keep.items():
+                    values[name], values[f"{name}_source"] = value, source
+                    if why:
+                        basis[name] = why
+                    else:
+                        basis.pop(name, None)
+                values["label_basis"] = json.dumps(basis, ensure_ascii=False) if basis else None
+                conn.execute(update(feedback_table).where(f.id == rid).values(**values))
+                changed += 1
+        return changed
+
     # ------------------------------------------------------------------ reads
     def count(self, kind: Kind, where: Select[Any] | None = None) -> int:
         """Number of records of ``kind`` (optionally of a filtered id select)."""
@@ -1178,6 +1214,7 @@ class Store:
         batch_size: int = 512,
         lock: Callable[[], AbstractContextManager[Any]] | None = None,
         progress: Callable[[int, int], None] | None = None,
+        each_batch: Callable[[Kind, list[str]], None] | None = None,
     ) -> int:
         """Compute the vectors of records an ingest left pending and add them to Chroma; resumable
         (each batch commits on its own) and safe beside other writers when ``lock`` is the home's
@@ -1199,6 +1236,8 @@ class Store:
                         ]
                     if not ids:
                         break
+                    if each_batch is not None:  # the caller's own second pass (labels)
+                        each_batch(kind, ids)
                     got = self._embedded(kind, ids)
                     index = INDEX_TABLES[kind]
                     # the vectors and the pending rows change together for any reader of this home

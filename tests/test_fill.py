@@ -186,3 +186,38 @@ def test_fill_command(tmp_path: Path) -> None:
     assert "filled 4 records; 0 wait" in result.stdout
     again = runner.invoke(app, ["fill", "--home", str(home), "--json"])
     assert again.exit_code == 0 and '"filled": 0' in again.stdout
+
+
+def test_english_labels_from_words_first_then_refined_by_the_fill(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ingest labels every row from its words (the English sentence encoder is the costly
+    part); the fill classifies the English rows again with it, so the stored labels end as an
+    inline classification would have made them."""
+    from agent.classify import Classifier
+
+    calls: list[tuple[int, bool]] = []
+    real = Classifier.classify
+
+    def spy(self: Classifier, texts: list[str], ids: object = None, *, words_only: bool = False) -> object:
+        calls.append((len(texts), words_only))
+        return real(self, texts, ids, words_only=words_only)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Classifier, "classify", spy)
+    path = tmp_path / "u.csv"
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["id", "text", "created_at"])
+        for i, t in enumerate(TEXTS.values()):
+            w.writerow([f"u{i}", t, "2026-11-20 10:00:00"])
+    with Workspace.open(load_settings(home=tmp_path / "home")) as ws:
+        assert ws.classifier().encoder is not None, "the English encoder is installed by make"
+        ws.ingest_file(path)
+        english = [t for t in TEXTS.values() if t.isascii()]
+        assert calls[0] == (len(TEXTS), True), "the ingest's pass reads the words only"
+        assert (len(english), False) in calls[1:], "the fill classifies the English rows again, with the encoder"
+        stored = ws.store.records("feedback", [f"u{i}" for i in range(len(TEXTS))])
+        inline = real(ws.classifier(), list(TEXTS.values()))
+        for i, res in enumerate(inline):
+            row = stored[f"u{i}"]
+            assert (row.category, row.sentiment, row.urgency) == (res.category, res.sentiment, res.urgency)
