@@ -179,6 +179,7 @@ class Intent:
     segment_words: dict[str, str] = field(default_factory=dict)  # segment -> the words that named it
     compare: list[str] = field(default_factory=list)  # values of `facet` named side by side ("VIP and normal")
     weak_all: bool = False  # "all sentiments" read from a plain noun ("reviews", "评价"), not "all feedback"
+    order: Literal["low", "high"] | None = None  # a rating breakdown, lowest or highest first
 
 
 def _norm(text: str) -> str:
@@ -213,6 +214,10 @@ class _Text:
                 return i
             start = i + 1
         return -1
+
+    def find_any(self, terms: list[str]) -> bool:
+        """Whether any of ``terms`` is in the unconsumed question; the first found is consumed."""
+        return self.first(terms) is not None
 
     def has(self, terms: list[str]) -> bool:
         return any(self.find(t, consume=False) >= 0 for t in terms)
@@ -617,6 +622,9 @@ def parse_question(question: str, analytics: Analytics, taxonomy: Taxonomy) -> I
         top_n=max([_top_n(t) or (10 if cues["breakdown"] else 3), *(len(v) for v in several.values())]),
         compare=compared,
         weak_all=weak_all,
+        order=next((o for o, words in limits["rating_order"].items() if t.find_any(words)), None)
+        if kind == "rating"
+        else None,
         shift=1 if relative and not windows else 0,
         cued=cued and kind != "unknown",
     )
@@ -1321,6 +1329,18 @@ class Asker:
             )
         if res.groups and intent.facet:  # "average rating for each product": one line per value
             shown = [g for g in res.groups if g.value in intent.compare] if intent.compare else res.groups
+            if intent.order:  # "lowest rated product": that one first, named
+                shown = sorted(shown, key=lambda g: (g.average if intent.order == "low" else -g.average, -g.rated))
+                first = shown[0]
+                parts.append(
+                    w.say(
+                        f"ask.rating_{intent.order}est",
+                        facet=w.facet(intent.facet),
+                        value=first.value,
+                        average=first.average,
+                        rated=first.rated,
+                    )
+                )
             items = [
                 w.say("ask.rating_group", value=g.value, average=g.average, csat=f"{g.csat * 100:.1f}%", rated=g.rated)
                 for g in shown[:10]

@@ -34,6 +34,7 @@ Facet = Literal[
     "urgency",
     "channel",
     "product",
+    "sku",
     "carrier",
     "region",
     "customer_tier",

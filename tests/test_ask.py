@@ -649,3 +649,27 @@ def test_follow_ups_change_the_breakdown_and_keep_the_complaints(asker: Asker) -
         "a plain 'reviews' keeps the complaints"
     )
     assert en.plan.filters.get("language") == "en"
+
+
+def test_sku_is_its_own_field(asker: Asker) -> None:
+    from collections import Counter
+
+    skus = Counter(
+        r["sku"] for r in _sample_rows() if _in_month(r, "2026-10") and r["sentiment"] == "negative" and r["sku"]
+    )
+    sku, n = skus.most_common(1)[0]
+    a = asker.ask("Which SKU had the most complaints in October?")
+    assert a.plan is not None and a.plan.group_by == "sku"
+    check(a, [sku, n])
+
+
+def test_the_lowest_rated_value_is_named(asker: Asker) -> None:
+    per: dict[str, list[float]] = {}
+    for r in _sample_rows():
+        if _in_month(r, "2026-10") and r["rating"] and r["product"]:
+            per.setdefault(r["product"], []).append(float(r["rating"]))
+    averages = {p: round(sum(v) / len(v), 2) for p, v in per.items()}
+    low = min(averages.values())
+    a = asker.ask("10月平均评分最低的商品是哪个？")
+    lowest = [p for p, avg in averages.items() if avg == low]
+    assert a.understood is True and any(f"平均评分最低的商品是 {p}：{low} 分" in a.answer for p in lowest), a.answer
