@@ -648,6 +648,8 @@ def parse_question(question: str, analytics: Analytics, taxonomy: Taxonomy) -> I
             if analytics.resolve(a).start < analytics.resolve(b).start:
                 a, b = b, a
             intent.window, intent.previous = a, b
+    if kind == "rating" and relative and intent.window is not None and intent.previous is None:
+        intent.previous = _shift(intent.window, kind, analytics)  # "last week vs the week before"
     if kind == "examples":
         intent.query = None if (category or values) else _leftover(t)
     if kind == "trend" and t.has(limits["measures"]["trend"]["daily"]):
@@ -1325,6 +1327,22 @@ class Asker:
                     average=res.average,
                     csat=csat,
                     dist=dist,
+                )
+            )
+        if res.rated and intent.previous is not None:  # "this week vs last week": the same figures then
+            before: RatingOutput = self._call(
+                traces,
+                "ratings",
+                self.analytics.ratings,
+                RatingInput(window=intent.previous, filters=self._filters(intent, with_sentiment=False)),
+            )
+            parts.append(
+                w.say(
+                    "ask.rating_before",
+                    prev=w.period(before.period),
+                    average=before.average if before.rated else "-",
+                    csat=f"{(before.csat or 0) * 100:.1f}%" if before.rated else "-",
+                    rated=before.rated,
                 )
             )
         if res.groups and intent.facet:  # "average rating for each product": one line per value

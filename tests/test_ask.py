@@ -673,3 +673,21 @@ def test_the_lowest_rated_value_is_named(asker: Asker) -> None:
     a = asker.ask("10月平均评分最低的商品是哪个？")
     lowest = [p for p, avg in averages.items() if avg == low]
     assert a.understood is True and any(f"平均评分最低的商品是 {p}：{low} 分" in a.answer for p in lowest), a.answer
+
+
+@pytest.mark.parametrize(
+    "question", ["上周和上上周的平均评分对比", "What was the average rating last week vs the week before?"]
+)
+def test_a_rating_compared_with_the_period_before(asker: Asker, question: str) -> None:
+    def ratings(days: tuple[date, date]) -> list[float]:
+        return [
+            float(r["rating"])
+            for r in _sample_rows()
+            if r["rating"] and days[0] <= date.fromisoformat(r["created_at"][:10]) <= days[1]
+        ]
+
+    now, before = ratings(W47), ratings(W46)
+    a = asker.ask(question)
+    assert a.understood is True and a.plan is not None and a.plan.previous_window is not None
+    for values in (now, before):
+        check(a, [round(sum(values) / len(values), 2), len(values)])
