@@ -463,10 +463,14 @@ _MENTIONS = (
 )
 
 
-def _mentions(t: _Text, question: str) -> str | None:
+def _orders(t: _Text, question: str) -> list[tuple[int, int]]:
+    """Where the question's orders to a model stand in ``t`` (they are not conditions)."""
+    return [(i, i + len(_norm(x))) for x in strip_instructions(question)[1] if (i := t.s.find(_norm(x))) >= 0]
+
+
+def _mentions(t: _Text, orders: list[tuple[int, int]]) -> str | None:
     """Words the records must contain ("complaints that mention battery", "提到“电池”的投诉"),
     consumed so no other slot reads them. Never from an order to a model inside the question."""
-    orders = [(i, i + len(_norm(x))) for x in strip_instructions(question)[1] if (i := t.s.find(_norm(x))) >= 0]
     for pattern in _MENTIONS:
         for m in pattern.finditer(t.s):
             i, j = m.span()
@@ -548,7 +552,8 @@ def parse_question(question: str, analytics: Analytics, taxonomy: Taxonomy) -> I
     stars = _rating_range(t)
     if stars is not None:
         values["rating"] = f"{stars[0]}-{stars[1]}"
-    if (said := _mentions(t, question)) is not None:
+    orders = _orders(t, question)
+    if (said := _mentions(t, orders)) is not None:
         values["mentions"] = said
     lang = output_language("".join(" " if u else c for c, u in zip(t.s, t.used, strict=True)))
     relative = t.first(RELATIVE_PREVIOUS) is not None
@@ -663,9 +668,8 @@ def parse_question(question: str, analytics: Analytics, taxonomy: Taxonomy) -> I
         intent.named_fields.append("rating")  # a store without ratings must say so, not count zero
     intent.segment_words = segment_words
     if kind != "unknown":
-        for sentence in strip_instructions(question)[1]:  # orders to a model are not conditions: ignored
-            if (i := t.s.find(_norm(sentence))) >= 0:
-                t.used[i : i + len(_norm(sentence))] = [True] * len(_norm(sentence))
+        for i, j in orders:  # orders to a model are not conditions: ignored
+            t.used[i:j] = [True] * (j - i)
         intent.unused = _unused(t, taxonomy, [*values.values(), intent.query or ""])
     return intent
 
