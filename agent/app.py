@@ -391,23 +391,20 @@ class Workspace:
         if classify and kind == "feedback":
             clf = self.classifier()
             labeler = words_only_labeler(clf) if defer and clf.encoder is not None else clf.labeler
-        self.store.defer_vectors = defer
-        try:
-            summary = ingest_file(
-                self.store,
-                path,
-                kind=kind,
-                mapping=mapping,
-                taxonomy=self.taxonomy,
-                zone=self.zone,
-                now=datetime.now(UTC),
-                batch_size=batch_size,
-                progress=progress,
-                labeler=labeler,
-                redact_pii=self.settings.redact_on_ingest if redact_pii is None else redact_pii,
-            )
-        finally:
-            self.store.defer_vectors = False
+        summary = ingest_file(
+            self.store,
+            path,
+            kind=kind,
+            mapping=mapping,
+            taxonomy=self.taxonomy,
+            zone=self.zone,
+            now=datetime.now(UTC),
+            batch_size=batch_size,
+            progress=progress,
+            labeler=labeler,
+            redact_pii=self.settings.redact_on_ingest if redact_pii is None else redact_pii,
+            defer_vectors=defer,
+        )
         if waiting := self.store.pending():
             if waiting <= self.settings.fill_inline_max:
                 self.fill()

@@ -124,6 +124,7 @@ def ingest_rows(
     batch_size: int = 1000,
     labeler: Labeler | None = None,
     after_batch: Callable[[], None] | None = None,
+    defer_vectors: bool = False,
     redact_pii: bool = False,
 ) -> UpsertResult:
     """Validate rows and upsert them in batches; the one row loop of every ingest (file or HTTP).
@@ -144,7 +145,9 @@ def ingest_rows(
     def flush() -> None:
         if not batch:
             return
-        result = store.upsert(kind, batch, now, label=labeler if kind == "feedback" else None)
+        result = store.upsert(
+            kind, batch, now, label=labeler if kind == "feedback" else None, defer_vectors=defer_vectors
+        )
         total.added += result.added
         total.updated += result.updated
         total.unchanged += result.unchanged
@@ -199,6 +202,7 @@ def ingest_file(
     progress: ProgressFn | None = None,
     labeler: Labeler | None = None,
     redact_pii: bool = False,
+    defer_vectors: bool = False,
 ) -> IngestSummary:
     """Ingest one file of feedback or resolution records into ``store``.
 
@@ -213,6 +217,7 @@ def ingest_file(
         batch_size: rows per committed batch.
         progress: called with (position, total) as the file is read.
         labeler: fills in missing labels of new feedback (classification on ingest).
+        defer_vectors: store the records without vectors, for :meth:`Store.fill` to compute.
         redact_pii: store free text with personal data replaced (see :func:`ingest_rows`).
 
     Raises:
@@ -248,6 +253,7 @@ def ingest_file(
                 labeler=labeler,
                 after_batch=after_batch,
                 redact_pii=redact_pii,
+                defer_vectors=defer_vectors,
             )
         finally:
             rejects.close()

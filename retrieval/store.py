@@ -521,8 +521,6 @@ class Store:
         self._ensured: set[int] = set()  # extra table sets already checked (ensure_tables)
         self._facet_cache: dict[str, tuple[int, list[str]]] = {}  # facet -> (write generation, values)
         self._stats_cache: dict[str, tuple[int, int, float]] = {}  # kind -> (generation, records, avg tokens)
-        # True while an ingest leaves vectors to the semantic fill (Workspace.ingest_file decides).
-        self.defer_vectors = False
 
     def _open_databases(self) -> None:
         try:
@@ -881,6 +879,7 @@ class Store:
         records: Sequence[Feedback | Resolution],
         now: datetime,
         label: Callable[[list[Feedback]], list[Feedback]] | None = None,
+        defer_vectors: bool = False,
     ) -> UpsertResult:
         """Add new records and update changed ones; unchanged records cost one lookup.
 
@@ -892,6 +891,7 @@ class Store:
             now: write time.
             label: fills missing labels of new and changed feedback (classification on ingest);
                 unchanged records are not relabelled, and human labels already stored are kept.
+            defer_vectors: write the records without vectors, listed for :meth:`fill`.
         """
         table = TABLES[kind]
         ids = [r.id for r in records]
@@ -930,7 +930,7 @@ class Store:
         if changed and kind == "feedback":
             changed = self._keep_human_labels(changed, existing, label)
         if changed:
-            self._write(kind, changed, now, updated)
+            self._write(kind, changed, now, updated, defer_vectors)
         return UpsertResult(added, updated, unchanged)
 
     @staticmethod
@@ -975,12 +975,16 @@ class Store:
         return out
 
     def _write(
-        self, kind: Kind, changed: list[tuple[Feedback | Resolution, str]], now: datetime, updated: Sequence[str] = ()
+        self,
+        kind: Kind,
+        changed: list[tuple[Feedback | Resolution, str]],
+        now: datetime,
+        updated: Sequence[str] = (),
+        deferred: bool = False,
     ) -> None:
         records = [r for r, _ in changed]
         texts = [r.text for r in records]
         token_lists = [tokenize(t) for t in texts]
-        deferred = self.defer_vectors
         vecs = None if deferred else embed(self.embedder, texts, token_lists)
         stamp = now.astimezone(UTC).isoformat()
         if kind == "feedback":
@@ -1037,17 +1041,13 @@ class Store:
     ) -> None:
         """Index rows (tokens, vector) and keyword entries of ``ids``; ``pending``: whether their
         vectors wait for the fill (None: leave that as it is)."""
+        self._delete_keywords(conn, kind, ids, keep_rows=True)  # the rows' old words, if any
         if self.kw_dialect == "postgresql":
-            self._delete_keywords(conn, kind, ids, keep_rows=True)
             rows = [{**r, "ntok": _fts5_length(r["tokens"])} for r in kw_rows]
             self._upsert(conn, PG_INDEX_TABLES[kind], rows, "postgresql")
             self._count_terms(conn, kind, [r["tokens"] for r in kw_rows], +1)
         else:
-            table = KW_TABLES[kind]
-            conn.execute(
-                text(f"DELETE FROM {table} WHERE id IN (SELECT value FROM json_each(:ids))"), {"ids": json.dumps(ids)}
-            )
-            conn.execute(text(f"INSERT INTO {table}(tokens, id) VALUES (:tokens, :id)"), kw_rows)
+            conn.execute(text(f"INSERT INTO {KW_TABLES[kind]}(tokens, id) VALUES (:tokens, :id)"), kw_rows)
             self._upsert(conn, INDEX_TABLES[kind], kw_rows, "sqlite")
         if pending:
             insert_ = postgresql.insert if self.kw_dialect == "postgresql" else sqlite.insert
@@ -1186,9 +1186,11 @@ class Store:
         mat = np.vstack([np.frombuffer(r[2], dtype=np.float32) if r[2] else fresh[r[0]] for r in rows])
         return [r[0] for r in rows], [r[1] for r in rows], mat.astype(np.float32, copy=False)
 
-    def _embedded(self, kind: Kind, ids: Sequence[str]) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
-        """Vectors (and Chroma metadata) of records computed now from their mirror text; ids the
-        mirror does not hold are left out."""
+    def _embedded(
+        self, kind: Kind, ids: Sequence[str], embedder: Embedder | None = None
+    ) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
+        """Vectors (and Chroma metadata) of records computed now from their mirror text, with the
+        store's embedding or ``embedder``; ids the mirror does not hold are left out."""
         table = TABLES[kind]
         meta_col = table.c.created_ts if kind == "feedback" else table.c.feedback_id
         text_cols = [table.c.text] if kind == "feedback" else [table.c.action, table.c.reply]
@@ -1197,7 +1199,7 @@ class Store:
         if not rows:
             return {}
         texts = [r[2] if kind == "feedback" else f"{r[2]}\n{r[3]}".strip() for r in rows]
-        vecs = embed(self.embedder, texts, [tokenize(t) for t in texts]).astype(np.float32)
+        vecs = embed(embedder or self.embedder, texts, [tokenize(t) for t in texts]).astype(np.float32)
         return {r[0]: (v, _chroma_metadata(kind, r[1])) for r, v in zip(rows, vecs, strict=True)}
 
     def pending(self, kind: Kind | None = None) -> int:
@@ -1494,12 +1496,10 @@ class Store:
             total = self.count(kind)
             done[kind] = 0
             last_seq = 0
-            meta_col = table.c.created_ts if kind == "feedback" else table.c.feedback_id
-            text_cols = [table.c.text] if kind == "feedback" else [table.c.action, table.c.reply]
             while True:
                 with self.engine.connect() as conn:
                     rows = conn.execute(
-                        select(table.c.seq, table.c.id, meta_col, *text_cols)
+                        select(table.c.seq, table.c.id)
                         .where(table.c.seq > last_seq)
                         .order_by(table.c.seq)
                         .limit(batch_size)
@@ -1507,23 +1507,21 @@ class Store:
                 if not rows:
                     break
                 last_seq = rows[-1][0]
-                todo = [r for r in rows if r[1] not in have]
-                if todo:
-                    texts = [r[3] if kind == "feedback" else f"{r[3]}\n{r[4]}".strip() for r in todo]
-                    vecs = embed(target, texts, [tokenize(t) for t in texts])
-                    metas = [_chroma_metadata(kind, r[2]) for r in todo]
+                got = self._embedded(kind, [r[1] for r in rows if r[1] not in have], target)
+                if got:
                     with self._embedded_lock():
-                        new_col.upsert(ids=[r[1] for r in todo], embeddings=list(vecs), metadatas=metas)
+                        new_col.upsert(
+                            ids=list(got),
+                            embeddings=[v for v, _ in got.values()],
+                            metadatas=[m for _, m in got.values()],
+                        )
                     with self.kw_engine.begin() as kconn:
                         kconn.execute(
                             insert(reindex_table),
-                            [
-                                {"kind": kind, "id": r[1], "vec": v.astype(np.float32).tobytes()}
-                                for r, v in zip(todo, vecs, strict=True)
-                            ],
+                            [{"kind": kind, "id": i, "vec": v.tobytes()} for i, (v, _) in got.items()],
                         )
-                    done[kind] += len(todo)
-                    have.update(r[1] for r in todo)
+                    done[kind] += len(got)
+                    have.update(got)
                 if progress is not None:
                     progress(kind, len(have), total)
         self._switch_embedding(target, prefix)

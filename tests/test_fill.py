@@ -60,9 +60,7 @@ def _records(texts: dict[str, str]) -> list[Feedback]:
 def deferred(tmp_path: Path) -> Store:
     """A store on the multilingual encoder whose records were written with vectors pending."""
     s = Store(tmp_path / "home", MultilingualEmbedding())
-    s.defer_vectors = True
-    s.upsert("feedback", _records(TEXTS), NOW)
-    s.defer_vectors = False
+    s.upsert("feedback", _records(TEXTS), NOW, defer_vectors=True)
     yield s
     s.close()
 
@@ -106,9 +104,7 @@ def test_fill_adds_every_vector_once_and_is_resumable(deferred: Store) -> None:
 def test_a_changed_text_does_not_answer_with_its_old_vector(deferred: Store) -> None:
     s = deferred
     s.fill()
-    s.defer_vectors = True
-    s.upsert("feedback", _records({"f3": "The app crashes when I open my orders"}), NOW)
-    s.defer_vectors = False
+    s.upsert("feedback", _records({"f3": "The app crashes when I open my orders"}), NOW, defer_vectors=True)
     assert s.pending() == 1 and s.chroma_count("feedback") == 3, "the old vector of f3 is gone until filled"
     assert s.mismatches() == {}
     s.fill()
@@ -174,8 +170,7 @@ def test_a_large_ingest_returns_first_and_status_converges(tmp_path: Path) -> No
 def test_fill_command(tmp_path: Path) -> None:
     home = tmp_path / "home"
     store = Store(home, MultilingualEmbedding())
-    store.defer_vectors = True
-    store.upsert("feedback", _records(TEXTS), NOW)
+    store.upsert("feedback", _records(TEXTS), NOW, defer_vectors=True)
     store.close()
     runner = CliRunner()
     status = runner.invoke(app, ["status", "--home", str(home), "--json"])
