@@ -329,7 +329,19 @@ _DATE_OR_ID = re.compile(r"\d{4}-\d{2}-\d{2}|\d{4}-W\d{2}|\b[A-Za-z]+[\w-]*\d[\w
 
 
 def figure_in_results(value: Any, results: list[Any]) -> bool:
-    """An expected figure is a number or a string value somewhere in the tool results."""
+    """An expected figure is a number or a string value somewhere in the tool results; a
+    ``{"percent": 45.5}`` is a share there (0.455, to the shown decimal)."""
+    if isinstance(value, dict) and "percent" in value:
+        pct = float(value["percent"])
+
+        def share(node: Any) -> bool:
+            if isinstance(node, dict):
+                return any(share(v) for v in node.values())
+            if isinstance(node, list):
+                return any(share(v) for v in node)
+            return isinstance(node, float) and abs(node * 100 - pct) <= 0.05 + 1e-9
+
+        return share(results)
 
     def walk(node: Any) -> bool:
         if isinstance(node, dict):
@@ -347,7 +359,9 @@ def figure_in_results(value: Any, results: list[Any]) -> bool:
 
 def figure_in_answer(value: Any, answer: str, taxonomy: Taxonomy) -> bool:
     """An expected number as a whole token of the answer (dates and ids aside); a string verbatim,
-    or for a category id its Chinese or English name."""
+    or for a category id its Chinese or English name; a ``{"percent": 45.5}`` as "45.5%"."""
+    if isinstance(value, dict) and "percent" in value:
+        return re.search(rf"(?<![\d.]){re.escape(str(value['percent']))}\s*%", answer) is not None
     if isinstance(value, int | float) and not isinstance(value, bool):
         text = _DATE_OR_ID.sub(" ", answer)
         num = str(int(value)) if float(value).is_integer() else str(value)
