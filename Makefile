@@ -53,9 +53,11 @@ bench-scale: $(STAMP)
 loadtest: $(STAMP)
 	$(BIN)/python -m evals.loadtest --clients 50 --seconds 60
 
-# Optional: the local keyless LLM server (compiles llama.cpp once; pip caches the wheel).
+# Optional: the local keyless LLM server (compiles llama.cpp once; pip caches the wheel). Built for
+# AVX2, not -march=native: the native build segfaulted in its first decode on an AVX-512 FP16 CPU.
 local-llm: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench,local]'
+	CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX512=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON" \
+	  $(BIN)/python -m pip install --quiet -e '.[dev,bench,local]'
 	FEEDBACK_AGENT_LLM=local $(BIN)/feedback-agent llm check
 
 # Re-record the LLM cassettes against the local server (needs `make local-llm` first).

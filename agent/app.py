@@ -580,7 +580,6 @@ class Workspace:
             Analytics(self.store, now, self.zone),
             self.taxonomy,
             self.chat_model(),
-            max_steps=self.settings.ask_max_steps,
         )
 
     def ask(

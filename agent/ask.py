@@ -1,18 +1,20 @@
 """Question answering over the analytics tools, with or without a chat model.
 
-No LLM: :func:`parse_question` reads the common questions in Chinese and English (top complaint
-categories, one category's count against the period before, which carrier / product / channel /
-region concentrates a slice, what is rising, examples) into an :class:`Intent`; :func:`answer_intent`
-calls the tools and words the figures. Anything it does not understand gets a plain "I cannot
-answer that" with the kinds of questions it can.
+Every question becomes one plan (an :class:`Intent`; printed as :class:`QueryPlan`) that the
+executors (``Asker._<kind>``) compute with :mod:`agent.tools` and word from data files.
 
-With an LLM: the model gets the same tools in a bounded loop (steps and deadline), and its final
-answer is checked: every number in it must appear in a tool result (or the question). An answer
-that fails the check, or a loop that does not finish, falls back to the router, and the result
-says so. Either way the numbers come from :mod:`agent.tools`, never from the model.
+No LLM: :func:`parse_question` reads the slots of a Chinese or English question (windows,
+category, facet values, segments, star ranges, measure cues) and records the words it did not
+use; the answer names them and is ``understood: "partial"``. A question it cannot read gets a
+plain "I cannot answer that" with the kinds of questions it can.
 
-A :class:`Conversation` keeps the turns, so "and the week before?" / "那前一周呢？" reuse the
-previous question's slice with the window moved back one period.
+With an LLM: the model writes the plan, one structured-output call (:class:`PlanRequest`),
+validated against the taxonomy and the store's own values; an invalid plan is sent back once
+with its problems, then the parser's plan is used and the answer says why. The model writes no
+figure and no prose: the numbers come only from the tools.
+
+A :class:`Conversation` keeps the turns, so "and the week before?" / "那前一周呢？" change the
+previous plan (with a model, it is shown the previous plans).
 """
 
 from __future__ import annotations
@@ -23,13 +25,12 @@ from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from difflib import SequenceMatcher
 from functools import cache
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from agent.grounded import grounded, number_problems, output_language
-from agent.llm import ChatModel, Message, ToolRun, ToolTrace
-from agent.loop import run_tools
+from agent.grounded import output_language, structured
+from agent.llm import ChatModel, Message, ToolTrace
 from agent.prompts import fence, load_data, load_prompt
 from agent.safety import strip_instructions
 from agent.tools import (
@@ -57,43 +58,9 @@ from agent.wording import Words, join, say
 from retrieval.taxonomy import Taxonomy
 from retrieval.text import _jieba
 
-IntentKind = Literal[
-    "top",
-    "count",
-    "concentration",
-    "rising",
-    "falling",
-    "spikes",
-    "examples",
-    "why",
-    "trend",
-    "rating",
-    "share",
-    "urgent",
-    "unknown",
-]
-MEASURES: tuple[IntentKind, ...] = ("why", "trend", "rating", "share", "urgent")
-# Answers whose figures count records by their category or sentiment label (urgent says its own).
-LABELLED = {"top", "count", "concentration", "rising", "falling", "spikes", "why", "trend", "share"}
+IntentKind = str  # a key of router.yaml `kinds`: each has an executor, Asker._<kind>
 Lang = Literal["zh", "en"]
 MAX_QUESTION_CHARS = 2000
-
-
-# The measure each router kind computes, as the plan names it.
-PLAN_MEASURES: dict[str, str] = {
-    "top": "top_n",
-    "count": "count",
-    "concentration": "top_n",
-    "rising": "risers",
-    "falling": "fallers",
-    "spikes": "spikes",
-    "examples": "list",
-    "why": "why",
-    "trend": "series",
-    "rating": "rating",
-    "share": "share",
-    "urgent": "urgent",
-}
 
 
 class QueryPlan(BaseModel):
@@ -151,6 +118,28 @@ RELATIVE_PREVIOUS: list[str] = _ROUTER["relative_previous"]
 FOLLOW_UP_OPENERS: tuple[str, ...] = tuple(_ROUTER["follow_up_openers"])
 
 QUESTION_HELP: dict[str, str] = _ROUTER["question_help"]
+
+KINDS: dict[str, dict[str, Any]] = _ROUTER["kinds"]
+KIND_RULES: list[dict[str, Any]] = _ROUTER["kind_rules"]
+DEFAULT_WINDOWS: dict[str, dict[str, int]] = {kind: spec["window"] for kind, spec in KINDS.items()}
+# Answers whose figures count records by their category or sentiment label (urgent says its own).
+LABELLED = {kind for kind, spec in KINDS.items() if spec["labelled"]}
+# The measure each kind computes, as the plan names it, and the kind a model's plan measure runs.
+PLAN_MEASURES: dict[str, str] = {kind: spec["measure"] for kind, spec in KINDS.items()}
+PLAN_KINDS: dict[str, IntentKind] = {}
+for _kind, _measure in PLAN_MEASURES.items():
+    PLAN_KINDS.setdefault(_measure, _kind)
+
+
+def _kind_of(flags: dict[str, bool]) -> tuple[IntentKind, bool]:
+    """The first of router.yaml's `kind_rules` whose conditions hold, and whether it was cued."""
+    for rule in KIND_RULES:
+        if all(
+            not flags[cond[1:]] if cond.startswith("!") else any(flags[c] for c in cond.split("|"))
+            for cond in rule["when"]
+        ):
+            return rule["kind"], not rule.get("guessed", False)
+    return "unknown", False
 
 
 # --------------------------------------------------------------------------- parsing
@@ -579,33 +568,10 @@ def parse_question(question: str, analytics: Analytics, taxonomy: Taxonomy) -> I
         if category == "praise":  # "5星好评" is five-star reviews, not the praise category's
             category = None
 
-    cued = True
-    if cues["examples"]:
-        kind: IntentKind = "examples"
-    elif cues["spikes"] and not facet:
-        kind = "spikes"
-    elif (cues["rising"] or cues["falling"]) and category and not facet:
-        kind = "count"  # "did refund complaints go up?": that category against the period before
-    elif cues["rising"]:
-        kind = "rising"
-    elif cues["falling"]:
-        kind = "falling"
-    elif facet and (cues["concentrate"] or cues["top"] or cues["breakdown"]):
-        kind = "concentration"
-    elif facet and category and not cues["count"]:
-        kind = "concentration"
-    elif (cues["count"] or cues["compare"]) and (category or values or cues["negative"] or cues["all"] or positive):
-        kind = "count"
-    elif cues["top"] and not category:
-        kind = "top"
-    elif category or values:
-        kind, cued = "count", False
-    elif cues["negative"] or cues["top"]:
-        kind = "top"
-    else:
-        kind = "unknown"
+    flags = {**cues, "positive": positive, "category": category is not None, "facet": facet is not None}
+    kind, cued = _kind_of({**flags, "values": bool(values)})
     limits = ask_limits()
-    measure = next((m for m in MEASURES if t.has(limits["measures"][m]["cues"])), None)
+    measure = next((m for m, spec in limits["measures"].items() if t.has(spec["cues"])), None)
     if measure is not None and kind != "examples":
         kind, cued = measure, True
     compared: list[str] = []
@@ -831,9 +797,6 @@ def _shift(window: Window | None, kind: IntentKind, analytics: Analytics) -> Win
     return Window(since=prev.first_day, until=prev.last_day)
 
 
-DEFAULT_WINDOWS: dict[str, dict[str, int]] = _ROUTER["default_windows"]
-
-
 # --------------------------------------------------------------------------- wording
 
 
@@ -868,14 +831,11 @@ def _scope(w: Words, intent: Intent) -> str:
 class Asker:
     """Answers questions about one store at one as-of time."""
 
-    def __init__(
-        self, analytics: Analytics, taxonomy: Taxonomy, model: ChatModel | None = None, *, max_steps: int = 6
-    ) -> None:
+    def __init__(self, analytics: Analytics, taxonomy: Taxonomy, model: ChatModel | None = None) -> None:
         """Bind the tools, the taxonomy and an optional chat model (None: the router only)."""
         self.analytics = analytics
         self.taxonomy = taxonomy
         self.model = model
-        self.max_steps = max_steps
 
     # ------------------------------------------------------------------ entry
     def ask(self, question: str, conversation: Conversation | None = None) -> Answer:
@@ -901,13 +861,16 @@ class Asker:
             )
             convo.add(question, answer, intent)
             return answer
+        reason = None
+        if self.model is not None:  # the model reads the question into a plan; the tools compute it
+            planned, reason = self._llm(question, convo)
+            if planned is not None:
+                intent = planned
         answer = self._rules(intent)
         if self.model is not None:
-            llm_answer, reason = self._llm(question, convo)
-            if llm_answer is not None:
-                answer = llm_answer
-            else:
-                answer.fallback_reason = reason
+            answer.path = "rules" if reason else "llm"
+            answer.fallback_reason = reason
+            answer.prompt_version = None if reason else load_prompt("ask_plan").ref
         convo.add(question, answer, intent)
         return answer
 
@@ -930,7 +893,9 @@ class Asker:
             gap = self.analytics.emptiness(self.analytics.resolve(self._window(intent)), intent.lang)
             if gap is not None:  # the window holds no feedback at all, whatever was asked about it
                 text = gap + say("separators.before_answer", intent.lang) + text
-        if intent.kind in LABELLED:  # a figure resting on the classifier's guesses says so
+        by_label = intent.kind in ("top", "rising", "falling", "spikes") and (intent.facet or "category") == "category"
+        uses_labels = by_label or intent.category or intent.sentiment or "urgency" in intent.values
+        if intent.kind in LABELLED and uses_labels:  # a figure resting on the classifier's guesses says so
             mix: LabelMixOutput = self._call(
                 traces,
                 "label_mix",
@@ -990,11 +955,12 @@ class Asker:
     def _missing_fields(self, intent: Intent) -> list[str]:
         """A sentence for each field the question names that the store holds no value of."""
         limits = ask_limits()
+        words = Words(intent.lang, self.taxonomy)
         notes = []
         for name in intent.named_fields:
             if name == "rating" and intent.kind == "rating":
                 continue  # the rating answer says itself when nothing is rated
-            label = limits["fields"][name][intent.lang]
+            label = limits["fields"][name][intent.lang] if name in limits["fields"] else words.facet(name)
             if name == "nps":
                 if not self._holds_nps():
                     notes.append(limits["notes"]["missing_field"][intent.lang].format(field=label))
@@ -1460,65 +1426,197 @@ class Asker:
         return w.say("common.unknown") + QUESTION_HELP[w.lang]
 
     # ------------------------------------------------------------------ LLM
-    def _llm(self, question: str, convo: Conversation) -> tuple[Answer | None, str | None]:
+    def _llm(self, question: str, convo: Conversation) -> tuple[Intent | None, str | None]:
+        """The model's plan for the question, as an intent the executors run (None: why not)."""
         model = self.model
         assert model is not None
-        prompt = load_prompt("ask")
-        cats = "\n".join(
-            f"- {lab.id}: {lab.name_en or ''} {lab.name_zh or ''}".rstrip()
-            for lab in self.taxonomy.labels_of("category")
-        )
+        prompt = load_prompt("ask_plan")
+        held = {f: self.analytics.values(f)[:PLAN_VALUES_SHOWN] for f in PLAN_FACETS}
         system = prompt.render(
             as_of=self.analytics.as_of.isoformat(),
-            categories=cats,
             this_week=self.analytics.resolve(Window(weeks_ago=0)).label,
+            categories="\n".join(
+                f"  - {lab.id}: {lab.name_en or ''} {lab.name_zh or ''}".rstrip()
+                for lab in self.taxonomy.labels_of("category")
+            ),
+            urgencies=", ".join(lab.id for lab in self.taxonomy.labels_of("urgency")),
+            facets="\n".join(f"  - {f}: {', '.join(v)}" for f, v in held.items() if v),
+            missing=", ".join(f for f, v in held.items() if not v) or "none",
         )
         messages = [Message(role="system", content=system)]
-        for q, a in convo.turns[-4:]:
-            messages += [
-                Message(role="user", content=fence(q, "question")),
-                Message(role="assistant", content=a.answer),
-            ]
+        for q, plan in convo.plans[-4:]:  # follow-ups change the previous plan
+            messages += [Message(role="user", content=fence(q, "question")), Message(role="assistant", content=plan)]
         messages.append(Message(role="user", content=fence(question, "question")))
-        tools = self.analytics.tools()
+        made: dict[str, Intent] = {}
 
-        def figures(text: str, results: list[Any]) -> list[str]:
-            # In the loop: a final answer after tool calls is sent back once when a figure is in
-            # no tool result. (An answer with no tool call is left to the check below.)
-            return number_problems(text, results, question) if results else []
+        def check(plan: PlanRequest) -> list[str]:
+            intent, problems = intent_from_plan(plan, question, self.analytics, self.taxonomy)
+            made["intent"] = intent
+            return problems
 
-        def call(msgs: list[Message]) -> ToolRun:
-            return run_tools(model, msgs, tools, max_steps=self.max_steps, prompt_version=prompt.ref, check=figures)
-
-        def check(run: ToolRun) -> list[str]:
-            good = [t for t in run.trace if t.error is None]
-            if not run.finished:
-                return [f"the model did not finish within {self.max_steps} steps"]
-            if not good:
-                return ["the model answered without calling a tool"]
-            if not run.answer.strip():
-                return ["the model returned an empty answer"]
-            return number_problems(run.answer, [t.result for t in good], question)
-
-        # One loop: its middleware has re-asked a wrong answer once already; another attempt would
-        # repeat the whole tool loop, and the router answers the question itself.
-        got = grounded(call, messages, check, show=lambda r: r.answer, attempts=1)
+        got = structured(model, messages, PlanRequest, check, prompt_version=prompt.ref, attempts=2)
         if got.value is None:
             return None, got.fallback_reason
-        run = got.value
-        good = [t for t in run.trace if t.error is None]
-        lang = output_language(question)
-        evidence = evidence_ids([t.result for t in good])
-        cited = [i for i in evidence if i in run.answer] or evidence[:10]
-        return Answer(
-            answer=run.answer.strip(),
-            tool_calls=run.trace,
-            citations=cited,
-            path="llm",
-            language=lang,
-            as_of=self.analytics.as_of.isoformat(),
-            prompt_version=prompt.ref,
-        ), None
+        if made["intent"].kind == "unknown":  # the parser may still read it; if not, it says so itself
+            return None, "the model's plan names no measure for the question (unknown)"
+        return made["intent"], None
+
+
+# --------------------------------------------------------------------------- the model's plan
+
+# The facets a model's plan may filter or group by, and how many of each one's values it is shown.
+PLAN_FACETS = ("product", "sku", "carrier", "channel", "region", "customer_tier")
+PLAN_VALUES_SHOWN = 40
+PlanGroup = Literal["category", "product", "sku", "carrier", "channel", "region", "customer_tier"]
+
+
+class PlanRequest(BaseModel):
+    """The query plan of one question: what to compute, over which records, in which period."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    measure: str = Field(
+        description="; ".join(f"{m}: {KINDS[k]['doc']}" for m, k in PLAN_KINDS.items()),
+        json_schema_extra={"enum": list(PLAN_KINDS)},
+    )
+
+    @field_validator("measure")
+    @classmethod
+    def _a_known_measure(cls, measure: str) -> str:
+        if measure not in PLAN_KINDS:
+            raise ValueError(f"measure must be one of {', '.join(PLAN_KINDS)}")
+        return measure
+
+    filters: Filters = Field(default_factory=Filters, description="Complaints: sentiment negative.")
+    window: Window | None = Field(None, description="The period; empty: the measure's default.")
+    previous: Window | None = Field(None, description="A second period the question compares with.")
+    group_by: PlanGroup | None = None
+    compare_values: list[str] = Field(
+        default_factory=list, max_length=10, description="Values of group_by named side by side (VIP and normal)."
+    )
+    limit: int | None = Field(None, ge=1, le=50, description="How many values of group_by (top N).")
+    interval: Literal["day", "week"] | None = Field(None, description="For a series.")
+    keywords: str | None = Field(None, max_length=60, description="For list: words the records must contain.")
+    order: Literal["low", "high"] | None = Field(None, description="For rating by group_by: lowest or highest first.")
+    not_understood: list[str] = Field(
+        default_factory=list,
+        max_length=10,
+        description="Every word or part of the question this plan leaves out: no filter, group or measure "
+        "expresses it, or the records do not hold the field.",
+    )
+
+
+def plan_request(intent: Intent) -> PlanRequest:
+    """An intent written as a model's plan: what a follow-up question changes."""
+    measure = next((m for m, k in PLAN_KINDS.items() if k == intent.kind), "top_n")  # concentration: top_n
+    group = intent.facet if intent.facet in get_args(PlanGroup) else None
+    return PlanRequest(
+        measure=measure,
+        filters=Filters(category=intent.category, sentiment=intent.sentiment, **intent.values),
+        window=intent.window,
+        previous=intent.previous,
+        group_by=group,
+        compare_values=intent.compare,
+        limit=intent.top_n if group else None,
+        interval=intent.interval if intent.kind == "trend" else None,
+        keywords=intent.query,
+        order=intent.order,
+        not_understood=intent.unused[:10],
+    )
+
+
+def _said_in(parts: list[str], question: str) -> list[str]:
+    """The parts a model's plan left out that the question holds as written, outside its orders
+    to a model (an order is no condition, and an invented part is not the user's)."""
+    t = _Text(question)
+    orders = _orders(t, question)
+    kept = []
+    for part in parts:
+        i = t.s.find(_norm(part)) if _norm(part) else -1
+        if i >= 0 and not any(a <= i < b for a, b in orders):
+            kept.append(part.strip())
+    return kept
+
+
+def _held(value: str, held: list[str]) -> str | None:
+    """The store's spelling of a facet value a model named: the same ignoring case and spaces, else
+    the one held value containing it or contained in it."""
+    key = value.casefold().replace(" ", "")
+    squeezed = {v.casefold().replace(" ", ""): v for v in held}
+    if key in squeezed:
+        return squeezed[key]
+    near = [v for k, v in squeezed.items() if len(key) >= 2 and (key in k or k in key)]
+    return near[0] if len(near) == 1 else None
+
+
+def intent_from_plan(
+    plan: PlanRequest, question: str, analytics: Analytics, taxonomy: Taxonomy
+) -> tuple[Intent, list[str]]:
+    """The executors' intent for a model's plan, and what in the plan is invalid (told to the model).
+
+    Values the store does not hold are not the model's fault: they are dropped from the filters
+    and named in ``named_fields``, so the answer says it could not use them."""
+    problems: list[str] = []
+    f = plan.filters
+    for name in ("category", "urgency", "sentiment"):
+        ids = taxonomy.label_ids(name)
+        if getattr(f, name) is not None and getattr(f, name) not in ids:
+            problems.append(f"{name} {getattr(f, name)!r} is not one of {', '.join(ids)}")
+    if plan.compare_values and plan.group_by is None:
+        problems.append("compare_values needs group_by")
+    limits = ask_limits()
+    values: dict[str, str] = {}
+    named: list[str] = []
+    for name, value in f.active().items():
+        if name in ("category", "sentiment", "subcategory"):
+            continue
+        if name in PLAN_FACETS:
+            match = _held(value, analytics.values(name))
+            if match is None:  # said in the answer as a value (or a field) the records do not hold
+                named.append(name)
+                continue
+            value = match
+        values[name] = value
+        if name == "rating":
+            named.append("rating")
+    compare = [m for v in plan.compare_values if (m := _held(v, analytics.values(plan.group_by or "")))]
+    kind = PLAN_KINDS[plan.measure]
+    facet = plan.group_by
+    if kind in ("top", "count") and facet not in (None, "category"):
+        kind = "concentration"
+    elif kind == "top":
+        facet = None
+    elif kind in ("rising", "falling") and facet is None:
+        facet = "category" if not f.category else None
+    if facet and facet in limits["fields"] and facet not in named:
+        named.append(facet)
+    window, previous = plan.window, plan.previous
+    if (
+        window is not None
+        and previous is not None
+        and analytics.resolve(window).start < analytics.resolve(previous).start
+    ):
+        window, previous = previous, window
+    intent = Intent(
+        kind=kind,
+        lang=output_language(question),
+        category=f.category,
+        facet=facet,
+        values=values,
+        window=window,
+        previous=previous,
+        sentiment=f.sentiment,
+        sentiment_explicit=True,
+        top_n=plan.limit or (10 if facet else 3),
+        query=plan.keywords if kind == "examples" else None,
+        interval=plan.interval or "week",
+        named_fields=named,
+        unused=_said_in(plan.not_understood, question),
+        segment_words={"customer": f.customer} if f.customer else {},
+        compare=compare,
+        order=plan.order if kind == "rating" else None,
+    )
+    return intent, problems
 
 
 # --------------------------------------------------------------------------- conversation
@@ -1530,15 +1628,18 @@ class Conversation:
     def __init__(self) -> None:
         """Start empty."""
         self.turns: list[tuple[str, Answer]] = []
+        self.plans: list[tuple[str, str]] = []  # each question and its plan, as a model writes one
         self.last_intent: Intent | None = None
 
     def add(self, question: str, answer: Answer, intent: Intent) -> None:
         """Record a turn; an unanswerable question does not replace the slice being discussed."""
         self.turns.append((question, answer))
+        self.plans.append((question, plan_request(intent).model_dump_json(exclude_defaults=True)))
         if intent.kind != "unknown":
             self.last_intent = intent
 
     def reset(self) -> None:
         """Forget everything."""
         self.turns.clear()
+        self.plans.clear()
         self.last_intent = None

@@ -55,7 +55,6 @@ class Settings(BaseSettings):
         "auto",
         description="auto = the classifier also reads English text through the bundled sentence encoder (all-MiniLM-L6-v2) when it is installed; off = TF-IDF only.",
     )
-    ask_max_steps: int = Field(6, ge=1, le=20, description="Model calls one `ask` may make in its tool loop.")
     redact_pii: Literal["auto", "on", "off"] = Field(
         "auto",
         description="Replace personal data before text goes to an LLM or embeddings endpoint; auto = on unless it is on loopback.",

@@ -89,7 +89,7 @@ class LocalServer:
                     "--chat_format",
                     "gemma",
                     "--n_ctx",
-                    "2048",
+                    "8192",  # the ask plan's prompt and schema take about 3,000 tokens
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -5,7 +5,7 @@ its schema (first enum value, minimum numbers, required fields only); a tool-cal
 one call of the forced (or first) tool with arguments filled the same way, and once tool results
 are in the conversation, a final answer that quotes them. No network, no weights, deterministic.
 
-So every LLM-backed path (classify, ask's tool loop, reply, root cause, the report summary) runs
+So every LLM-backed path (classify, ask's plan, reply, root cause, the report summary) runs
 end to end with ``--llm fake``: the request is built, sent, parsed and checked, and what the checks
 reject shows as the fallback reason, exactly as with a real model that answers badly.
 """

@@ -60,7 +60,7 @@ class Window(BaseModel):
         le=520,
         description="An ISO week (Mon-Sun): 0 = this week so far, 1 = last week, 2 = the week before last.",
     )
-    week: str | None = Field(None, pattern=r"^\d{4}-W\d{2}$", description="An ISO week such as 2026-W47.")
+    week: str | None = Field(None, pattern=r"^[0-9]{4}-W[0-9]{2}$", description="An ISO week such as 2026-W47.")
     months_ago: int | None = Field(
         None, ge=0, le=240, description="A calendar month: 0 = this month so far, 1 = last month."
     )

@@ -224,6 +224,10 @@ def test_answers_resting_on_model_labels_say_how_many(journeys_home: Path, sampl
     mix = next(t for t in a.tool_calls if t.tool == "label_mix").result
     assert mix["model_labelled"] == mix["total"] > 0
     assert f"这些数字依据的 {mix['total']} 条记录中，{mix['total']} 条" in a.answer
+    with Workspace.open(load_settings(home=journeys_home, embedding="hash")) as ws:
+        stars = ws.ask("最近30天一星评价有多少条？", as_of="2026-11-23")  # counted by stars, not labels
+    assert stars.understood is True and stars.plan.filters == {"rating": "1-1"}
+    assert "label_mix" not in [t.tool for t in stars.tool_calls] and "模型判断" not in stars.answer
     sample = Asker(Analytics(sample_store, datetime(2026, 11, 23, 23, 59, 59, tzinfo=ZONE), ZONE), load_taxonomy())
     b = sample.ask("最近用户投诉最多的是什么？")
     assert next(t for t in b.tool_calls if t.tool == "label_mix").result["model_labelled"] == 0

@@ -68,6 +68,19 @@ def test_ask_stays_above_its_thresholds_and_the_questions_match_the_data(sample_
     assert below_thresholds(result, load_thresholds(THRESHOLDS, DEFAULT_OUT)) == [], result.failures
 
 
+def test_the_measures_set_matches_the_data_and_passes_with_no_silent_wrong_answer(sample_store: Store) -> None:
+    from evals.ask_questions import MEASURES_OUT, load_rows, measure_questions
+    from evals.harness import eval_ask
+    from retrieval.sample_data import SAMPLE_DIR
+
+    regenerated = measure_questions(load_rows(SAMPLE_DIR / "feedback.csv"), date(2026, 11, 23))
+    committed = [json.loads(line) for line in MEASURES_OUT.read_text(encoding="utf-8").splitlines()]
+    assert committed == regenerated, "run `python -m evals.ask_questions --measures` after changing the sample"
+    result = eval_ask(dataset=MEASURES_OUT, store=sample_store, taxonomy=load_taxonomy(), zone=ZONE)
+    assert result.n == len(committed) >= 30 and result.metrics["ask"]["silent_wrong"] == 0
+    assert below_thresholds(result, load_thresholds(THRESHOLDS, MEASURES_OUT)) == [], result.failures
+
+
 def test_eval_ask_cli_with_history_from(tmp_path: Path) -> None:
     sample = Path(__file__).resolve().parent.parent / "retrieval" / "data" / "sample" / "feedback.csv"
     questions = tmp_path / "q.jsonl"

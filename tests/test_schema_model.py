@@ -56,7 +56,7 @@ def test_every_llm_path_runs_with_the_fake_model_and_says_what_it_kept(home: Pat
     quotes only tool results and is kept; drafts and summaries that cite nothing or state no figure
     are rejected with the reason, and the rules' text is returned."""
     asked = _run(home, "ask", "上周物流投诉有多少条？", "--as-of", "2026-11-23")
-    assert asked["path"] == "llm" and asked["prompt_version"] == "ask@v1" and asked["tool_calls"]
+    assert asked["path"] == "llm" and asked["prompt_version"] == "ask_plan@v1" and asked["plan"]
     drafted = _run(home, "reply", "快递一个星期了还没到，物流信息一直不更新")
     assert drafted["path"] == "template" and "cites no past resolution" in drafted["fallback_reason"]
     summary = _run(home, "root-cause", "--category", "logistics", "--as-of", "2026-11-23")
