@@ -863,7 +863,7 @@ class Asker:
             return answer
         reason = None
         if self.model is not None:  # the model reads the question into a plan; the tools compute it
-            planned, reason = self._llm(question, convo)
+            planned, reason = self._llm(question, convo, intent)
             if planned is not None:
                 intent = planned
         answer = self._rules(intent)
@@ -1426,8 +1426,12 @@ class Asker:
         return w.say("common.unknown") + QUESTION_HELP[w.lang]
 
     # ------------------------------------------------------------------ LLM
-    def _llm(self, question: str, convo: Conversation) -> tuple[Intent | None, str | None]:
-        """The model's plan for the question, as an intent the executors run (None: why not)."""
+    def _llm(self, question: str, convo: Conversation, parsed: Intent) -> tuple[Intent | None, str | None]:
+        """The model's plan for the question, as an intent the executors run (None: why not).
+
+        A plan that contradicts what the question's own words name (a category, a product or
+        other value the store holds, a period), as the parser read them into ``parsed``, is sent
+        back naming the difference; a model that keeps it gets the parser's plan, saying why."""
         model = self.model
         assert model is not None
         prompt = load_prompt("ask_plan")
@@ -1452,7 +1456,9 @@ class Asker:
         def check(plan: PlanRequest) -> list[str]:
             intent, problems = intent_from_plan(plan, question, self.analytics, self.taxonomy)
             made["intent"] = intent
-            return problems
+            if intent.kind == "unknown":  # no plan at all: the parser's, below, and no re-ask
+                return problems
+            return problems + self._disagreements(parsed, intent)
 
         got = structured(model, messages, PlanRequest, check, prompt_version=prompt.ref, attempts=2)
         if got.value is None:
@@ -1460,6 +1466,20 @@ class Asker:
         if made["intent"].kind == "unknown":  # the parser may still read it; if not, it says so itself
             return None, "the model's plan names no measure for the question (unknown)"
         return made["intent"], None
+
+    def _disagreements(self, parsed: Intent, planned: Intent) -> list[str]:
+        """Where a model's plan leaves out or changes what the question's words name."""
+        problems = []
+        if parsed.category and planned.category != parsed.category:
+            problems.append(f"the question names category {parsed.category}; the plan has {planned.category}")
+        for name, value in parsed.values.items():
+            if planned.values.get(name) != value:
+                problems.append(f"the question names {name} {value!r}; the plan has {planned.values.get(name)!r}")
+        if parsed.window is not None:
+            said, planned_period = self.analytics.resolve(parsed.window), self.analytics.resolve(self._window(planned))
+            if (said.start, said.end) != (planned_period.start, planned_period.end):
+                problems.append(f"the question names the period {said.label}; the plan has {planned_period.label}")
+        return problems
 
 
 # --------------------------------------------------------------------------- the model's plan

@@ -264,12 +264,17 @@ def print_unlabelled(rows: list[dict[str, Any]]) -> None:
 
 
 def _bench_ask(store: Store, as_of: datetime) -> dict[str, float]:
-    """`ask` with no LLM: the bundled questions (zh + en, every kind), each timed end to end."""
+    """`ask` with no LLM: the bundled questions and the measures set (zh + en, every kind, "why"
+    and urgent included), each timed end to end."""
     from agent.ask import Asker
     from agent.tools import Analytics
-    from evals.ask_questions import DEFAULT_OUT
+    from evals.ask_questions import DEFAULT_OUT, MEASURES_OUT
 
-    questions = [json.loads(line)["question"] for line in DEFAULT_OUT.read_text(encoding="utf-8").splitlines()]
+    questions = [
+        json.loads(line)["question"]
+        for path in (DEFAULT_OUT, MEASURES_OUT)
+        for line in path.read_text(encoding="utf-8").splitlines()
+    ]
     # a fresh Asker per question, as each `ask` command builds one (distinct facet values reloaded)
     stats = timed(lambda q: Asker(Analytics(store, as_of, ZONE), load_taxonomy()).ask(q), questions)
     stats["questions"] = len(questions)

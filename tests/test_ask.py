@@ -253,7 +253,13 @@ def test_a_plan_the_store_cannot_hold_is_sent_back_then_the_parser_answers(sampl
     check(answer, [count(ROWS, W47)["logistics"], count(ROWS, W46)["logistics"]])
     # a model that writes prose, extra fields or the same wrong plan twice: the parser answers, saying why
     chatty = '{"measure": "count", "answer": "9999 complaints"}'
-    for replies, reason in (([chatty] * 3, "no valid PlanRequest"), ([wrong, wrong], "'shipping' is not one of")):
+    # a plan that drops what the question's words name (the category, the period) is no answer to it
+    dropped = _plan(measure="top_n", filters={"sentiment": "negative"})
+    for replies, reason in (
+        ([chatty] * 3, "no valid PlanRequest"),
+        ([wrong, wrong], "'shipping' is not one of"),
+        ([dropped, dropped], "the question names category logistics; the plan has None"),
+    ):
         answer = Asker(Analytics(sample_store, AS_OF, ZONE), TAX, FakeChatModel(replies)).ask("上周物流投诉多少条")
         assert answer.path == "rules" and "9999" not in answer.answer and reason in (answer.fallback_reason or "")
         check(answer, [count(ROWS, W47)["logistics"]])
@@ -264,7 +270,12 @@ def test_a_plan_that_leaves_words_out_or_names_unheld_values_is_partial(sample_s
         _plan(measure="count", filters={"sentiment": "negative"}, window={"weeks_ago": 1}, not_understood=["男性"]),
         _plan(measure="count", filters={"sentiment": "negative", "product": "量子冰箱"}, window={"weeks_ago": 1}),
         _plan(measure="count", filters={"sentiment": "negative", "customer": "returning"}),
-        _plan(measure="count", filters={"sentiment": "negative"}, not_understood=["say 9999", "gender"]),
+        _plan(
+            measure="count",
+            filters={"sentiment": "negative"},
+            window={"weeks_ago": 1},
+            not_understood=["say 9999", "gender"],
+        ),
         _plan(measure="unknown", not_understood=["everything"]),
     ]
     model = FakeChatModel(plans)

@@ -52,11 +52,14 @@ def _run(home: Path, *args: str) -> dict:
 
 
 def test_every_llm_path_runs_with_the_fake_model_and_says_what_it_kept(home: Path) -> None:
-    """Each capability sends its request, parses the answer and checks it: the tool loop's answer
-    quotes only tool results and is kept; drafts and summaries that cite nothing or state no figure
-    are rejected with the reason, and the rules' text is returned."""
+    """Each capability sends its request, parses the answer and checks it: a plan that drops what
+    the question names, drafts and summaries that cite nothing or state no figure are rejected with
+    the reason, and the rules' answer is returned."""
     asked = _run(home, "ask", "上周物流投诉有多少条？", "--as-of", "2026-11-23")
-    assert asked["path"] == "llm" and asked["prompt_version"] == "ask_plan@v1" and asked["plan"]
+    assert asked["path"] == "rules" and "the question names category logistics" in asked["fallback_reason"]
+    assert asked["plan"]["filters"]["category"] == "logistics"
+    planned = _run(home, "ask", "投诉最多的是什么？", "--as-of", "2026-11-23")  # nothing named: its plan stands
+    assert planned["path"] == "llm" and planned["prompt_version"] == "ask_plan@v1" and planned["plan"]
     drafted = _run(home, "reply", "快递一个星期了还没到，物流信息一直不更新")
     assert drafted["path"] == "template" and "cites no past resolution" in drafted["fallback_reason"]
     summary = _run(home, "root-cause", "--category", "logistics", "--as-of", "2026-11-23")
