@@ -3,7 +3,8 @@
 Filters are resolved in the SQL mirror, never by Chroma's ``where`` (30-190 ms at 50k records):
 
 * no filter: one ANN query to Chroma;
-* a narrow filter (at most ``EXACT_MAX`` candidates): the candidates' stored vectors and tokens
+* a narrow filter (at most ``EXACT_MAX`` candidates, or up to ``EXACT_CAP`` when the filter is
+  selective enough that the broad path would ask the indexes for many more): the candidates' stored vectors and tokens
   are fetched by id and scored exactly: cosine with numpy, bm25 in Python with the keyword
   index's own document frequencies (cheaper than restricting FTS5, which costs ~10 ms at 50k);
 * a broad filter: Chroma and FTS are asked for more results than needed, in proportion to the
@@ -16,6 +17,8 @@ Order numbers, SKUs and record ids typed in the query are looked up exactly and 
 from __future__ import annotations
 
 import math
+import re
+from collections import Counter
 from datetime import datetime
 from typing import Any
 
@@ -28,6 +31,11 @@ from retrieval.store import TABLES, FeedbackRow, Kind, ResolutionRow, Store, fee
 from retrieval.text import embed, identifiers, tokenize
 
 EXACT_MAX = 2000
+# A filter passed by more than EXACT_MAX records is still scored exactly when the broad path would
+# ask the indexes for more than a quarter as many results (a selective filter on a large store:
+# at 1M records, 30 days + category + channel pass ~6,000 records of 1M, and the broad path would
+# ask the ANN for ~9,000 neighbours and widen from there), up to this many candidates.
+EXACT_CAP = 30000
 BM25_K1, BM25_B = 1.2, 0.75
 RRF_K = 60
 
@@ -113,17 +121,26 @@ def bm25(terms: list[tuple[str, int]], docs: list[str], n_docs: int) -> list[flo
     if not terms or not docs:
         return [0.0] * len(docs)
     idf = {t: max(math.log((n_docs - df + 0.5) / (df + 0.5)), 1e-6) for t, df in terms}
-    split = [d.split() for d in docs]
-    avgdl = sum(len(toks) for toks in split) / len(split) or 1.0
+    # the query's terms as whole space-separated tokens, found by one compiled scan per document
+    # (the regex engine, not a Python loop over every token: the narrow path scores thousands)
+    find = re.compile("(?<!\\S)(?:" + "|".join(map(re.escape, sorted(idf, key=len, reverse=True))) + ")(?!\\S)").findall
+    lengths = [len(d.split()) for d in docs]
+    avgdl = sum(lengths) / len(lengths) or 1.0
     scores: list[float] = []
-    for toks in split:
-        counts: dict[str, int] = {}
-        for tok in toks:
-            if tok in idf:
-                counts[tok] = counts.get(tok, 0) + 1
-        norm = BM25_K1 * (1 - BM25_B + BM25_B * len(toks) / avgdl)
-        scores.append(sum(idf[t] * tf * (BM25_K1 + 1) / (tf + norm) for t, tf in counts.items()))
+    for d, n in zip(docs, lengths, strict=True):
+        found = find(d)
+        if not found:
+            scores.append(0.0)
+            continue
+        norm = BM25_K1 * (1 - BM25_B + BM25_B * n / avgdl)
+        scores.append(sum(idf[t] * tf * (BM25_K1 + 1) / (tf + norm) for t, tf in Counter(found).items()))
     return scores
+
+
+def _broad_request(depth: int, n_pass: int, total: int) -> int:
+    """How many results the broad path first asks each index for: enough that ``depth`` of them
+    pass a filter that ``n_pass`` of ``total`` records pass, with a margin."""
+    return min(total, math.ceil(depth / (n_pass / max(total, 1)) * 1.5))
 
 
 def _rrf(lists: list[list[str]]) -> dict[str, float]:
@@ -176,7 +193,9 @@ class Searcher:
             n_pass = self.store.count(kind, where)
             if n_pass == 0:
                 return []
-            if n_pass <= EXACT_MAX:
+            if n_pass <= EXACT_MAX or n_pass <= min(
+                EXACT_CAP, 4 * _broad_request(depth, n_pass, self.store.count(kind))
+            ):
                 vec_list, sims, kw_list = self._narrow(kind, filters, vector, tokens, depth)
             else:
                 vec_list, kw_list = self._broad(kind, where, vector, tokens, depth, n_pass)
@@ -290,8 +309,7 @@ class Searcher:
         self, kind: Kind, where: Select[Any], vector: np.ndarray, tokens: list[str], depth: int, n_pass: int
     ) -> tuple[list[str], list[str]]:
         total = self.store.count(kind)
-        share = n_pass / max(total, 1)
-        n = min(total, math.ceil(depth / share * 1.5))
+        n = _broad_request(depth, n_pass, total)
         while True:
             vec_hits = self.store.ann(kind, vector, n)
             kw_hits = self.store.keyword(kind, tokens, n)
