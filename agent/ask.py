@@ -966,7 +966,7 @@ class Asker:
                     notes.append(limits["notes"]["missing_field"][intent.lang].format(field=label))
                 continue
             if name == "rating":
-                if not self.analytics.ratings(RatingInput(window=Window(days=3660))).rated:
+                if not self.analytics.holds("rating"):
                     notes.append(limits["notes"]["missing_field"][intent.lang].format(field=label))
                 continue
             held = self.analytics.values(name)
@@ -983,7 +983,7 @@ class Asker:
 
     def _holds_nps(self) -> bool:
         """Whether any record of the store carries an NPS score."""
-        return self.analytics.ratings(RatingInput(window=Window(days=3660))).nps_answers > 0
+        return self.analytics.holds("nps")  # one row looked up, not every rating of the store
 
     def _call(self, traces: list[ToolTrace], name: str, fn: Any, args: BaseModel) -> Any:
         result = fn(args)

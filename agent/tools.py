@@ -232,9 +232,7 @@ class Analytics:
 
     def holds(self, field: str) -> bool:
         """Whether any record of the store has a value in ``field``."""
-        col = feedback_table.c[field]
-        with self.store.engine.connect() as conn:
-            return conn.execute(select(col).where(col.is_not(None)).limit(1)).first() is not None
+        return self.store.holds(field)
 
     def values(self, facet: str) -> list[str]:
         """Distinct values of a facet in the store, most frequent first (cached)."""
@@ -348,11 +346,13 @@ class Analytics:
         """The plain sentence an answer must start with when there is nothing to count: the store
         is empty, or ``period`` holds no feedback at all (with the span the store does cover).
 
-        A window with feedback costs one indexed count; the whole store is read only to word
-        the sentence.
+        A window (or store) with feedback costs one indexed lookup of a single row; the whole store
+        is read only to word the sentence.
         """
-        if period is not None and self._total(period, Filters()):
-            return None
+        cond = self._where(period, Filters()) if period is not None else []
+        with self.store.engine.connect() as conn:
+            if conn.execute(select(feedback_table.c.seq).where(and_(True, *cond)).limit(1)).first() is not None:
+                return None
         total, first, last = self.coverage()
         language: Lang = "zh" if lang == "zh" else "en"
         if total == 0:

@@ -62,6 +62,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.schema import CreateIndex
 from sqlalchemy.sql import Select
 
 from retrieval.errors import StoreError
@@ -73,6 +74,22 @@ KINDS: tuple[Kind, ...] = ("feedback", "resolution")
 COLLECTIONS = {"feedback": "feedback", "resolution": "resolutions"}
 
 metadata = MetaData()
+# The fields analytics filter and group a window's records by (see the window indexes below).
+WINDOW_COVERED = (
+    "category",
+    "channel",
+    "product",
+    "carrier",
+    "region",
+    "customer_tier",
+    "urgency",
+    "rating",
+    "nps",
+    "language",
+    "category_source",
+    "sentiment_source",
+    "urgency_source",
+)
 
 feedback_table = Table(
     "feedback",
@@ -107,10 +124,12 @@ feedback_table = Table(
     Column("content_hash", String(40), nullable=False),
     Column("ingested_at", String(40), nullable=False),
     # Filters and analytics slice by one facet over a time window: (facet, time) indexes serve both.
-    *(
-        Index(f"ix_feedback_{c}_time", c, "created_ts")
-        for c in ("category", "sentiment", "channel", "product", "carrier", "region")
-    ),
+    *(Index(f"ix_feedback_{c}_time", c, "created_ts") for c in ("category", "channel", "product", "carrier", "region")),
+    # Analytics count a window's records (its complaints, or all of them) by any of these fields:
+    # indexes that hold them all answer from the index alone, without reading each record's row
+    # (at a million records a 30-day window holds ~470,000 rows; 3-7x faster per query at 100k).
+    Index("ix_feedback_window_sentiment", "sentiment", "created_ts", *WINDOW_COVERED),
+    Index("ix_feedback_window", "created_ts", "sentiment", *WINDOW_COVERED),
 )
 
 resolution_table = Table(
@@ -141,6 +160,22 @@ meta_table = Table(
 # small (~300 bytes), so filters and analytics read little, and narrow filtered searches fetch
 # only their candidates' vectors by primary key.
 index_metadata = MetaData()
+# The fields analytics filter and group a window's records by (see the window indexes below).
+WINDOW_COVERED = (
+    "category",
+    "channel",
+    "product",
+    "carrier",
+    "region",
+    "customer_tier",
+    "urgency",
+    "rating",
+    "nps",
+    "language",
+    "category_source",
+    "sentiment_source",
+    "urgency_source",
+)
 
 
 def _index_table(kind: str, tables: MetaData, *more: Column[Any]) -> Table:
@@ -178,6 +213,22 @@ pending_table = Table(
 # gets a generated tsvector of its tokens (GIN-indexed, for matching) and a token count, and
 # kw_vocab keeps each term's document frequency, so bm25 ranks exactly as FTS5 ranks on SQLite.
 pg_keyword_metadata = MetaData()
+# The fields analytics filter and group a window's records by (see the window indexes below).
+WINDOW_COVERED = (
+    "category",
+    "channel",
+    "product",
+    "carrier",
+    "region",
+    "customer_tier",
+    "urgency",
+    "rating",
+    "nps",
+    "language",
+    "category_source",
+    "sentiment_source",
+    "urgency_source",
+)
 vocab_table = Table(
     "kw_vocab",
     pg_keyword_metadata,
@@ -193,6 +244,22 @@ PG_INDEX_DDL = (
 )
 # The index rows as PostgreSQL writes them: with the token count FTS5 would see (see _fts5_length).
 _pg_index_metadata = MetaData()
+# The fields analytics filter and group a window's records by (see the window indexes below).
+WINDOW_COVERED = (
+    "category",
+    "channel",
+    "product",
+    "carrier",
+    "region",
+    "customer_tier",
+    "urgency",
+    "rating",
+    "nps",
+    "language",
+    "category_source",
+    "sentiment_source",
+    "urgency_source",
+)
 PG_INDEX_TABLES = {
     kind: _index_table(kind, _pg_index_metadata, Column("ntok", Integer)) for kind in ("feedback", "resolution")
 }
@@ -520,6 +587,7 @@ class Store:
         self._generation: int | None = None  # the write generation this process's Chroma has seen
         self._ensured: set[int] = set()  # extra table sets already checked (ensure_tables)
         self._facet_cache: dict[str, tuple[int, list[str]]] = {}  # facet -> (write generation, values)
+        self._holds_cache: dict[str, tuple[int, bool]] = {}  # field -> (write generation, any value)
         self._stats_cache: dict[str, tuple[int, int, float]] = {}  # kind -> (generation, records, avg tokens)
 
     def _open_databases(self) -> None:
@@ -632,12 +700,27 @@ class Store:
                 f"the store in {self.home} has schema {stored.get('schema', '1')!r}, this version needs "
                 f"{SCHEMA_VERSION!r}; ingest your files into a new --home"
             )
+        self._ensure_indexes()
         if stored.get("embedding") != self.embedder.label:
             raise StoreError(
                 f"this store was built with embedding {stored.get('embedding')!r} but {self.embedder.label!r} "
                 f"is configured; move it with `feedback-agent reindex --embedding ...`, use another --home or "
                 "set the embedding back"
             )
+
+    def _ensure_indexes(self) -> None:
+        """Build the feedback indexes a later version added (the window indexes) on an older store,
+        once: a minute or so at a million records. Another process doing the same at once is
+        waited for (PostgreSQL: the init lock; SQLite: the write lock)."""
+        with self.engine.begin() as conn:
+            have = {i["name"] for i in inspect(conn).get_indexes("feedback")}
+            missing = [i for i in feedback_table.indexes if i.name not in have]
+            if not missing:
+                return
+            if self.engine.dialect.name == "postgresql":
+                conn.execute(select(func.pg_advisory_xact_lock(_lock_key("init"))))
+            for index in missing:
+                conn.execute(CreateIndex(index, if_not_exists=True))
 
     def _upgrade(self, schema: str) -> None:
         """Bring an older store's mirror to this schema in place: add the columns later schemas
@@ -1450,6 +1533,22 @@ class Store:
         if cached:
             self._facet_cache[facet] = (generation, values)
         return list(values)
+
+    def holds(self, field: str) -> bool:
+        """Whether any feedback record has a value in ``field``. A field no record holds costs a
+        scan of the whole table (no index), so the answer is kept per write generation, as facet
+        values are; label fields are read each time."""
+        cached = field not in LABEL_FIELDS
+        generation = self.write_generation() if cached else -1
+        hit = self._holds_cache.get(field)
+        if cached and hit is not None and hit[0] == generation:
+            return hit[1]
+        col = feedback_table.c[field]
+        with self.engine.connect() as conn:
+            found = conn.execute(select(col).where(col.is_not(None)).limit(1)).first() is not None
+        if cached:
+            self._holds_cache[field] = (generation, found)
+        return found
 
     def chroma_count(self, kind: Kind) -> int:
         """Vectors held by Chroma for ``kind`` (for consistency checks)."""

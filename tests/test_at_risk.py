@@ -294,8 +294,8 @@ def test_headers_for_customer_and_nps_are_recognised(tmp_path: Path) -> None:
 
 
 def test_a_store_of_the_previous_schema_opens_in_place(tmp_path: Path) -> None:
-    """Schema 2 had no customer_id or nps: opening it adds them, keeps every record, and the same
-    file re-ingested is unchanged."""
+    """Schema 2 had no customer_id or nps, nor the window indexes: opening it adds them, keeps every
+    record, and the same file re-ingested is unchanged."""
     path = tmp_path / "fb.csv"
     path.write_text("id,text,created_at\nA,物流太慢,2026-11-20 10:00\nB,很好,2026-11-21 10:00\n", encoding="utf-8")
     settings = load_settings(home=tmp_path / "h", embedding="hash")
@@ -303,6 +303,8 @@ def test_a_store_of_the_previous_schema_opens_in_place(tmp_path: Path) -> None:
         ws.ingest_file(path)
     with sqlite3.connect(tmp_path / "h" / "mirror.sqlite3") as db:
         db.execute("drop index ix_feedback_customer_id")
+        db.execute("drop index ix_feedback_window")
+        db.execute("drop index ix_feedback_window_sentiment")
         db.execute("alter table feedback drop column customer_id")
         db.execute("alter table feedback drop column nps")
         db.execute("update store_meta set value = '2' where key = 'schema'")
@@ -315,4 +317,6 @@ def test_a_store_of_the_previous_schema_opens_in_place(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "h" / "mirror.sqlite3") as db:
         columns = {row[1] for row in db.execute("pragma table_info(feedback)")}
         assert {"customer_id", "nps"} <= columns
+        indexes = {row[1] for row in db.execute("pragma index_list(feedback)")}
+        assert {"ix_feedback_window", "ix_feedback_window_sentiment", "ix_feedback_customer_id"} <= indexes
         assert db.execute("select value from store_meta where key = 'schema'").fetchone() == ("3",)

@@ -294,15 +294,15 @@ def test_facet_values_follow_every_write_and_label_fields_are_read_fresh(store: 
     first = tmp_path / "a.csv"
     first.write_text("id,text,created_at,product,category\nA1,杯子漏水,2026-11-20 10:00,保温杯,product_quality\n")
     ingest_file(store, first, taxonomy=load_taxonomy(), zone=ZONE, now=NOW)
-    assert store.facet_values("product") == ["保温杯"]
+    assert store.facet_values("product") == ["保温杯"] and not store.holds("rating")
     other = Store(store.home)  # a second writer on the same home
     second = tmp_path / "b.csv"
     second.write_text(
-        "id,text,created_at,product\nB1,耳机没声音,2026-11-21 10:00,耳机\nB2,耳机断连,2026-11-21 11:00,耳机\n"
+        "id,text,created_at,product,rating\nB1,耳机没声音,2026-11-21 10:00,耳机,1\nB2,耳机断连,2026-11-21 11:00,耳机,\n"
     )
     ingest_file(other, second, taxonomy=load_taxonomy(), zone=ZONE, now=NOW, labeler=None)
     other.close()
-    assert store.facet_values("product") == ["耳机", "保温杯"]
+    assert store.facet_values("product") == ["耳机", "保温杯"] and store.holds("rating")
     assert store.facet_values("category") == ["product_quality"]
     store.set_labels(["B1", "B2"], {"category": ("after_sales", "human")})
     assert store.facet_values("category") == ["after_sales", "product_quality"]
