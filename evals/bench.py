@@ -275,9 +275,18 @@ def _bench_ask(store: Store, as_of: datetime) -> dict[str, float]:
         for path in (DEFAULT_OUT, MEASURES_OUT)
         for line in path.read_text(encoding="utf-8").splitlines()
     ]
-    # a fresh Asker per question, as each `ask` command builds one (distinct facet values reloaded)
-    stats = timed(lambda q: Asker(Analytics(store, as_of, ZONE), load_taxonomy()).ask(q), questions)
+
+    # a fresh Asker per question, as each `ask` command builds one. The first pass is a fresh
+    # process's: it pays the imports, the Chinese tokenizer's dictionary and the store's facet
+    # values once each; the second is a running service's (`serve`), and is the p95 reported.
+    def ask(q: str) -> object:
+        return Asker(Analytics(store, as_of, ZONE), load_taxonomy()).ask(q)
+
+    cold = timed(ask, questions)
+    stats = timed(ask, questions)
     stats["questions"] = len(questions)
+    stats["first_pass_p95_ms"] = cold["p95_ms"]
+    stats["first_pass_max_ms"] = cold["max_ms"]
     return stats
 
 
@@ -336,7 +345,10 @@ def _print(r: dict[str, Any]) -> None:
     if r.get("encoder_texts_per_s"):
         print(f"sentence encoder alone (uncached, distinct English texts): {r['encoder_texts_per_s']:,} texts/s")
     a = r["ask"]
-    print(f"ask (no LLM), {a['questions']} questions: p50 {a['p50_ms']} ms, p95 {a['p95_ms']} ms, max {a['max_ms']} ms")
+    print(
+        f"ask (no LLM), {a['questions']} questions: p50 {a['p50_ms']} ms, p95 {a['p95_ms']} ms, max {a['max_ms']} ms "
+        f"(the process's first pass: p95 {a['first_pass_p95_ms']} ms, max {a['first_pass_max_ms']} ms)"
+    )
     ar = r["at_risk"]
     print(
         f"at-risk list: {ar['seconds']} s ({ar['candidates']:,} candidates; fitted on {ar['examples']:,} past cases"

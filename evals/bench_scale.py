@@ -7,7 +7,9 @@ process (so peak RSS is that size's), and prints one row per size:
 
 * ingest records/s through ``retrieval.ingest`` from a CSV file;
 * ``similar`` p95 with no filter, with a 30-day window, and with 30 days + category + channel;
-* ``ask`` p95 over the bundled 44 questions (no LLM);
+* ``ask`` p95 over the bundled 76 questions (no LLM), asked twice: the second pass (a running
+  service) is the figure, the first (a fresh process: imports, the tokenizer's dictionary and the
+  facet values paid once each) is printed beside it;
 * the weekly report (charts included) in seconds;
 * the alert check (``watch``'s detection) in seconds;
 * peak RSS, and disk per record (the home's size / records).
@@ -79,7 +81,8 @@ def measure(
         out["similar_p95_ms"] = timed(lambda q: searcher.search(q, k=10), texts)["p95_ms"]
         out["similar_30d_p95_ms"] = timed(lambda q: searcher.search(q, k=10, filters=window), texts)["p95_ms"]
         out["similar_narrow_p95_ms"] = timed(lambda q: searcher.search(q, k=10, filters=narrow), texts)["p95_ms"]
-        out["ask_p95_ms"] = _bench_ask(store, as_of)["p95_ms"]
+        asked = _bench_ask(store, as_of)
+        out["ask_p95_ms"], out["ask_first_pass_p95_ms"] = asked["p95_ms"], asked["first_pass_p95_ms"]
         t = time.perf_counter()
         build_report(store, taxonomy, ZONE, week_of(as_of.astimezone(ZONE)), lang="zh", model=None, charts=True)
         out["report_s"] = round(time.perf_counter() - t, 2)
@@ -186,6 +189,7 @@ def _print(results: list[dict[str, Any]]) -> None:
         ("30d p95 ms", "similar_30d_p95_ms", "{}"),
         ("30d+cat+chan p95", "similar_narrow_p95_ms", "{}"),
         ("ask p95 ms", "ask_p95_ms", "{}"),
+        ("ask p95 ms, first pass", "ask_first_pass_p95_ms", "{}"),
         ("report s", "report_s", "{}"),
         ("watch s", "watch_s", "{}"),
         ("peak RSS MB", "peak_rss_mb", "{:,}"),

@@ -31,10 +31,10 @@ from retrieval.store import TABLES, FeedbackRow, Kind, ResolutionRow, Store, fee
 from retrieval.text import embed, identifiers, tokenize
 
 EXACT_MAX = 2000
-# A filter passed by more than EXACT_MAX records is still scored exactly when the broad path would
-# ask the indexes for more than a quarter as many results (a selective filter on a large store:
-# at 1M records, 30 days + category + channel pass ~6,000 records of 1M, and the broad path would
-# ask the ANN for ~9,000 neighbours and widen from there), up to this many candidates.
+# A filter passed by more than EXACT_MAX records is still scored exactly while the broad path would
+# ask the indexes for more than a quarter as many results as pass it (a selective filter on a large
+# store: at 1M records, 30 days + category + channel pass ~6,000, and the broad path would ask the
+# ANN for ~9,000 neighbours and widen from there), up to EXACT_CAP candidates.
 EXACT_CAP = 30000
 BM25_K1, BM25_B = 1.2, 0.75
 RRF_K = 60
@@ -143,6 +143,13 @@ def _broad_request(depth: int, n_pass: int, total: int) -> int:
     return min(total, math.ceil(depth / (n_pass / max(total, 1)) * 1.5))
 
 
+def _exact_limit(depth: int, total: int) -> int:
+    """The most candidates a filter may pass and still be scored exactly: EXACT_MAX, or while
+    ``4 * _broad_request(depth, n, total) >= n``, that is ``n**2 <= 6 * depth * total`` (15,500 of a
+    million at depth 40), up to EXACT_CAP."""
+    return max(EXACT_MAX, min(EXACT_CAP, math.isqrt(6 * depth * total)))
+
+
 def _rrf(lists: list[list[str]]) -> dict[str, float]:
     scores: dict[str, float] = {}
     for ranked in lists:
@@ -189,16 +196,15 @@ class Searcher:
             vec_list = ranked_ids(self.store.ann(kind, vector, min(depth, max(1, self.store.count(kind)))))
             kw_list = ranked_ids(self.store.keyword(kind, tokens, depth))
             sims: dict[str, float] = {}
-        else:
-            n_pass = self.store.count(kind, where)
-            if n_pass == 0:
+        else:  # the candidates, when few enough to score exactly, in the same query that counts them
+            limit = _exact_limit(depth, self.store.count(kind))
+            candidates = self.store.ids(where.limit(limit + 1))
+            if not candidates:
                 return []
-            if n_pass <= EXACT_MAX or n_pass <= min(
-                EXACT_CAP, 4 * _broad_request(depth, n_pass, self.store.count(kind))
-            ):
-                vec_list, sims, kw_list = self._narrow(kind, filters, vector, tokens, depth)
+            if len(candidates) <= limit:
+                vec_list, sims, kw_list = self._score(kind, candidates, vector, tokens, depth)
             else:
-                vec_list, kw_list = self._broad(kind, where, vector, tokens, depth, n_pass)
+                vec_list, kw_list = self._broad(kind, where, vector, tokens, depth, self.store.count(kind, where))
                 sims = {}
 
         weight = getattr(self.store.embedder, "keyword_weight", None)
@@ -282,11 +288,6 @@ class Searcher:
         stmt = (where if where is not None else select(table.c.id)).where(or_(*conds)).limit(EXACT_MAX)
         with self.store.engine.connect() as conn:
             return [r[0] for r in conn.execute(stmt)]
-
-    def _narrow(
-        self, kind: Kind, filters: SearchFilters, vector: np.ndarray, tokens: list[str], depth: int
-    ) -> tuple[list[str], dict[str, float], list[str]]:
-        return self._score(kind, self.store.ids(filter_select(kind, filters)), vector, tokens, depth)
 
     def _score(
         self, kind: Kind, candidates: list[str], vector: np.ndarray, tokens: list[str], depth: int

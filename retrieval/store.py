@@ -721,6 +721,7 @@ class Store:
                 conn.execute(select(func.pg_advisory_xact_lock(_lock_key("init"))))
             for index in missing:
                 conn.execute(CreateIndex(index, if_not_exists=True))
+            conn.execute(text("DROP INDEX IF EXISTS ix_feedback_sentiment_time"))  # the window index's prefix
 
     def _upgrade(self, schema: str) -> None:
         """Bring an older store's mirror to this schema in place: add the columns later schemas

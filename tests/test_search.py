@@ -112,6 +112,25 @@ def test_broad_and_narrow_strategies_agree(sample_store: Store, monkeypatch: pyt
         assert f.since.timestamp() <= h.record["created_ts"] <= f.until.timestamp()
 
 
+def test_a_selective_filter_over_exact_max_is_scored_exactly(
+    sample_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past EXACT_MAX, a filter that passes few records of the store (the broad path would ask the
+    ANN for many times as many) is still scored exactly; a broad one still asks the ANN."""
+    searcher = Searcher(sample_store)
+    monkeypatch.setattr(search_mod, "EXACT_MAX", 10)
+    asked: list[int] = []
+    ann = sample_store.ann
+    monkeypatch.setattr(sample_store, "ann", lambda kind, vector, n: asked.append(n) or ann(kind, vector, n))
+    narrow = SearchFilters(since=SAMPLE_AS_OF - timedelta(days=30), until=SAMPLE_AS_OF, category="packaging")
+    passing = sample_store.count("feedback", search_mod.filter_select("feedback", narrow))
+    assert 10 < passing <= search_mod._exact_limit(40, sample_store.count("feedback"))
+    hits = searcher.search("包装破损", k=10, filters=narrow)
+    assert asked == [] and len(hits) == 10 and all(h.record["category"] == "packaging" for h in hits)
+    searcher.search("包装破损", k=10, filters=SearchFilters(since=SAMPLE_AS_OF - timedelta(days=60)))
+    assert asked  # most of the store passes: the oversampled ANN path
+
+
 def test_exact_vector_scores_match_chroma(sample_store: Store) -> None:
     """Stored vectors (used for narrow filters) are the same vectors Chroma indexes."""
     ids = _some_ids(sample_store, 5)
