@@ -391,18 +391,21 @@ class Analytics:
         and how many carry a model label in any of the fields."""
         period = self.resolve(args.window)
         f = feedback_table.c
-        conds = self._where(period, args.filters)
-        by_source: dict[str, dict[str, int]] = {}
+        cols = [f[f"{name}_source"] for name in args.fields]
+        # one pass over the slice, grouped by every field's source: the window index holds them all
+        stmt = select(*cols, func.count()).where(and_(*self._where(period, args.filters))).group_by(*cols)
         with self.store.engine.connect() as conn:
-            for name in args.fields:
-                col = f[f"{name}_source"]
-                rows = conn.execute(select(col, func.count()).where(and_(*conds)).group_by(col)).all()
-                by_source[name] = {str(src or "none"): int(n) for src, n in rows}
+            rows = conn.execute(stmt).all()
+        by_source: dict[str, dict[str, int]] = {name: {} for name in args.fields}
+        for row in rows:
+            n = int(row[-1])
+            for name, src in zip(args.fields, row[:-1], strict=True):
+                by_source[name][str(src or "none")] = by_source[name].get(str(src or "none"), 0) + n
         return LabelMixOutput(
             period=period.describe(),
             filters=args.filters.active(),
-            total=self._total(period, args.filters),
-            model_labelled=self.model_labelled(args.fields, args.window, args.filters),
+            total=sum(int(row[-1]) for row in rows),
+            model_labelled=sum(int(row[-1]) for row in rows if "model" in row[:-1]),
             by_source=by_source,
         )
 

@@ -148,3 +148,23 @@ def test_tools_offer_json_schemas(tools: Analytics) -> None:
         "get_records",
     }
     assert "window" in specs["count_by"].parameters["properties"]
+
+
+def test_label_mix_counts_each_field_and_any_model_label(tmp_path, rows) -> None:
+    """One grouped pass gives each field's sources, the slice's total, and the records with a
+    model label in any field (a record guessed in two fields counts once)."""
+    from agent.tools import LabelMixInput
+    from tests.conftest import sample_home
+
+    store = sample_home(tmp_path / "h")
+    w47 = iso_week(TODAY, 1)
+    ids = [r["id"] for r in rows if w47[0] <= r["day"] <= w47[1] and r["sentiment"] == "negative"]
+    store.set_labels(ids[:3], {"category": ("logistics", "model")})
+    store.set_labels(ids[2:6], {"sentiment": ("negative", "model")})
+    mix = Analytics(store, AS_OF, ZONE).label_mix(
+        LabelMixInput(window=Window(weeks_ago=1), filters=NEG, fields=["category", "sentiment"])
+    )
+    assert mix.total == len(ids) and mix.model_labelled == 6
+    assert mix.by_source["category"] == {"import": len(ids) - 3, "model": 3}
+    assert mix.by_source["sentiment"] == {"import": len(ids) - 4, "model": 4}
+    store.close()
