@@ -160,22 +160,6 @@ meta_table = Table(
 # small (~300 bytes), so filters and analytics read little, and narrow filtered searches fetch
 # only their candidates' vectors by primary key.
 index_metadata = MetaData()
-# The fields analytics filter and group a window's records by (see the window indexes below).
-WINDOW_COVERED = (
-    "category",
-    "channel",
-    "product",
-    "carrier",
-    "region",
-    "customer_tier",
-    "urgency",
-    "rating",
-    "nps",
-    "language",
-    "category_source",
-    "sentiment_source",
-    "urgency_source",
-)
 
 
 def _index_table(kind: str, tables: MetaData, *more: Column[Any]) -> Table:
@@ -213,22 +197,6 @@ pending_table = Table(
 # gets a generated tsvector of its tokens (GIN-indexed, for matching) and a token count, and
 # kw_vocab keeps each term's document frequency, so bm25 ranks exactly as FTS5 ranks on SQLite.
 pg_keyword_metadata = MetaData()
-# The fields analytics filter and group a window's records by (see the window indexes below).
-WINDOW_COVERED = (
-    "category",
-    "channel",
-    "product",
-    "carrier",
-    "region",
-    "customer_tier",
-    "urgency",
-    "rating",
-    "nps",
-    "language",
-    "category_source",
-    "sentiment_source",
-    "urgency_source",
-)
 vocab_table = Table(
     "kw_vocab",
     pg_keyword_metadata,
@@ -244,22 +212,6 @@ PG_INDEX_DDL = (
 )
 # The index rows as PostgreSQL writes them: with the token count FTS5 would see (see _fts5_length).
 _pg_index_metadata = MetaData()
-# The fields analytics filter and group a window's records by (see the window indexes below).
-WINDOW_COVERED = (
-    "category",
-    "channel",
-    "product",
-    "carrier",
-    "region",
-    "customer_tier",
-    "urgency",
-    "rating",
-    "nps",
-    "language",
-    "category_source",
-    "sentiment_source",
-    "urgency_source",
-)
 PG_INDEX_TABLES = {
     kind: _index_table(kind, _pg_index_metadata, Column("ntok", Integer)) for kind in ("feedback", "resolution")
 }
