@@ -84,7 +84,10 @@ class Answer(BaseModel):
     answer: str
     tool_calls: list[ToolTrace]
     citations: list[str] = Field(description="Ids of the records behind the figures.")
-    path: Literal["rules", "llm"] = Field(description="Who wrote the answer: the rule-based router or the LLM.")
+    path: Literal["rules", "llm"] = Field(
+        description="Who read the question into its plan: the rule-based parser or the LLM (the tools compute "
+        "and word every figure either way)."
+    )
     language: Lang
     as_of: str
     understood: bool | Literal["partial"] = Field(
@@ -1604,6 +1607,8 @@ def intent_from_plan(
     facet = plan.group_by
     if kind in ("top", "count") and facet not in (None, "category"):
         kind = "concentration"
+    elif kind in ("top", "count") and facet == "category":  # counts by category: the top categories
+        kind, facet = "top", None
     elif kind == "top":
         facet = None
     elif kind in ("rising", "falling") and facet is None:
@@ -1654,7 +1659,10 @@ class Conversation:
     def add(self, question: str, answer: Answer, intent: Intent) -> None:
         """Record a turn; an unanswerable question does not replace the slice being discussed."""
         self.turns.append((question, answer))
-        self.plans.append((question, plan_request(intent).model_dump_json(exclude_defaults=True)))
+        try:
+            self.plans.append((question, plan_request(intent).model_dump_json(exclude_defaults=True)))
+        except ValueError:  # a slice no plan can hold (never seen): the model sees one turn fewer
+            pass
         if intent.kind != "unknown":
             self.last_intent = intent
 
