@@ -550,6 +550,8 @@ def parse_question(question: str, analytics: Analytics, taxonomy: Taxonomy) -> I
     lang = output_language("".join(" " if u else c for c, u in zip(t.s, t.used, strict=True)))
     relative = t.first(RELATIVE_PREVIOUS) is not None
     windows = _windows(t, analytics.as_of.date())
+    rates: dict[str, str] = ask_limits()["measures"]["share"]["sentiments"]
+    rate = t.first(list(rates))  # "好评率": a share of positive feedback, read before "好评" names praise
     facet, category = _match_terms(t, taxonomy)
     if facet == "carrier" and category is None and "logistics" in taxonomy.category_ids():
         category = "logistics"
@@ -575,6 +577,8 @@ def parse_question(question: str, analytics: Analytics, taxonomy: Taxonomy) -> I
     kind, cued = _kind_of({**flags, "values": bool(values)})
     limits = ask_limits()
     measure = next((m for m, spec in limits["measures"].items() if t.has(spec["cues"])), None)
+    if rate is not None:
+        measure, sentiment, explicit, weak_all = "share", rates[rate[1]], True, False
     if measure is not None and kind != "examples":
         kind, cued = measure, True
     compared: list[str] = []
@@ -1368,7 +1372,15 @@ class Asker:
             whole = self._totals(traces, intent, window, Filters(sentiment=intent.sentiment, **intent.values))
             whole_name = w.say("ask.share_whole.of_sentiment", scope=around, sent=sent)
         else:
-            whole = self._totals(traces, intent, window, Filters(**intent.values))
+            values = intent.values
+            if intent.sentiment is None:  # the part names no sentiment: the whole would be the part
+                # ("what share of 5-star reviews came from app_review"): the whole drops the
+                # product / channel / carrier / ... values, then every other condition
+                values = {k: v for k, v in values.items() if k not in SHARE_PART_FIELDS}
+                if values == intent.values:
+                    values = {}
+                around = _scope(w, replace(intent, category=None, values=values))
+            whole = self._totals(traces, intent, window, Filters(**values))
             whole_name = w.say("ask.share_whole.of_slice" if around else "ask.share_whole.all", scope=around)
         win, prev = w.period(part.current_period), w.period(part.previous_period)
         scope = _scope(w, intent)
@@ -1486,6 +1498,10 @@ class Asker:
 
 
 # --------------------------------------------------------------------------- the model's plan
+
+# Fields that name where a share's part came from, dropped from its whole when nothing else tells
+# the two apart ("share of 5-star reviews from app_review": of all 5-star reviews).
+SHARE_PART_FIELDS = ("product", "sku", "carrier", "channel", "region", "customer_tier")
 
 # The facets a model's plan may filter or group by, and how many of each one's values it is shown.
 PLAN_FACETS = ("product", "sku", "carrier", "channel", "region", "customer_tier")

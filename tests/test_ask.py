@@ -348,6 +348,22 @@ def test_negative_share_of_a_month(asker: Asker) -> None:
     assert a.understood is True and f"{neg / len(rows) * 100:.1f}%" in a.answer and f"{neg} of {len(rows)}" in a.answer
 
 
+def test_a_rate_that_names_its_sentiment_and_a_share_of_where_a_slice_came_from(asker: Asker) -> None:
+    """ "好评率" is the share of positive feedback, not a count of the praise category ("好评"); the
+    share of 5-star reviews that came from one channel is of all 5-star reviews, never 100% by
+    construction."""
+    rows = [r for r in _sample_rows() if _in_month(r, "2026-10")]
+    pos = sum(r["sentiment"] == "positive" for r in rows)
+    a = asker.ask("10月好评率是多少")
+    assert a.understood is True and a.plan.measure == "share" and a.plan.filters == {"sentiment": "positive"}
+    assert f"{pos / len(rows) * 100:.1f}%（{pos}/{len(rows)}）" in a.answer
+    five = [r for r in rows if r["rating"] and round(float(r["rating"])) == 5]
+    app = sum(r["channel"] == "app_review" for r in five)
+    b = asker.ask("What percentage of 5-star reviews came from app_review in October?")
+    assert b.understood is True and b.plan.measure == "share" and 0 < app < len(five)
+    assert f"{app / len(five) * 100:.1f}%" in b.answer and f"({app} of {len(five)})" in b.answer
+
+
 def test_weekly_trend_of_a_category(asker: Asker) -> None:
     from datetime import date
 
