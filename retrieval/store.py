@@ -66,7 +66,15 @@ from sqlalchemy.schema import CreateIndex
 from sqlalchemy.sql import Select
 
 from retrieval.errors import StoreError
-from retrieval.records import TRUSTED_SOURCES, Feedback, LabelSource, LabelValue, Resolution, content_hash
+from retrieval.records import (
+    MACHINE_SOURCES,
+    TRUSTED_SOURCES,
+    Feedback,
+    LabelSource,
+    LabelValue,
+    Resolution,
+    content_hash,
+)
 from retrieval.text import Embedder, HashEmbedding, embed, tokenize
 
 Kind = Literal["feedback", "resolution"]
@@ -538,8 +546,7 @@ class Store:
         self._embedded_fh: Any = None
         self._generation: int | None = None  # the write generation this process's Chroma has seen
         self._ensured: set[int] = set()  # extra table sets already checked (ensure_tables)
-        self._facet_cache: dict[str, tuple[int, list[str]]] = {}  # facet -> (write generation, values)
-        self._holds_cache: dict[str, tuple[int, bool]] = {}  # field -> (write generation, any value)
+        self._kept_values: dict[str, tuple[int, Any]] = {}  # what _kept computed: key -> (write generation, value)
         self._stats_cache: dict[str, tuple[int, int, float]] = {}  # kind -> (generation, records, avg tokens)
 
     def _open_databases(self) -> None:
@@ -662,7 +669,7 @@ class Store:
 
     def _ensure_indexes(self) -> None:
         """Build the feedback indexes a later version added (the window indexes) on an older store,
-        once: a minute or so at a million records. Another process doing the same at once is
+        once: 4 s at a million records. Another process doing the same at once is
         waited for (PostgreSQL: the init lock; SQLite: the write lock)."""
         with self.engine.begin() as conn:
             have = {i["name"] for i in inspect(conn).get_indexes("feedback")}
@@ -1175,7 +1182,7 @@ class Store:
                 row = stored.get(rid)
                 if row is None:
                     continue
-                keep = {n: v for n, v in fields.items() if row[f"{n}_source"] in (None, "model", "rule")}
+                keep = {n: v for n, v in fields.items() if row[f"{n}_source"] in (None, *MACHINE_SOURCES)}
                 if not keep:
                     continue
                 basis = json.loads(row["label_basis"]) if row["label_basis"] else {}
@@ -1193,10 +1200,16 @@ class Store:
 
     # ------------------------------------------------------------------ reads
     def count(self, kind: Kind, where: Select[Any] | None = None) -> int:
-        """Number of records of ``kind`` (optionally of a filtered id select)."""
+        """Number of records of ``kind`` (optionally of a filtered id select). The store's total is
+        kept per write generation: a search asks for it several times (limits, bm25's idf)."""
         stmt = select(func.count()).select_from(where.subquery() if where is not None else TABLES[kind])
-        with self.engine.connect() as conn:
-            return int(conn.execute(stmt).scalar_one())
+
+        def read() -> int:
+            with self.engine.connect() as conn:
+                return int(conn.execute(stmt).scalar_one())
+
+        total: int = read() if where is not None else self._kept(f"count:{kind}", read)
+        return total
 
     def index_rows(self, kind: Kind, ids: Sequence[str]) -> tuple[list[str], list[str], np.ndarray]:
         """Ids, token strings and vectors of the given records (unknown ids are skipped).
@@ -1474,34 +1487,40 @@ class Store:
         million records). Fields that only ingest writes are therefore kept per write generation,
         which every write in any process bumps; label fields, which labelling changes without a
         new generation, are read each time."""
-        cached = facet not in LABEL_FIELDS
-        generation = self.write_generation() if cached else -1
-        hit = self._facet_cache.get(facet)
-        if cached and hit is not None and hit[0] == generation:
-            return list(hit[1])
         col = feedback_table.c[facet]
         stmt = select(col, func.count()).where(col.is_not(None)).group_by(col).order_by(func.count().desc(), col)
-        with self.engine.connect() as conn:
-            values = [r[0] for r in conn.execute(stmt) if r[0]]
-        if cached:
-            self._facet_cache[facet] = (generation, values)
-        return list(values)
+
+        def read() -> list[str]:
+            with self.engine.connect() as conn:
+                return [r[0] for r in conn.execute(stmt) if r[0]]
+
+        return list(self._kept(f"facet:{facet}", read, keep=facet not in LABEL_FIELDS))
 
     def holds(self, field: str) -> bool:
         """Whether any feedback record has a value in ``field``. A field no record holds costs a
         scan of the whole table (no index), so the answer is kept per write generation, as facet
         values are; label fields are read each time."""
-        cached = field not in LABEL_FIELDS
-        generation = self.write_generation() if cached else -1
-        hit = self._holds_cache.get(field)
-        if cached and hit is not None and hit[0] == generation:
-            return hit[1]
         col = feedback_table.c[field]
-        with self.engine.connect() as conn:
-            found = conn.execute(select(col).where(col.is_not(None)).limit(1)).first() is not None
-        if cached:
-            self._holds_cache[field] = (generation, found)
+
+        def read() -> bool:
+            with self.engine.connect() as conn:
+                return conn.execute(select(col).where(col.is_not(None)).limit(1)).first() is not None
+
+        found: bool = self._kept(f"holds:{field}", read, keep=field not in LABEL_FIELDS)
         return found
+
+    def _kept(self, key: str, compute: Callable[[], Any], *, keep: bool = True) -> Any:
+        """``compute()``, kept until the next write generation (every write in any process bumps
+        it). ``keep=False`` computes each time: label fields change without a new generation."""
+        if not keep:
+            return compute()
+        generation = self.write_generation()
+        hit = self._kept_values.get(key)
+        if hit is not None and hit[0] == generation:
+            return hit[1]
+        value = compute()
+        self._kept_values[key] = (generation, value)
+        return value
 
     def chroma_count(self, kind: Kind) -> int:
         """Vectors held by Chroma for ``kind`` (for consistency checks)."""
