@@ -121,6 +121,9 @@ RELATIVE_PREVIOUS: list[str] = _ROUTER["relative_previous"]
 FOLLOW_UP_OPENERS: tuple[str, ...] = tuple(_ROUTER["follow_up_openers"])
 
 QUESTION_HELP: dict[str, str] = _ROUTER["question_help"]
+# The fields whose values the store holds and a question names by value ("顺捷速递", "app_review"):
+# matched in questions, offered to a model's plan, and the "where it came from" of a share's part.
+FACET_FIELDS = ("product", "sku", "carrier", "channel", "region", "customer_tier")
 
 KINDS: dict[str, dict[str, Any]] = _ROUTER["kinds"]
 KIND_RULES: list[dict[str, Any]] = _ROUTER["kind_rules"]
@@ -479,7 +482,7 @@ def _match_values(t: _Text, analytics: Analytics, several: dict[str, list[str]] 
     A facet named with two or more values ("VIP and normal customers") goes to ``several``."""
     found: dict[str, str] = {}
     squeezed = t.s.replace(" ", "")
-    for facet in ("product", "sku", "carrier", "channel", "region", "customer_tier"):
+    for facet in FACET_FIELDS:
         values = sorted(analytics.values(facet), key=len, reverse=True)
         named = [
             v
@@ -573,8 +576,15 @@ def parse_question(question: str, analytics: Analytics, taxonomy: Taxonomy) -> I
         if category == "praise":  # "5星好评" is five-star reviews, not the praise category's
             category = None
 
-    flags = {**cues, "positive": positive, "category": category is not None, "facet": facet is not None}
-    kind, cued = _kind_of({**flags, "values": bool(values)})
+    kind, cued = _kind_of(
+        {
+            **cues,
+            "positive": positive,
+            "category": category is not None,
+            "facet": facet is not None,
+            "values": bool(values),
+        }
+    )
     limits = ask_limits()
     measure = next((m for m, spec in limits["measures"].items() if t.has(spec["cues"])), None)
     if rate is not None:
@@ -622,10 +632,7 @@ def parse_question(question: str, analytics: Analytics, taxonomy: Taxonomy) -> I
         intent.window = windows[0][1]
         if len(windows) > 1 and windows[1][1] != windows[0][1]:
             # "上上周和上周比" / "last week vs the week before": the later period is the current one
-            a, b = windows[0][1], windows[1][1]
-            if analytics.resolve(a).start < analytics.resolve(b).start:
-                a, b = b, a
-            intent.window, intent.previous = a, b
+            intent.window, intent.previous = _later_first(windows[0][1], windows[1][1], analytics)
     if kind == "rating" and relative and intent.window is not None and intent.previous is None:
         intent.previous = _shift(intent.window, kind, analytics)  # "last week vs the week before"
     if kind == "examples":
@@ -791,6 +798,11 @@ def follow_up(intent: Intent, previous: Intent | None, question: str, analytics:
     return merged
 
 
+def _later_first(a: Window, b: Window, analytics: Analytics) -> tuple[Window, Window]:
+    """Two periods compared, the later (the current one) first: "上上周和上周比" names it second."""
+    return (b, a) if analytics.resolve(a).start < analytics.resolve(b).start else (a, b)
+
+
 def _shift(window: Window | None, kind: IntentKind, analytics: Analytics) -> Window:
     """The window one period before ``window`` (the same ISO week / month / number of days)."""
     w = window or Window(**DEFAULT_WINDOWS[kind])
@@ -900,7 +912,7 @@ class Asker:
             gap = self.analytics.emptiness(self.analytics.resolve(self._window(intent)), intent.lang)
             if gap is not None:  # the window holds no feedback at all, whatever was asked about it
                 text = gap + say("separators.before_answer", intent.lang) + text
-        by_label = intent.kind in ("top", "rising", "falling", "spikes") and (intent.facet or "category") == "category"
+        by_label = KINDS[intent.kind].get("group_by") == "category" and (intent.facet or "category") == "category"
         uses_labels = by_label or intent.category or intent.sentiment or "urgency" in intent.values
         if intent.kind in LABELLED and uses_labels:  # a figure resting on the classifier's guesses says so
             mix: LabelMixOutput = self._call(
@@ -944,7 +956,7 @@ class Asker:
         previous = self.analytics.resolve(intent.previous).describe() if intent.previous else None
         if previous is None:  # a comparison with the period before, made by the tool
             previous = next((t.result["previous_period"] for t in traces if "previous_period" in t.result), None)
-        group_by = intent.facet or ("category" if intent.kind in ("top", "rising", "falling", "spikes") else None)
+        group_by = intent.facet or KINDS[intent.kind].get("group_by")
         with_sentiment = intent.kind not in ("rating", "urgent")
         return QueryPlan(
             measure=PLAN_MEASURES[intent.kind],
@@ -1376,7 +1388,7 @@ class Asker:
             if intent.sentiment is None:  # the part names no sentiment: the whole would be the part
                 # ("what share of 5-star reviews came from app_review"): the whole drops the
                 # product / channel / carrier / ... values, then every other condition
-                values = {k: v for k, v in values.items() if k not in SHARE_PART_FIELDS}
+                values = {k: v for k, v in values.items() if k not in FACET_FIELDS}
                 if values == intent.values:
                     values = {}
                 around = _scope(w, replace(intent, category=None, values=values))
@@ -1450,7 +1462,7 @@ class Asker:
         model = self.model
         assert model is not None
         prompt = load_prompt("ask_plan")
-        held = {f: self.analytics.values(f)[:PLAN_VALUES_SHOWN] for f in PLAN_FACETS}
+        held = {f: self.analytics.values(f)[:PLAN_VALUES_SHOWN] for f in FACET_FIELDS}
         system = prompt.render(
             as_of=self.analytics.as_of.isoformat(),
             this_week=self.analytics.resolve(Window(weeks_ago=0)).label,
@@ -1499,12 +1511,8 @@ class Asker:
 
 # --------------------------------------------------------------------------- the model's plan
 
-# Fields that name where a share's part came from, dropped from its whole when nothing else tells
-# the two apart ("share of 5-star reviews from app_review": of all 5-star reviews).
-SHARE_PART_FIELDS = ("product", "sku", "carrier", "channel", "region", "customer_tier")
 
-# The facets a model's plan may filter or group by, and how many of each one's values it is shown.
-PLAN_FACETS = ("product", "sku", "carrier", "channel", "region", "customer_tier")
+# How many of each facet's values a model's plan is shown.
 PLAN_VALUES_SHOWN = 40
 PlanGroup = Literal["category", "product", "sku", "carrier", "channel", "region", "customer_tier"]
 
@@ -1609,7 +1617,7 @@ def intent_from_plan(
     for name, value in f.active().items():
         if name in ("category", "sentiment", "subcategory"):
             continue
-        if name in PLAN_FACETS:
+        if name in FACET_FIELDS:
             match = _held(value, analytics.values(name))
             if match is None:  # said in the answer as a value (or a field) the records do not hold
                 named.append(name)
@@ -1632,12 +1640,8 @@ def intent_from_plan(
     if facet and facet in limits["fields"] and facet not in named:
         named.append(facet)
     window, previous = plan.window, plan.previous
-    if (
-        window is not None
-        and previous is not None
-        and analytics.resolve(window).start < analytics.resolve(previous).start
-    ):
-        window, previous = previous, window
+    if window is not None and previous is not None:
+        window, previous = _later_first(window, previous, analytics)
     intent = Intent(
         kind=kind,
         lang=output_language(question),

@@ -773,10 +773,13 @@ def test_a_rating_compared_with_the_period_before(asker: Asker, question: str) -
 def test_every_kind_in_the_data_has_an_executor_and_every_rule_names_a_kind() -> None:
     """The question kinds live in router.yaml (`kinds`, `kind_rules`) and ask.yaml (`measures`);
     adding one is data plus one `Asker._<kind>` executor."""
-    from agent.ask import KIND_RULES, KINDS, PLAN_KINDS, PlanRequest, ask_limits
+    from typing import get_args
+
+    from agent.ask import FACET_FIELDS, KIND_RULES, KINDS, PLAN_KINDS, PlanGroup, PlanRequest, ask_limits
 
     assert all(callable(getattr(Asker, f"_{kind}", None)) for kind in KINDS)
     assert {rule["kind"] for rule in KIND_RULES} <= set(KINDS)
     assert set(ask_limits()["measures"]) <= set(KINDS)
     assert PlanRequest.model_json_schema()["properties"]["measure"]["enum"] == list(PLAN_KINDS)
     assert set(PLAN_KINDS.values()) <= set(KINDS) and "concentration" not in PLAN_KINDS.values()
+    assert get_args(PlanGroup) == ("category", *FACET_FIELDS)  # a plan groups by what a question names
