@@ -31,7 +31,7 @@ from agent.runtime import make_chat_model, make_embedder, make_encoder, open_sto
 from retrieval.encoder import INSTALL_HINT, SentenceEncoder
 from retrieval.ingest import IngestSummary, ingest_file, ingest_rows, printable
 from retrieval.readers import RawRow, parse_map_options
-from retrieval.records import parse_when
+from retrieval.records import MACHINE_SOURCES, parse_when
 from retrieval.search import Hit, Searcher, SearchFilters
 from retrieval.store import Kind, RepairResult, Store
 from retrieval.taxonomy import LABEL_SETS, Taxonomy
@@ -448,7 +448,7 @@ class Workspace:
         rows = [
             r
             for r in self.store.records("feedback", ids).values()
-            if r.language == "en" and any(getattr(r, f"{f}_source") in ("model", "rule") for f in FIELDS)
+            if r.language == "en" and any(getattr(r, f"{f}_source") in MACHINE_SOURCES for f in FIELDS)
         ]
         clf = self.classifier()
         if not rows or clf.encoder is None:
@@ -458,7 +458,7 @@ class Workspace:
         for row, res in zip(rows, results, strict=True):
             fields: dict[str, tuple[str, str, str | None]] = {}
             for name in FIELDS:
-                if getattr(row, f"{name}_source") not in ("model", "rule"):
+                if getattr(row, f"{name}_source") not in MACHINE_SOURCES:
                     continue
                 label = machine_label(res, name)
                 fields[name] = (label.value, label.source.value, label.basis)

@@ -351,7 +351,7 @@ class Analytics:
         """
         cond = self._where(period, Filters()) if period is not None else []
         with self.store.engine.connect() as conn:
-            if conn.execute(select(feedback_table.c.seq).where(and_(True, *cond)).limit(1)).first() is not None:
+            if conn.execute(select(feedback_table.c.seq).where(*cond).limit(1)).first() is not None:
                 return None
         total, first, last = self.coverage()
         language: Lang = "zh" if lang == "zh" else "en"
@@ -400,7 +400,8 @@ class Analytics:
         for row in rows:
             n = int(row[-1])
             for name, src in zip(args.fields, row[:-1], strict=True):
-                by_source[name][str(src or "none")] = by_source[name].get(str(src or "none"), 0) + n
+                key = str(src or "none")
+                by_source[name][key] = by_source[name].get(key, 0) + n
         return LabelMixOutput(
             period=period.describe(),
             filters=args.filters.active(),

@@ -115,6 +115,7 @@ class LabelSource(StrEnum):
 
 
 TRUSTED_SOURCES = (LabelSource.IMPORT, LabelSource.HUMAN)  # labels a person stands behind
+MACHINE_SOURCES = (LabelSource.RULE, LabelSource.MODEL)  # labels a later, better pass may replace
 
 
 class LabelValue(BaseModel):
