@@ -846,20 +846,21 @@ class Workspace:
             encoder = "off (FEEDBACK_AGENT_ENCODER=off)"
         else:
             encoder = f"{NAME} (English text)" if model_dir() else f"not installed, TF-IDF only ({INSTALL_HINT})"
+        counts = self.store.counts()  # one consistent reading, while a fill may be running
         facts = {
             "home": str(s.home),
             "embedding": self.store.embedder.label,
             "classifier_encoder": encoder,
-            "feedback": self.store.count("feedback"),
-            "resolutions": self.store.count("resolution"),
-            "chroma_feedback": self.store.chroma_count("feedback"),
-            "chroma_resolutions": self.store.chroma_count("resolution"),
+            "feedback": counts["feedback"][0],
+            "resolutions": counts["resolution"][0],
+            "chroma_feedback": counts["feedback"][1],
+            "chroma_resolutions": counts["resolution"][1],
         }
-        if waiting := self.store.pending():
+        if waiting := sum(c[2] for c in counts.values()):
             pid = self.store.lock_holder("fill")
             facts["vectors_pending"] = waiting
             facts["fill"] = f"running (pid {pid})" if pid else "not running: `feedback-agent fill` computes them"
-        return Status(facts, self.store.mismatches())
+        return Status(facts, self.store.mismatches(counts))
 
     def repair(self) -> tuple[RepairResult, bool]:
         """Bring Chroma and the keyword index in line with the mirror; whether they now agree."""

@@ -1644,11 +1644,18 @@ class Store:
         self._collections.clear()
         self._generation = None
 
-    def mismatches(self) -> dict[Kind, tuple[int, int]]:
-        """Kinds whose mirror and Chroma counts differ: {kind: (mirror, chroma)}."""
-        with self._chroma_call():  # a fill moves records from pending to Chroma under this lock
-            counts = {kind: (self.count(kind) - self.pending(kind), self.chroma_count(kind)) for kind in KINDS}
-        return {kind: c for kind, c in counts.items() if c[0] != c[1]}
+    def counts(self) -> dict[Kind, tuple[int, int, int]]:
+        """Per kind: (mirror records, Chroma vectors, records waiting for the fill), read together:
+        a fill moves records from pending to Chroma under the Chroma lock, so read apart the three
+        could be a batch apart."""
+        with self._chroma_call():
+            return {kind: (self.count(kind), self.chroma_count(kind), self.pending(kind)) for kind in KINDS}
+
+    def mismatches(self, counts: dict[Kind, tuple[int, int, int]] | None = None) -> dict[Kind, tuple[int, int]]:
+        """Kinds whose mirror (less what waits for the fill) and Chroma counts differ: {kind:
+        (mirror, chroma)}, from ``counts`` when already read."""
+        both = {kind: (n - waiting, c) for kind, (n, c, waiting) in (counts or self.counts()).items()}
+        return {kind: c for kind, c in both.items() if c[0] != c[1]}
 
     def repair(self, *, full: bool = False, page: int = 5000) -> RepairResult:
         """Bring Chroma and the keyword index back in line with the mirror (the commit point).
