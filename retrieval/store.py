@@ -27,6 +27,7 @@ import math
 import os
 import re
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -65,6 +66,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.schema import CreateIndex
 from sqlalchemy.sql import Select
 
+from retrieval.columns import FILTER_FIELDS, FilterColumns
 from retrieval.errors import StoreError
 from retrieval.records import (
     MACHINE_SOURCES,
@@ -224,6 +226,10 @@ PG_INDEX_TABLES = {
     kind: _index_table(kind, _pg_index_metadata, Column("ntok", Integer)) for kind in ("feedback", "resolution")
 }
 BM25_K1, BM25_B = 1.2, 0.75  # FTS5's
+# FTS5 scores every record that holds any query term, ~0.35 us per posting: a query's terms may
+# hold 20,000 postings between them (7 ms). At a million records a query's sixteen terms each in
+# 2-5% of the records held up to 365,000 (114 ms), most in terms of little weight.
+KEYWORD_POSTINGS = 20_000
 _FTS5_PIECE = re.compile(r"[\w\-/#]+")
 
 
@@ -547,7 +553,10 @@ class Store:
         self._generation: int | None = None  # the write generation this process's Chroma has seen
         self._ensured: set[int] = set()  # extra table sets already checked (ensure_tables)
         self._kept_values: dict[str, tuple[int, Any]] = {}  # what _kept computed: key -> (write generation, value)
-        self._stats_cache: dict[str, tuple[int, int, float]] = {}  # kind -> (generation, records, avg tokens)
+        self.keep_columns = False  # see filter_columns: a long-running process's choice
+        self._columns: tuple[tuple[int, int], FilterColumns] | None = None
+        self._columns_job: threading.Thread | None = None
+        self._columns_next = 0.0  # monotonic time before which no new build starts
 
     def _open_databases(self) -> None:
         try:
@@ -1158,6 +1167,7 @@ class Store:
             values[f"{name}_source"] = source
         with self.engine.begin() as conn:
             result = conn.execute(feedback_table.update().where(feedback_table.c.id.in_(list(ids))).values(**values))
+            self._bump_counter(conn, "label_writes")
         if any(source in TRUSTED_SOURCES for _, source in labels.values()):
             self._bump_labels_version()
         return int(result.rowcount or 0)
@@ -1196,6 +1206,8 @@ class Store:
                 values["label_basis"] = json.dumps(basis, ensure_ascii=False) if basis else None
                 conn.execute(update(feedback_table).where(f.id == rid).values(**values))
                 changed += 1
+            if changed:
+                self._bump_counter(conn, "label_writes")
         return changed
 
     # ------------------------------------------------------------------ reads
@@ -1211,9 +1223,13 @@ class Store:
         total: int = read() if where is not None else self._kept(f"count:{kind}", read)
         return total
 
-    def index_rows(self, kind: Kind, ids: Sequence[str]) -> tuple[list[str], list[str], np.ndarray]:
+    def index_rows(
+        self, kind: Kind, ids: Sequence[str], rowids: Sequence[int] | None = None
+    ) -> tuple[list[str], list[str], np.ndarray]:
         """Ids, token strings and vectors of the given records (unknown ids are skipped).
 
+        ``rowids``: the records' index rows' rowids (:class:`FilterColumns` holds them), found
+        faster than by id; a row whose id is not among ``ids`` is left out.
         A record still waiting for the semantic fill is embedded here, from its text in the
         mirror, so exact scoring and clusters never leave it out."""
         table = INDEX_TABLES[kind]
@@ -1222,17 +1238,31 @@ class Store:
                 rows = conn.execute(
                     select(table.c.id, table.c.tokens, table.c.vec).where(table.c.id.in_(list(ids)))
                 ).all()
-            else:
-                stmt = select(table.c.id, table.c.tokens, table.c.vec).where(
-                    table.c.id.in_(select(text("value")).select_from(text("json_each(:ids)")))
-                )
-                rows = conn.execute(stmt, {"ids": json.dumps(list(ids), ensure_ascii=False)}).all()
+            else:  # the driver's own cursor: SQLAlchemy's result rows cost 10 ms per 6,000 here
+                cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+                if rowids is not None:
+                    wanted = set(ids)
+                    cursor.execute(
+                        f"SELECT id, tokens, vec FROM {table.name} WHERE rowid IN (SELECT value FROM json_each(?))",
+                        (json.dumps(sorted(int(r) for r in rowids if r >= 0)),),
+                    )
+                    rows = [r for r in cursor.fetchall() if r[0] in wanted]
+                else:
+                    cursor.execute(
+                        f"SELECT id, tokens, vec FROM {table.name} WHERE id IN (SELECT value FROM json_each(?))",
+                        (json.dumps(list(ids), ensure_ascii=False),),
+                    )
+                    rows = cursor.fetchall()
+                cursor.close()
         waiting = [r[0] for r in rows if not r[2]]
         fresh = {i: v for i, (v, _meta) in self._embedded(kind, waiting).items()} if waiting else {}
         rows = [r for r in rows if r[2] or r[0] in fresh]
         if not rows:
             return [], [], np.zeros((0, 1), dtype=np.float32)
-        mat = np.vstack([np.frombuffer(r[2], dtype=np.float32) if r[2] else fresh[r[0]] for r in rows])
+        if fresh:
+            mat = np.vstack([np.frombuffer(r[2], dtype=np.float32) if r[2] else fresh[r[0]] for r in rows])
+        else:  # one buffer, not thousands of small arrays stacked
+            mat = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(len(rows), -1).copy()
         return [r[0] for r in rows], [r[1] for r in rows], mat.astype(np.float32, copy=False)
 
     def _embedded(
@@ -1359,7 +1389,8 @@ class Store:
         FTS5 scores every document that matches any term, so a term found in a large share of
         the records ("没", "不", "快递") costs milliseconds while adding almost nothing to the
         ranking (its bm25 weight is near zero, and the vector side covers it). Such terms are
-        dropped, as are bigrams that repeat a whole query word; the rarest few always stay.
+        dropped, as are bigrams that repeat a whole query word; the rarest few always stay. The
+        terms kept hold at most KEYWORD_POSTINGS postings between them (the rarest always stays).
 
         Returns:
             [(term, document frequency)], rarest first.
@@ -1369,26 +1400,37 @@ class Store:
         distinct = [t for t in distinct if not (t.startswith("#") and t[1:] in words)]
         if not distinct:
             return []
-        table = KW_TABLES[kind]
+        # FTS5's vocabulary table counts a term's documents by walking its postings (15 ms for a
+        # query's common terms at a million records): counts already read stay until a write
+        df: dict[str, int] = self._kept(f"document-frequencies:{kind}", dict)
+        if wanted := [t for t in distinct if t not in df]:
+            df.update(dict.fromkeys(wanted, 0))
+            df.update(self._document_frequencies(kind, wanted))
+        present = sorted((t for t in distinct if df.get(t)), key=lambda t: (df[t], t))
+        limit = max(200, int(0.05 * self.count(kind)))
+        kept: list[str] = []
+        postings = 0
+        for t in present:  # rarest first: every rare term, topped up to three with common ones
+            if len(kept) == 16 or (df[t] > limit and len(kept) >= 3) or (kept and postings + df[t] > KEYWORD_POSTINGS):
+                break
+            kept.append(t)
+            postings += df[t]
+        return [(t, int(df[t])) for t in kept]
+
+    def _document_frequencies(self, kind: Kind, terms: list[str]) -> dict[str, int]:
+        """How many records of ``kind`` hold each of ``terms`` (terms none holds are left out)."""
         with self.kw_engine.connect() as conn:
             if self.kw_dialect == "postgresql":
                 v = vocab_table.c
-                df: dict[str, int] = dict(
-                    conn.execute(select(v.term, v.doc).where(v.kind == kind, v.term.in_(distinct))).all()
-                )
-            else:
-                df = dict(
-                    conn.execute(
-                        text(f"SELECT term, doc FROM {table}_vocab WHERE term IN (SELECT value FROM json_each(:t))"),
-                        {"t": json.dumps(distinct, ensure_ascii=False)},
-                    ).all()
-                )
-        present = sorted((t for t in distinct if df.get(t)), key=lambda t: (df[t], t))
-        limit = max(200, int(0.05 * self.count(kind)))
-        kept = [t for t in present if df[t] <= limit]
-        if len(kept) < 3:
-            kept = present[:3]  # rarest first, so this keeps every rare term and tops up
-        return [(t, int(df[t])) for t in kept[:16]]
+                return dict(conn.execute(select(v.term, v.doc).where(v.kind == kind, v.term.in_(terms))).all())
+            return dict(
+                conn.execute(
+                    text(
+                        f"SELECT term, doc FROM {KW_TABLES[kind]}_vocab WHERE term IN (SELECT value FROM json_each(:t))"
+                    ),
+                    {"t": json.dumps(terms, ensure_ascii=False)},
+                ).all()
+            )
 
     def keyword(self, kind: Kind, tokens: Sequence[str], n: int) -> list[tuple[str, float]]:
         """bm25 keyword matches: [(id, score)], best first (higher is better)."""
@@ -1398,10 +1440,13 @@ class Store:
         if query is None:
             return []
         table = KW_TABLES[kind]
-        sql = f"SELECT id, bm25({table}) AS s FROM {table} WHERE {table} MATCH :q"
-        sql += " ORDER BY s LIMIT :n"
-        with self.kw_engine.connect() as conn:
-            return [(r[0], -float(r[1])) for r in conn.execute(text(sql), {"q": query, "n": n})]
+        sql = f"SELECT id, bm25({table}) AS s FROM {table} WHERE {table} MATCH ? ORDER BY s LIMIT ?"
+        with self.kw_engine.connect() as conn:  # the driver's cursor: a broad filter may ask for thousands
+            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            try:
+                return [(r[0], -float(r[1])) for r in cursor.execute(sql, (query, n))]
+            finally:
+                cursor.close()
 
     def _pg_keyword(self, kind: Kind, terms: list[tuple[str, int]], n: int) -> list[tuple[str, float]]:
         """bm25 in PostgreSQL, as FTS5 computes it: the GIN index finds the records holding any
@@ -1436,15 +1481,15 @@ class Store:
     def _keyword_stats(self, kind: Kind) -> tuple[int, float]:
         """Records in the keyword index and their average token count (bm25's N and avgdl), kept
         per write generation."""
-        generation = self.write_generation()
-        hit = self._stats_cache.get(kind)
-        if hit is not None and hit[0] == generation:
-            return hit[1], hit[2]
         index = INDEX_TABLES[kind]
-        with self.kw_engine.connect() as conn:
-            count, avg = conn.execute(select(func.count(), func.avg(text("ntok"))).select_from(index)).one()
-        self._stats_cache[kind] = (generation, int(count), float(avg or 0.0))
-        return int(count), float(avg or 0.0)
+
+        def read() -> tuple[int, float]:
+            with self.kw_engine.connect() as conn:
+                count, avg = conn.execute(select(func.count(), func.avg(text("ntok"))).select_from(index)).one()
+            return int(count), float(avg or 0.0)
+
+        stats: tuple[int, float] = self._kept(f"keyword-stats:{kind}", read)
+        return stats
 
     @overload
     def records(self, kind: Literal["feedback"], ids: Sequence[str]) -> dict[str, FeedbackRow]: ...
@@ -1521,6 +1566,73 @@ class Store:
         value = compute()
         self._kept_values[key] = (generation, value)
         return value
+
+    def _columns_key(self) -> tuple[int, int]:
+        """What the filter columns must be read again after: any write, or any label change
+        (labelling does not bump the write generation, which would reopen Chroma)."""
+        with self.engine.connect() as conn:
+            got = dict(
+                conn.execute(
+                    select(meta_table.c.key, meta_table.c.value).where(
+                        meta_table.c.key.in_(("write_generation", "label_writes"))
+                    )
+                ).all()
+            )
+        return int(got.get("write_generation", 0)), int(got.get("label_writes", 0))
+
+    def filter_columns(self, *, wait: bool = False) -> FilterColumns | None:
+        """The feedback filter fields in memory (:mod:`retrieval.columns`), when they are current.
+
+        They cost a read of every record (3.5 s at a million), so only a long-running process
+        (``keep_columns``: the service, the benchmarks) keeps them: when they are missing or out of
+        date a thread reads them again, and until it is done filters are resolved in SQL, which
+        gives the same answers more slowly. A process that writes often would read them over and
+        over: a new read starts no sooner than ten times the last read's duration after it.
+        ``wait`` reads them now (tests; and with ``keep_columns`` off)."""
+        key = self._columns_key()
+        held = self._columns
+        if held is not None and held[0] == key:
+            return held[1]
+        if wait:
+            self._read_columns()
+            held = self._columns
+            return held[1] if held is not None and held[0] == self._columns_key() else None
+        if not self.keep_columns:
+            return None
+        job = self._columns_job
+        if (job is None or not job.is_alive()) and time.monotonic() >= self._columns_next:
+            self._columns_job = threading.Thread(target=self._read_columns_quietly, name="filter-columns", daemon=True)
+            self._columns_job.start()
+        return None
+
+    def _read_columns_quietly(self) -> None:
+        """The background read: a failure (the store closed under it) leaves searches in SQL."""
+        try:
+            self._read_columns()
+        except Exception:  # noqa: BLE001
+            self._columns_next = time.monotonic() + 60.0
+
+    def _read_columns(self) -> None:
+        started = time.monotonic()
+        key = self._columns_key()
+        f = feedback_table.c
+        stmt = select(f.id, f.created_ts, *(f[name] for name in FILTER_FIELDS)).order_by(f.seq)
+        # with the keyword index in the same SQLite file, each record's index row is found by its
+        # rowid, not its id: a narrow search reads thousands of them (14 ms for 6,000, not 25)
+        rowids = self.kw_engine is self.engine and self.kw_dialect == "sqlite"
+        if rowids:
+            index = INDEX_TABLES["feedback"]
+            stmt = (
+                select(f.id, f.created_ts, *(f[name] for name in FILTER_FIELDS), text(f"{index.name}.rowid"))
+                .select_from(feedback_table.outerjoin(index, index.c.id == f.id))
+                .order_by(f.seq)
+            )
+        with self.engine.connect() as conn:
+            columns = FilterColumns.from_rows(conn.execute(stmt), rowids=rowids)
+        if self._columns_key() == key:  # nothing changed while reading: the columns are that state's
+            self._columns = (key, columns)
+        took = time.monotonic() - started
+        self._columns_next = time.monotonic() + 10 * took
 
     def chroma_count(self, kind: Kind) -> int:
         """Vectors held by Chroma for ``kind`` (for consistency checks)."""

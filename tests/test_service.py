@@ -73,7 +73,8 @@ def test_classify_matches_the_cli_object(client: TestClient, home: Path) -> None
 )
 def test_similar_is_the_same_search_on_the_cli_and_the_api(client: TestClient, home: Path, options: dict) -> None:
     """One category resolver and one window rule serve both faces: the same options give the same
-    hits, ids and scores alike."""
+    hits, ids and scores alike (the service tests filters on the columns it keeps in memory, a
+    command in SQL: this also checks that the two agree)."""
     query = {"q": "快递一直不更新 保温杯漏水", "k": 8, "as_of": "2026-11-23", **options}
     api = client.get("/v1/similar", params=query, headers=KEY)
     argv = ["similar", query["q"], "-k", "8", "--as-of", "2026-11-23", "--json", "--home", str(home)]
