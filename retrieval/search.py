@@ -213,7 +213,7 @@ class Searcher:
                 admits = lambda ids: self.store.select_ids(where, ids, kind)  # noqa: E731
             if not n_pass:
                 return []
-            exact = self._exact(kind, query, admits)
+            exact = self._exact(kind, query, where, admits if columns is not None else None)
             if n_pass <= limit:
                 vec_list, sims, kw_list = self._score(kind, candidates, vector, tokens, depth, rowids)
             else:
@@ -287,8 +287,15 @@ class Searcher:
         return [c for c in wanted if c.casefold() not in found]
 
     # ------------------------------------------------------------------ strategies
-    def _exact(self, kind: Kind, query: str, admits: Callable[[list[str]], set[str]] | None = None) -> list[str]:
-        """Records whose id, order number or SKU the query types (those ``admits`` lets pass)."""
+    def _exact(
+        self,
+        kind: Kind,
+        query: str,
+        where: Select[Any] | None = None,
+        admits: Callable[[list[str]], set[str]] | None = None,
+    ) -> list[str]:
+        """Records whose id, order number or SKU the query types, that pass the filter: ``where``
+        in SQL, or ``admits`` (the filter columns) on what the codes' indexes find."""
         codes = set(_typed_codes(query))
         codes |= {c.upper() for c in codes}
         if not codes:
@@ -299,10 +306,10 @@ class Searcher:
             conds += [feedback_table.c.order_id.in_(codes), feedback_table.c.sku.in_(codes)]
         else:
             conds.append(resolution_table.c.feedback_id.in_(codes))
-        # found by the codes' own indexes, then filtered: joined to a filter, the query planner may
-        # walk a window's index instead
+        base = where if where is not None and admits is None else select(table.c.id)
+        stmt = base.where(or_(*conds)).limit(EXACT_MAX if admits is None else EXACT_CAP)
         with self.store.engine.connect() as conn:
-            found = [r[0] for r in conn.execute(select(table.c.id).where(or_(*conds)).order_by(table.c.seq))]
+            found = [r[0] for r in conn.execute(stmt)]
         if admits is not None and found:
             passing = admits(found)
             found = [i for i in found if i in passing]
