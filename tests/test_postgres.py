@@ -5,6 +5,7 @@ same figures out of both. No server binary or no driver fails with what to insta
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,8 @@ from sqlalchemy import create_engine, text
 from agent.app import Workspace
 from agent.config import load_settings
 from evals.servers import ServerMissing, create_database, postgres_server
-from retrieval.sample_data import SAMPLE_DIR
+from retrieval.sample_data import SAMPLE_AS_OF, SAMPLE_DIR
+from retrieval.search import Searcher, SearchFilters, filter_select
 from retrieval.store import Store
 from retrieval.text import HashEmbedding, tokenize
 from tests.test_chroma_server import chroma_url  # noqa: F401  (the real `chroma run` server fixture)
@@ -75,6 +77,16 @@ def test_postgresql_mirror_gives_the_embedded_store_figures(pg_server: str, tmp_
         sb = local.similar("快递一个星期了还没到", k=5)
         # identical texts have identical vectors: ties may swap ids between the two, never content
         assert [h.text for h in sa.hits] == [h.text for h in sb.hits]
+        # the service's filter columns read from PostgreSQL pass what its SQL passes, and search alike
+        columns = pg.store.filter_columns(wait=True)
+        assert columns is not None and columns.rowids is None  # index rows are read by id there
+        month = {"since": SAMPLE_AS_OF - timedelta(days=30), "until": SAMPLE_AS_OF}
+        for f in (SearchFilters(**month), SearchFilters(**month, category="logistics", channel="online_chat")):
+            keep = columns.mask(f.since.timestamp(), f.until.timestamp(), f.facets())  # type: ignore[union-attr]
+            assert set(columns.ids[keep]) == set(pg.store.ids(filter_select("feedback", f))) != set()
+            with_columns = Searcher(pg.store).search("快递一个星期了还没到", k=5, filters=f)
+            in_sql = Searcher(local.store).search("快递一个星期了还没到", k=5, filters=f)
+            assert [h.text for h in with_columns] == [h.text for h in in_sql] and with_columns
     finally:
         pg.close()
         local.close()
