@@ -11,7 +11,7 @@ SQL filter answers: the tests in ``tests/test_search.py`` compare the two on eve
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -32,6 +32,9 @@ class FilterColumns:
     codes: Mapping[str, np.ndarray]  # field -> int32 codes
     values: Mapping[str, Mapping[str, int]]  # field -> {value: code}
     positions: Mapping[str, int]  # record id -> row
+    # keyword-index (FTS5) rowid -> row (-1: none), when the keyword index is SQLite's: a broad
+    # filter's keyword side then takes every match's rowid and score and filters them here
+    keyword_rows: np.ndarray | None = None
 
     @classmethod
     def from_rows(cls, rows: Iterable[Sequence[object]], *, rowids: bool = False) -> FilterColumns:
@@ -80,6 +83,34 @@ class FilterColumns:
                 return np.zeros(len(self.ids), dtype=bool)
             keep &= self.codes[name] == code
         return keep
+
+    def with_keyword_rows(self, pairs: Iterable[tuple[int, str]]) -> FilterColumns:
+        """A copy that maps the keyword index's rowids, from its ``(rowid, record id)`` pairs."""
+        pos = self.positions
+        got = [(int(r), pos.get(i, -1)) for r, i in pairs]
+        rows = np.full(max((r for r, _ in got), default=0) + 1, -1, dtype=np.int32)
+        if got:
+            at = np.array(got, dtype=np.int64)
+            rows[at[:, 0]] = at[:, 1]
+        return replace(self, keyword_rows=rows)
+
+    def best_passing(self, keep: np.ndarray, rowids: np.ndarray, scores: np.ndarray, n: int) -> list[str]:
+        """The ids of the best ``n`` keyword matches (``rowids`` of the keyword index and their
+        scores, higher better) that ``keep`` admits, best first, ties by id as ranked_ids orders."""
+        assert self.keyword_rows is not None
+        inside = rowids < len(self.keyword_rows)
+        rows = np.full(len(rowids), -1, dtype=np.int64)
+        rows[inside] = self.keyword_rows[rowids[inside]]
+        ok = rows >= 0
+        ok[ok] = keep[rows[ok]]
+        rows, scores = rows[ok], np.round(scores[ok], 5)
+        if len(rows) > n:  # every match scoring at least the n-th best, so ties at the cut all compete
+            cut = np.partition(scores, len(scores) - n)[len(scores) - n]
+            top = scores >= cut
+            rows, scores = rows[top], scores[top]
+        ids = self.ids[rows]
+        order = sorted(range(len(rows)), key=lambda j: (-scores[j], ids[j]))
+        return [str(ids[j]) for j in order[:n]]
 
     def admitted(self, keep: np.ndarray, ids: Iterable[str]) -> set[str]:
         """The ``ids`` that a :meth:`mask` admits (ids not held are not)."""

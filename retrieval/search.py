@@ -217,7 +217,11 @@ class Searcher:
             if n_pass <= limit:
                 vec_list, sims, kw_list = self._score(kind, candidates, vector, tokens, depth, rowids)
             else:
-                vec_list, kw_list = self._broad(kind, admits, vector, tokens, depth, n_pass)
+                keyword = None
+                if columns is not None and columns.keyword_rows is not None:
+                    # every keyword match, filtered in memory: one FTS5 query however few pass
+                    keyword = lambda: columns.best_passing(keep, *self.store.keyword_scores(kind, tokens), depth)  # noqa: E731
+                vec_list, kw_list = self._broad(kind, admits, vector, tokens, depth, n_pass, keyword)
                 sims = {}
 
         weight = getattr(self.store.embedder, "keyword_weight", None)
@@ -347,14 +351,18 @@ class Searcher:
         tokens: list[str],
         depth: int,
         n_pass: int,
+        keyword: Callable[[], list[str]] | None = None,
     ) -> tuple[list[str], list[str]]:
         """Each index asked for more results than needed, its answers filtered, and asked again
         for more until ``depth`` pass or it has no more. Nearest neighbours cost more the more are
         asked for, so their request doubles; a keyword query scores every match whatever it
-        returns (FTS5), so its request grows eightfold."""
+        returns (FTS5), so its request grows eightfold, unless ``keyword`` gives the keyword list
+        another way (the filter columns)."""
         total = self.store.count(kind)
         n = _broad_request(depth, n_pass, total)
         vec_list = _widened(lambda m: self.store.ann(kind, vector, m), admits, depth, n, total, 2)
+        if keyword is not None:
+            return vec_list, keyword()
         kw_list = _widened(lambda m: self.store.keyword(kind, tokens, m), admits, depth, n, total, 8)
         return vec_list, kw_list
 

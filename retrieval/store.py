@@ -1448,6 +1448,29 @@ class Store:
             finally:
                 cursor.close()
 
+    def keyword_scores(self, kind: Kind, tokens: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Every keyword match's FTS5 rowid and bm25 score (higher better), unsorted (SQLite).
+
+        Reading rowids and scores only costs about what the best 129 cost with their ids (6-19 ms
+        for 3,000-15,000 matches at a million records, against 22-55 ms with ids): the filter
+        columns map the rowids to records."""
+        query = fts_query(t for t, _ in self.keyword_terms(kind, tokens))
+        if query is None:
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
+        table = KW_TABLES[kind]
+        with self.kw_engine.connect() as conn:
+            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            try:
+                rows = cursor.execute(
+                    f"SELECT rowid, bm25({table}) FROM {table} WHERE {table} MATCH ?", (query,)
+                ).fetchall()
+            finally:
+                cursor.close()
+        if not rows:
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
+        got = np.array(rows, dtype=np.float64)
+        return got[:, 0].astype(np.int64), -got[:, 1]
+
     def _pg_keyword(self, kind: Kind, terms: list[tuple[str, int]], n: int) -> list[tuple[str, float]]:
         """bm25 in PostgreSQL, as FTS5 computes it: the GIN index finds the records holding any
         term, and each is scored with the terms' document frequencies and the average length."""
@@ -1629,6 +1652,11 @@ class Store:
             )
         with self.engine.connect() as conn:
             columns = FilterColumns.from_rows(conn.execute(stmt), rowids=rowids)
+        if self.kw_dialect == "sqlite":
+            with self.kw_engine.connect() as conn:
+                columns = columns.with_keyword_rows(
+                    conn.exec_driver_sql(f"SELECT rowid, id FROM {KW_TABLES['feedback']}")
+                )
         if self._columns_key() == key:  # nothing changed while reading: the columns are that state's
             self._columns = (key, columns)
         took = time.monotonic() - started

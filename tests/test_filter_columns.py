@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import retrieval.search as search_mod
@@ -135,3 +136,20 @@ def test_a_write_or_a_label_change_puts_the_columns_out_of_date(tmp_path: Path) 
         assert {h.id for h in hits} == {"b", "c", "d"}
     finally:
         store.close()
+
+
+def test_the_best_passing_keyword_matches_keep_every_tie_at_the_cut() -> None:
+    from retrieval.columns import FilterColumns
+
+    rows = [
+        (f"r{i}", 100.0 + i, "logistics" if i % 2 else "packaging", None, None, None, None, None, None)
+        for i in range(8)
+    ]
+    columns = FilterColumns.from_rows(rows).with_keyword_rows([(10 + i, f"r{i}") for i in range(8)] + [(99, "gone")])
+    keep = columns.mask(None, None, {"category": "logistics"})  # r1, r3, r5, r7
+    rowids = np.array([11, 13, 15, 17, 10, 99, 500])  # 99: a record the columns lack; 500: past the map
+    scores = np.array([1.0, 2.0, 2.0, 2.0, 9.0, 9.0, 9.0])
+    # r0 scores best but does not pass; r3, r5 and r7 tie, and the tie goes to the smaller id
+    assert columns.best_passing(keep, rowids, scores, 2) == ["r3", "r5"]
+    assert columns.best_passing(keep, rowids, scores, 10) == ["r3", "r5", "r7", "r1"]
+    assert columns.best_passing(keep, rowids[:0], scores[:0], 5) == []
