@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import pickle
 import re
+import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -247,7 +249,9 @@ class Classifier:
                 cache.unlink(missing_ok=True)
         self._trained = self._train()
         cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp")
+        # one file per writer: two `serve` workers starting together both fit and write the model,
+        # and a shared name let the first rename take the second's file from under it
+        tmp = cache.with_name(f"{cache.stem}.{os.getpid()}-{threading.get_ident()}.tmp")
         with open(tmp, "wb") as fh:
             pickle.dump(self._trained, fh, protocol=pickle.HIGHEST_PROTOCOL)
         tmp.replace(cache)

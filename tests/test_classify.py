@@ -396,3 +396,39 @@ def test_machine_labels_say_whether_a_rule_or_the_model_set_them(
     res = CliRunner().invoke(app, ["queue", "--as-of", "2026-11-23", "--lang", "en", "--home", str(home), "--json"])
     reasons = {i["id"]: i["reasons"][0]["text"] for i in json.loads(res.stdout)["items"]}
     assert reasons["burn"] == "urgency critical (rule: mentions '烫伤')"
+
+
+def test_two_workers_fitting_at_once_both_keep_their_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two `serve` workers start together and both fit and save the same model: a worker died when
+    the first rename took the second's temporary file from under it (they shared its name)."""
+    import pickle
+    import threading
+
+    import agent.classify
+
+    store = Store(tmp_path / "h")
+    both_writing = threading.Barrier(2, timeout=30)
+    dump = pickle.dump
+
+    def dump_together(obj: object, fh: object, protocol: int | None = None) -> None:
+        dump(obj, fh, protocol=protocol)  # type: ignore[arg-type]
+        both_writing.wait()  # neither renames before both have written
+
+    monkeypatch.setattr(agent.classify.pickle, "dump", dump_together)
+    errors: list[BaseException] = []
+
+    def fit() -> None:
+        try:
+            Classifier(store, TAX).trained()
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=fit) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    saved = list((tmp_path / "h" / "models").glob("classifier-*"))
+    assert len(saved) == 1 and saved[0].suffix == ".pkl"  # one model, no temporary file left
+    store.close()
