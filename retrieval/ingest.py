@@ -259,6 +259,7 @@ def ingest_file(
             rejects.close()
             source.close()
     summary.added, summary.updated, summary.unchanged = len(result.added), len(result.updated), len(result.unchanged)
+    store.settle(kind, summary.added + summary.updated)
     mixed = source.encodings_seen
     if len(mixed) > 1:
         summary.encoding = "mixed (" + ", ".join(f"{n} lines {e}" for e, n in sorted(mixed.items())) + ")"

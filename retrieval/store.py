@@ -230,6 +230,7 @@ BM25_K1, BM25_B = 1.2, 0.75  # FTS5's
 # hold 20,000 postings between them (7 ms). At a million records a query's sixteen terms each in
 # 2-5% of the records held up to 365,000 (114 ms), most in terms of little weight.
 KEYWORD_POSTINGS = 20_000
+SETTLE_AFTER = 10_000  # records written by one ingest after which PostgreSQL is vacuumed (Store.settle)
 _FTS5_PIECE = re.compile(r"[\w\-/#]+")
 
 
@@ -1661,6 +1662,18 @@ class Store:
             self._columns = (key, columns)
         took = time.monotonic() - started
         self._columns_next = time.monotonic() + 10 * took
+
+    def settle(self, kind: Kind, written: int) -> None:
+        """After a large write on PostgreSQL, ``VACUUM (ANALYZE)`` the tables it wrote.
+
+        A table loaded a moment ago has no planner statistics and few all-visible pages until
+        autovacuum comes round: at 100,000 generated records keyword search took 101 ms at p50
+        before and 52 ms after (the vacuum took 0.3 s). SQLite needs nothing of the kind."""
+        if self.engine.dialect.name != "postgresql" or written < SETTLE_AFTER:
+            return
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            for table in (TABLES[kind].name, INDEX_TABLES[kind].name):
+                conn.execute(text(f"VACUUM (ANALYZE) {table}"))
 
     def chroma_count(self, kind: Kind) -> int:
         """Vectors held by Chroma for ``kind`` (for consistency checks)."""

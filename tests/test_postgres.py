@@ -92,6 +92,38 @@ def test_postgresql_mirror_gives_the_embedded_store_figures(pg_server: str, tmp_
         local.close()
 
 
+def test_a_large_ingest_leaves_postgresql_vacuumed_and_analyzed(
+    pg_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A just-loaded table has no planner statistics until autovacuum comes round: an ingest that
+    wrote SETTLE_AFTER records or more vacuums and analyzes what it wrote; a small one does not."""
+    import retrieval.store as store_mod
+
+    def stats(ws: Workspace) -> dict[str, tuple[object, object]]:
+        with ws.store.engine.connect() as conn:
+            got = conn.execute(
+                text(
+                    "SELECT relname, last_vacuum, last_analyze FROM pg_stat_user_tables WHERE relname IN ('feedback', 'feedback_index')"
+                )
+            ).all()
+        return {r[0]: (r[1], r[2]) for r in got}
+
+    ws = Workspace(load_settings(home=tmp_path / "small", embedding="hash", db_url=_database(pg_server, "fa_small")))
+    try:
+        ws.ingest_file(SAMPLE_DIR / "feedback.csv")
+        assert all(v == (None, None) for v in stats(ws).values())  # under the threshold: left to autovacuum
+    finally:
+        ws.close()
+    monkeypatch.setattr(store_mod, "SETTLE_AFTER", 100)
+    ws = Workspace(load_settings(home=tmp_path / "large", embedding="hash", db_url=_database(pg_server, "fa_large")))
+    try:
+        ws.ingest_file(SAMPLE_DIR / "feedback.csv")
+        got = stats(ws)
+        assert set(got) == {"feedback", "feedback_index"} and all(v[0] and v[1] for v in got.values()), got
+    finally:
+        ws.close()
+
+
 def test_a_previous_schema_on_postgresql_opens_in_place(pg_server: str, tmp_path: Path) -> None:
     url = _database(pg_server, "fa_upgrade")
     path = tmp_path / "fb.csv"
