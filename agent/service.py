@@ -191,7 +191,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(_app: FastAPI) -> Any:
         ws = Workspace(settings, refit_in_background=True)
         ws.classifier()  # fitted before the first request
-        # filtered searches test columns kept in memory: read before the first request (3.5 s at a
+        # filtered searches test columns kept in memory: read before the first request (5-7 s at a
         # million records), then again in the background after writes (retrieval/columns.py)
         ws.store.keep_columns = True
         ws.store.filter_columns(wait=True)

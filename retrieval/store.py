@@ -226,9 +226,9 @@ PG_INDEX_TABLES = {
     kind: _index_table(kind, _pg_index_metadata, Column("ntok", Integer)) for kind in ("feedback", "resolution")
 }
 BM25_K1, BM25_B = 1.2, 0.75  # FTS5's
-# FTS5 scores every record that holds any query term, ~0.35 us per posting: a query's terms may
-# hold 20,000 postings between them (7 ms). At a million records a query's sixteen terms each in
-# 2-5% of the records held up to 365,000 (114 ms), most in terms of little weight.
+# FTS5 scores every record that holds any query term. At a million generated records one query's
+# sixteen terms, each in 2-5% of the records, held 365,000 postings (114 ms), most in terms of
+# little weight; with the terms kept within 20,000 postings, queries took 3-16 ms.
 KEYWORD_POSTINGS = 20_000
 SETTLE_AFTER = 10_000  # records written by one ingest after which PostgreSQL is vacuumed (Store.settle)
 _FTS5_PIECE = re.compile(r"[\w\-/#]+")
@@ -1607,7 +1607,7 @@ class Store:
     def filter_columns(self, *, wait: bool = False) -> FilterColumns | None:
         """The feedback filter fields in memory (:mod:`retrieval.columns`), when they are current.
 
-        They cost a read of every record (3.5 s at a million), so only a long-running process
+        They cost a read of every record (5-7 s at a million), so only a long-running process
         (``keep_columns``: the service, the benchmarks) keeps them: when they are missing or out of
         date a thread reads them again, and until it is done filters are resolved in SQL, which
         gives the same answers more slowly. A process that writes often would read them over and
