@@ -1235,9 +1235,9 @@ class Store:
         mirror, so exact scoring and clusters never leave it out."""
         table = INDEX_TABLES[kind]
         with self.kw_engine.connect() as conn:
-            if self.kw_dialect == "postgresql":
+            if self.kw_dialect == "postgresql":  # one array parameter, not thousands to render and parse
                 rows = conn.execute(
-                    select(table.c.id, table.c.tokens, table.c.vec).where(table.c.id.in_(list(ids)))
+                    text(f"SELECT id, tokens, vec FROM {table.name} WHERE id = ANY(:ids)"), {"ids": list(ids)}
                 ).all()
             else:  # the driver's own cursor: SQLAlchemy's result rows cost 10 ms per 6,000 here
                 cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
