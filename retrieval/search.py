@@ -28,7 +28,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.sql import Select
 
 from retrieval.columns import FILTER_FIELDS
-from retrieval.store import TABLES, FeedbackRow, Kind, ResolutionRow, Store, feedback_table, resolution_table
+from retrieval.store import TABLES, FeedbackRow, Kind, ResolutionRow, Store, _epoch, feedback_table, resolution_table
 from retrieval.text import embed, identifiers, tokenize
 
 EXACT_MAX = 2000
@@ -59,6 +59,10 @@ class SearchFilters(BaseModel):
     def is_empty(self) -> bool:
         """True when nothing is filtered."""
         return all(v is None for v in self.model_dump().values())
+
+    def bounds(self) -> tuple[float | None, float | None]:
+        """``since`` and ``until`` in epoch seconds, as the stores keep times (None: open)."""
+        return _epoch(self.since), _epoch(self.until)
 
     def facets(self) -> dict[str, str]:
         """The fields filtered on equality: {field: value}."""
@@ -91,10 +95,11 @@ def filter_select(kind: Kind, filters: SearchFilters, *columns: Any) -> Select[A
         ts = resolution_table.c.resolved_ts
     else:
         ts = f.created_ts
-    if filters.since is not None:
-        stmt = stmt.where(ts >= filters.since.timestamp())
-    if filters.until is not None:
-        stmt = stmt.where(ts <= filters.until.timestamp())
+    since, until = filters.bounds()
+    if since is not None:
+        stmt = stmt.where(ts >= since)
+    if until is not None:
+        stmt = stmt.where(ts <= until)
     for name, value in filters.facets().items():
         stmt = stmt.where(f[name] == value)
     return stmt
@@ -202,10 +207,12 @@ class Searcher:
             limit = _exact_limit(depth, self.store.count(kind))
             columns = self.store.filter_columns() if kind == "feedback" else None
             if columns is not None:  # the filter tested in memory (a long-running process)
-                keep = columns.mask(_epoch(filters.since), _epoch(filters.until), filters.facets())
+                keep = columns.mask(*filters.bounds(), filters.facets())
                 n_pass = int(keep.sum())
-                candidates = list(columns.ids[keep]) if n_pass <= limit else []
-                rowids = list(columns.rowids[keep]) if columns.rowids is not None and n_pass <= limit else None
+                candidates, rowids = [], None
+                if n_pass <= limit:
+                    candidates = list(columns.ids[keep])
+                    rowids = list(columns.rowids[keep]) if columns.rowids is not None else None
                 admits: Callable[[list[str]], set[str]] = lambda ids: columns.admitted(keep, ids)  # noqa: E731
             else:  # the candidates, when few enough to score exactly, in the same query that counts them
                 candidates, rowids = self.store.ids(where.limit(limit + 1)), None
@@ -434,10 +441,6 @@ def _widened(
         if len(ranked) >= depth or len(hits) < n or n >= total:
             return ranked
         n = min(total, n * growth)
-
-
-def _epoch(dt: datetime | None) -> float | None:
-    return dt.timestamp() if dt is not None else None
 
 
 def _typed_codes(query: str) -> list[str]:

@@ -331,6 +331,16 @@ class UpsertResult:
     unchanged: list[str]
 
 
+def _driver_rows(conn: Any, sql: str, params: tuple[Any, ...]) -> list[Any]:
+    """Rows of a SQLite query from the driver's own cursor: on search's hot paths SQLAlchemy's
+    result rows cost ~10 ms per 6,000."""
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        return list(cursor.execute(sql, params).fetchall())
+    finally:
+        cursor.close()
+
+
 def _epoch(dt: datetime | None) -> float | None:
     return dt.timestamp() if dt is not None else None
 
@@ -1239,22 +1249,20 @@ class Store:
                 rows = conn.execute(
                     text(f"SELECT id, tokens, vec FROM {table.name} WHERE id = ANY(:ids)"), {"ids": list(ids)}
                 ).all()
-            else:  # the driver's own cursor: SQLAlchemy's result rows cost 10 ms per 6,000 here
-                cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-                if rowids is not None:
-                    wanted = set(ids)
-                    cursor.execute(
-                        f"SELECT id, tokens, vec FROM {table.name} WHERE rowid IN (SELECT value FROM json_each(?))",
-                        (json.dumps(sorted(int(r) for r in rowids if r >= 0)),),
-                    )
-                    rows = [r for r in cursor.fetchall() if r[0] in wanted]
-                else:
-                    cursor.execute(
-                        f"SELECT id, tokens, vec FROM {table.name} WHERE id IN (SELECT value FROM json_each(?))",
-                        (json.dumps(list(ids), ensure_ascii=False),),
-                    )
-                    rows = cursor.fetchall()
-                cursor.close()
+            elif rowids is not None:
+                wanted = set(ids)
+                rows = _driver_rows(
+                    conn,
+                    f"SELECT id, tokens, vec FROM {table.name} WHERE rowid IN (SELECT value FROM json_each(?))",
+                    (json.dumps(sorted(int(r) for r in rowids if r >= 0)),),
+                )
+                rows = [r for r in rows if r[0] in wanted]
+            else:
+                rows = _driver_rows(
+                    conn,
+                    f"SELECT id, tokens, vec FROM {table.name} WHERE id IN (SELECT value FROM json_each(?))",
+                    (json.dumps(list(ids), ensure_ascii=False),),
+                )
         waiting = [r[0] for r in rows if not r[2]]
         fresh = {i: v for i, (v, _meta) in self._embedded(kind, waiting).items()} if waiting else {}
         rows = [r for r in rows if r[2] or r[0] in fresh]
@@ -1442,12 +1450,8 @@ class Store:
             return []
         table = KW_TABLES[kind]
         sql = f"SELECT id, bm25({table}) AS s FROM {table} WHERE {table} MATCH ? ORDER BY s LIMIT ?"
-        with self.kw_engine.connect() as conn:  # the driver's cursor: a broad filter may ask for thousands
-            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-            try:
-                return [(r[0], -float(r[1])) for r in cursor.execute(sql, (query, n))]
-            finally:
-                cursor.close()
+        with self.kw_engine.connect() as conn:  # a broad filter may ask for thousands
+            return [(r[0], -float(r[1])) for r in _driver_rows(conn, sql, (query, n))]
 
     def keyword_scores(self, kind: Kind, tokens: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Every keyword match's FTS5 rowid and bm25 score (higher better), unsorted (SQLite).
@@ -1460,13 +1464,7 @@ class Store:
             return np.zeros(0, dtype=np.int64), np.zeros(0)
         table = KW_TABLES[kind]
         with self.kw_engine.connect() as conn:
-            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-            try:
-                rows = cursor.execute(
-                    f"SELECT rowid, bm25({table}) FROM {table} WHERE {table} MATCH ?", (query,)
-                ).fetchall()
-            finally:
-                cursor.close()
+            rows = _driver_rows(conn, f"SELECT rowid, bm25({table}) FROM {table} WHERE {table} MATCH ?", (query,))
         if not rows:
             return np.zeros(0, dtype=np.int64), np.zeros(0)
         got = np.array(rows, dtype=np.float64)
@@ -1595,14 +1593,7 @@ class Store:
         """What the filter columns must be read again after: any write, or any label change
         (labelling does not bump the write generation, which would reopen Chroma)."""
         with self.engine.connect() as conn:
-            got = dict(
-                conn.execute(
-                    select(meta_table.c.key, meta_table.c.value).where(
-                        meta_table.c.key.in_(("write_generation", "label_writes"))
-                    )
-                ).all()
-            )
-        return int(got.get("write_generation", 0)), int(got.get("label_writes", 0))
+            return self.write_generation(conn), self._counter("label_writes", conn)
 
     def filter_columns(self, *, wait: bool = False) -> FilterColumns | None:
         """The feedback filter fields in memory (:mod:`retrieval.columns`), when they are current.
@@ -1640,17 +1631,16 @@ class Store:
         started = time.monotonic()
         key = self._columns_key()
         f = feedback_table.c
-        stmt = select(f.id, f.created_ts, *(f[name] for name in FILTER_FIELDS)).order_by(f.seq)
+        cols: list[Any] = [f.id, f.created_ts, *(f[name] for name in FILTER_FIELDS)]
+        source: Any = feedback_table
         # with the keyword index in the same SQLite file, each record's index row is found by its
         # rowid, not its id: a narrow search reads thousands of them (14 ms for 6,000, not 25)
         rowids = self.kw_engine is self.engine and self.kw_dialect == "sqlite"
         if rowids:
             index = INDEX_TABLES["feedback"]
-            stmt = (
-                select(f.id, f.created_ts, *(f[name] for name in FILTER_FIELDS), text(f"{index.name}.rowid"))
-                .select_from(feedback_table.outerjoin(index, index.c.id == f.id))
-                .order_by(f.seq)
-            )
+            cols.append(text(f"{index.name}.rowid"))
+            source = feedback_table.outerjoin(index, index.c.id == f.id)
+        stmt = select(*cols).select_from(source).order_by(f.seq)
         with self.engine.connect() as conn:
             columns = FilterColumns.from_rows(conn.execute(stmt), rowids=rowids)
         if self.kw_dialect == "sqlite":
